@@ -1,0 +1,92 @@
+//! Node-level settings that shape the plan (kube-proxy's flags of the same names).
+
+use crate::plan::IpFamily;
+use ipnet::IpNet;
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+
+/// The Kubernetes default `--service-node-port-range`.
+pub const DEFAULT_NODE_PORT_RANGE: RangeInclusive<u16> = 30000..=32767;
+
+/// Settings for one family's plan. Build with [`ProxyConfig::new`] and the `with_*` methods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct ProxyConfig {
+    /// Address family this plan covers; a dual-stack node plans twice.
+    pub family: IpFamily,
+    /// This node's name (`--hostname-override`): decides which endpoints are local.
+    pub node_name: String,
+    /// `--cluster-cidr`: pod addresses. Traffic from outside them to a cluster IP is masqueraded,
+    /// and traffic from inside them to an external address of an `externalTrafficPolicy: Local`
+    /// Service is short-circuited to the cluster endpoints. Empty: neither happens.
+    pub cluster_cidrs: Vec<IpNet>,
+    /// `--masquerade-all`: masquerade every connection to a cluster IP.
+    pub masquerade_all: bool,
+    /// `--service-node-port-range`: NodePorts outside it are rejected as malformed.
+    pub node_port_range: RangeInclusive<u16>,
+    /// `--nodeport-addresses`: where NodePorts listen.
+    pub node_port_addresses: NodePortAddresses,
+    /// This host's interface addresses, used to resolve [`NodePortAddresses::Cidrs`]. Supplied by
+    /// the caller because `core` does no I/O.
+    pub local_addresses: Vec<IpAddr>,
+}
+
+/// `--nodeport-addresses`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum NodePortAddresses {
+    /// The node's primary address of the family (its `InternalIP`, else `ExternalIP`), as
+    /// kube-proxy's nftables mode does by default. Chosen as the default for every mode so that
+    /// modes behave the same, and because listening on every local address (docker0, cni0, ...)
+    /// surprises operators.
+    #[default]
+    Primary,
+    /// Every local address of the node (kube-proxy's iptables-mode default).
+    All,
+    /// The node's local addresses inside these CIDRs.
+    Cidrs(Vec<IpNet>),
+}
+
+impl ProxyConfig {
+    pub fn new(family: IpFamily, node_name: impl Into<String>) -> Self {
+        Self {
+            family,
+            node_name: node_name.into(),
+            cluster_cidrs: Vec::new(),
+            masquerade_all: false,
+            node_port_range: DEFAULT_NODE_PORT_RANGE,
+            node_port_addresses: NodePortAddresses::Primary,
+            local_addresses: Vec::new(),
+        }
+    }
+
+    /// Keeps only the CIDRs of this config's family: a dual-stack `--cluster-cidr` list can be
+    /// passed to both families' configs unchanged.
+    pub fn with_cluster_cidrs(mut self, cidrs: impl IntoIterator<Item = IpNet>) -> Self {
+        let family = self.family;
+        self.cluster_cidrs = cidrs
+            .into_iter()
+            .filter(|c| IpFamily::of(&c.addr()) == family)
+            .collect();
+        self
+    }
+
+    pub fn with_masquerade_all(mut self, on: bool) -> Self {
+        self.masquerade_all = on;
+        self
+    }
+
+    pub fn with_node_port_range(mut self, range: RangeInclusive<u16>) -> Self {
+        self.node_port_range = range;
+        self
+    }
+
+    pub fn with_node_port_addresses(mut self, addresses: NodePortAddresses) -> Self {
+        self.node_port_addresses = addresses;
+        self
+    }
+
+    pub fn with_local_addresses(mut self, addresses: impl IntoIterator<Item = IpAddr>) -> Self {
+        self.local_addresses = addresses.into_iter().collect();
+        self
+    }
+}

@@ -1,0 +1,127 @@
+//! The `Dataplane` trait: what a backend implements to program a [`ProxyPlan`] into a kernel.
+//!
+//! # Contract for implementers
+//! - One instance programs one address family ([`Dataplane::family`]); a dual-stack node runs two.
+//! - [`Dataplane::render`] and [`Dataplane::apply`] must build the same operations: build a
+//!   transaction object once from the plan, then either print it or send it. `render` is what
+//!   `--dry-run` shows, so it must be the truth.
+//! - `apply(plan, None)` is a full sync: afterwards the kernel holds exactly the plan, and
+//!   nothing of an earlier state, without a window in which traffic sees no rules.
+//!   `apply(plan, Some(changes))` may touch only what `changes` names; an implementation may
+//!   always choose to do a full sync instead (and must when [`Changes::requires_full_sync`]).
+//! - Backends remember what they committed; after any failed `apply` the next call must behave
+//!   as a full sync, whatever `changes` says, and a failed apply must leave the previously
+//!   committed rules in force (transactional backends) or be repaired by that next full sync.
+//! - Touch only kernel objects you own; [`Dataplane::cleanup`] removes all of them and nothing else.
+
+use crate::diff::Changes;
+use crate::plan::{IpFamily, ProxyPlan};
+use async_trait::async_trait;
+use std::fmt;
+use std::time::Duration;
+
+/// Which kind of dataplane an implementation is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Mode {
+    Iptables,
+    Nftables,
+    Ipvs,
+    /// A third-party backend, by name.
+    Other(String),
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Iptables => f.write_str("iptables"),
+            Self::Nftables => f.write_str("nftables"),
+            Self::Ipvs => f.write_str("ipvs"),
+            Self::Other(name) => f.write_str(name),
+        }
+    }
+}
+
+/// What one `apply` did, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ApplyStats {
+    /// The sync was full (asked for, forced by an earlier failure, or chosen by the backend).
+    pub full: bool,
+    /// Service ports whose objects were (re)written or removed.
+    pub service_ports_written: usize,
+    /// Kernel operations sent (netlink messages, restore lines, genl calls).
+    pub operations: usize,
+    /// Wall time spent talking to the kernel.
+    pub kernel_time: Duration,
+}
+
+/// Errors a dataplane reports. Each variant names the step that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataplaneError {
+    /// The kernel or host lacks something the backend needs (module, binary, permission).
+    #[error("{what} is not available: {hint}")]
+    Unsupported {
+        what: String,
+        /// What to install or enable.
+        hint: String,
+    },
+    /// The kernel refused an operation; names the kernel object and, when known, the service port
+    /// it was built for.
+    #[error("kernel rejected {object}{}: {message}", service.as_ref().map(|s| format!(" (for {s})")).unwrap_or_default())]
+    KernelRejected {
+        object: String,
+        service: Option<String>,
+        /// `errno`, when the kernel gave one.
+        errno: Option<i32>,
+        message: String,
+    },
+    /// An external tool (e.g. `iptables-restore`) failed.
+    #[error("{program} failed{}: {message}", line.map(|l| format!(" at input line {l}")).unwrap_or_default())]
+    ToolFailed {
+        program: String,
+        /// The input line it complained about, when it said.
+        line: Option<usize>,
+        message: String,
+    },
+    /// Talking to the kernel or a tool failed at the transport level.
+    #[error("{step}")]
+    Io {
+        step: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl DataplaneError {
+    /// Worth retrying with backoff (transient), as opposed to a missing feature that retrying
+    /// cannot fix.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, Self::Unsupported { .. })
+    }
+}
+
+/// A kernel dataplane. See the module docs for the contract.
+#[async_trait]
+pub trait Dataplane: Send {
+    fn mode(&self) -> Mode;
+
+    fn family(&self) -> IpFamily;
+
+    /// Checks that the kernel and host support this backend; the error says precisely what is
+    /// missing. Called once before the first `apply`.
+    async fn probe(&mut self) -> Result<(), DataplaneError>;
+
+    /// Programs `plan`. `changes = None` is a full sync.
+    async fn apply(
+        &mut self,
+        plan: &ProxyPlan,
+        changes: Option<&Changes>,
+    ) -> Result<ApplyStats, DataplaneError>;
+
+    /// The operations `apply` would perform, as text in the backend's native syntax (nft,
+    /// iptables-restore, ipvsadm-like). Pure: reads only the backend's memory of what it committed.
+    fn render(&self, plan: &ProxyPlan, changes: Option<&Changes>) -> String;
+
+    /// Removes every kernel object this backend owns, and nothing else.
+    async fn cleanup(&mut self) -> Result<(), DataplaneError>;
+}
