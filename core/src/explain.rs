@@ -88,7 +88,7 @@ pub fn explain(
         origin,
         matched: Some((name.clone(), via)),
         verdict,
-        reason: format!("{via} of {name}: {reason}"),
+        reason,
     }
 }
 

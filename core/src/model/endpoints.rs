@@ -30,8 +30,8 @@ pub struct Endpoint {
     pub hints: EndpointHints,
 }
 
-/// `conditions`. Absent values take the API's documented defaults: ready and serving default to
-/// true, terminating to false.
+/// `conditions`. Absent values take the API's documented defaults: ready defaults to true,
+/// serving to the value of ready, terminating to false.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct EndpointConditions {
     pub ready: Option<bool>,

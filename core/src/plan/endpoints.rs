@@ -118,13 +118,16 @@ fn validate_slice(
             ));
             continue;
         }
+        // API defaults: ready absent = true; serving absent = "defer to ready"; terminating
+        // absent = false. (The v1 Endpoints mirror sets only `ready`.)
         let c = endpoint.conditions;
+        let ready = c.ready.unwrap_or(true);
         valid.endpoints.push(SliceEndpoint {
             ip,
             node_name: endpoint.node_name.clone(),
             zone: endpoint.zone.clone(),
-            ready: c.ready.unwrap_or(true),
-            serving: c.serving.unwrap_or(true),
+            ready,
+            serving: c.serving.unwrap_or(ready),
             terminating: c.terminating.unwrap_or(false),
             zone_hints: endpoint.hints.for_zones.clone(),
             node_hints: endpoint.hints.for_nodes.clone(),

@@ -1,6 +1,7 @@
 //! `plan()`: ClusterState + ProxyConfig → ProxyPlan. Pure; every semantic decision lives here.
 
 mod claims;
+mod display;
 mod endpoints;
 mod service;
 mod types;

@@ -1,0 +1,196 @@
+//! Command-line flags, named after kube-proxy's where they exist.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use switchyard_core::{NodePortAddresses, Protocol};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Kubernetes service proxy: Services and EndpointSlices to kernel rules"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Say where a packet would go, from the plan: which service port matches, which endpoints
+    /// may answer, whether it is masqueraded, or why it is rejected or dropped.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    Iptables,
+    Nftables,
+    Ipvs,
+}
+
+/// The agent proper.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Kernel dataplane to program.
+    #[arg(long, value_enum, default_value = "nftables")]
+    pub mode: ModeArg,
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Print what would be programmed and exit; touches nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Apply one full sync and exit (for scripts, node bootstrap and benchmarks).
+    #[arg(long, conflicts_with = "dry_run")]
+    pub once: bool,
+    /// Remove every rule Switchyard owns, in all modes, and exit.
+    #[arg(long, conflicts_with_all = ["dry_run", "once"])]
+    pub cleanup: bool,
+    /// Wait at least this long between syncs, so bursts of changes coalesce into one.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub min_sync_period: Duration,
+    /// Resync everything at least this often, repairing rules someone else removed.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub sync_period: Duration,
+}
+
+/// Where objects come from and how this node is set up: shared by the agent and `explain`.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// Read Services, EndpointSlices, Endpoints and Nodes from this YAML file (or every
+    /// *.yaml/*.yml in this directory) instead of the Kubernetes API; re-read when it changes.
+    #[arg(long, value_name = "PATH")]
+    pub manifests: Option<PathBuf>,
+    /// Kubeconfig for the Kubernetes API source.
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// This node's name. Default: the only Node in --manifests, else the host name.
+    #[arg(long, value_name = "NAME")]
+    pub hostname_override: Option<String>,
+    /// Pod CIDRs (comma-separated, one per family): traffic from outside them to a cluster IP
+    /// is masqueraded.
+    #[arg(long, value_delimiter = ',', value_name = "CIDR[,CIDR]")]
+    pub cluster_cidr: Vec<IpNet>,
+    /// Masquerade all traffic to cluster IPs.
+    #[arg(long)]
+    pub masquerade_all: bool,
+    /// Where NodePorts listen: `primary` (the node's InternalIP per family, the default), or
+    /// comma-separated CIDRs of local addresses (`0.0.0.0/0,::/0` = every local address).
+    #[arg(long, default_value = "primary", value_parser = parse_node_port_addresses, value_name = "primary|CIDR[,CIDR]")]
+    pub nodeport_addresses: NodePortAddresses,
+    /// The cluster's NodePort range (the API server's --service-node-port-range); NodePorts
+    /// outside it are treated as malformed.
+    #[arg(long, default_value = "30000-32767", value_parser = parse_port_range, value_name = "FIRST-LAST")]
+    pub node_port_range: (u16, u16),
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Source address of the packet.
+    #[arg(long, value_name = "IP")]
+    pub from: IpAddr,
+    /// Destination, as IP:PORT/PROTO (e.g. 10.96.0.10:80/tcp, [fd00::10]:53/udp).
+    #[arg(long, value_name = "IP:PORT/PROTO", value_parser = parse_destination)]
+    pub to: (IpAddr, u16, Protocol),
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `1s`, `500ms`, `2m`, `1h`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 1s, 500ms, 2m)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
+
+fn parse_node_port_addresses(s: &str) -> Result<NodePortAddresses, String> {
+    if s.trim() == "primary" {
+        return Ok(NodePortAddresses::Primary);
+    }
+    s.split(',')
+        .map(|c| c.trim().parse::<IpNet>().map_err(|e| format!("{c:?}: {e}")))
+        .collect::<Result<Vec<_>, _>>()
+        .map(NodePortAddresses::Cidrs)
+}
+
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?}: want FIRST-LAST"))?;
+    let a: u16 = a.trim().parse().map_err(|e| format!("{a:?}: {e}"))?;
+    let b: u16 = b.trim().parse().map_err(|e| format!("{b:?}: {e}"))?;
+    if a == 0 || a > b {
+        return Err(format!("{s:?}: want 1 <= FIRST <= LAST"));
+    }
+    Ok((a, b))
+}
+
+/// `IP:PORT/PROTO`, with IPv6 in brackets.
+fn parse_destination(s: &str) -> Result<(IpAddr, u16, Protocol), String> {
+    let (addr, proto) = s
+        .rsplit_once('/')
+        .ok_or_else(|| format!("{s:?}: want IP:PORT/PROTO"))?;
+    let addr: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr:?}: {e}"))?;
+    let proto: Protocol = proto.parse()?;
+    Ok((addr.ip(), addr.port(), proto))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("1d").is_err());
+    }
+
+    #[test]
+    fn destinations() {
+        let (ip, port, proto) = parse_destination("[fd00::10]:53/udp").expect("valid");
+        assert_eq!(
+            (ip.to_string().as_str(), port, proto),
+            ("fd00::10", 53, Protocol::Udp)
+        );
+        assert!(parse_destination("10.0.0.1:80").is_err());
+        assert!(parse_destination("10.0.0.1:80/icmp").is_err());
+    }
+
+    #[test]
+    fn node_port_addresses() {
+        assert_eq!(
+            parse_node_port_addresses("primary"),
+            Ok(NodePortAddresses::Primary)
+        );
+        assert!(
+            matches!(parse_node_port_addresses("10.0.0.0/8,::/0"), Ok(NodePortAddresses::Cidrs(c)) if c.len() == 2)
+        );
+        assert!(parse_node_port_addresses("bogus").is_err());
+        assert!(parse_port_range("32767-30000").is_err());
+    }
+}

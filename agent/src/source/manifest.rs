@@ -1,0 +1,196 @@
+//! The offline source: Kubernetes objects from multi-document YAML files.
+//!
+//! Accepts `v1` Service, Endpoints, Node and List, and `discovery.k8s.io/v1` EndpointSlice.
+//! Anything else is an error that names the file and the document, and nothing is applied:
+//! a manifest that is half understood must not become half the rules.
+
+use super::convert;
+use k8s_openapi::api::core::v1 as core_v1;
+use k8s_openapi::api::discovery::v1 as discovery_v1;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use switchyard_core::model::{EndpointSlice, Node, ObjectRef, Service};
+use switchyard_core::ClusterState;
+
+/// Namespace of objects that name none, as `kubectl apply` would use.
+const DEFAULT_NAMESPACE: &str = "default";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not valid YAML: {message}")]
+    Yaml { path: PathBuf, message: String },
+    #[error("{path}: document {index}: {message}")]
+    Document {
+        path: PathBuf,
+        /// 1-based, counting non-empty documents.
+        index: usize,
+        message: String,
+    },
+    #[error("{path}: no manifest files (*.yaml, *.yml) in this directory")]
+    Empty { path: PathBuf },
+}
+
+/// Everything read from the manifests.
+#[derive(Debug, Default, Clone)]
+pub struct Manifests {
+    pub services: Vec<Service>,
+    pub endpoint_slices: Vec<EndpointSlice>,
+    /// Slices mirrored from v1 Endpoints; used only for Services that have no real slice.
+    pub mirrored_slices: Vec<EndpointSlice>,
+    pub nodes: Vec<Node>,
+}
+
+impl Manifests {
+    /// Reads a file, or every `*.yaml`/`*.yml` file of a directory in name order.
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let read_err = |source| ManifestError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut out = Manifests::default();
+        if path.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(read_err)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(ManifestError::Empty {
+                    path: path.to_path_buf(),
+                });
+            }
+            for file in files {
+                out.add_file(&file)?;
+            }
+        } else {
+            out.add_file(path)?;
+        }
+        Ok(out)
+    }
+
+    fn add_file(&mut self, path: &Path) -> Result<(), ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.add_text(path, &text)
+    }
+
+    /// Parses YAML text; `path` names it in errors.
+    pub fn add_text(&mut self, path: &Path, text: &str) -> Result<(), ManifestError> {
+        let docs: Vec<Value> =
+            serde_saphyr::from_multiple(text).map_err(|e| ManifestError::Yaml {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        for (i, doc) in docs.into_iter().enumerate() {
+            self.add_object(doc)
+                .map_err(|message| ManifestError::Document {
+                    path: path.to_path_buf(),
+                    index: i + 1,
+                    message,
+                })?;
+        }
+        Ok(())
+    }
+
+    fn add_object(&mut self, doc: Value) -> Result<(), String> {
+        let api_version = doc
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let kind = doc
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let name = doc
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("<unnamed>")
+            .to_string();
+        let what = format!("{kind} {name:?}");
+        let parse_err = |e: serde_json::Error| format!("{what}: {e}");
+        match (api_version.as_str(), kind.as_str()) {
+            ("v1", "Service") => {
+                let s: core_v1::Service = serde_json::from_value(doc).map_err(parse_err)?;
+                self.services.push(convert::service(&s, DEFAULT_NAMESPACE));
+            }
+            ("discovery.k8s.io/v1", "EndpointSlice") => {
+                let s: discovery_v1::EndpointSlice = serde_json::from_value(doc).map_err(parse_err)?;
+                self.endpoint_slices.push(convert::endpoint_slice(&s, DEFAULT_NAMESPACE));
+            }
+            ("v1", "Endpoints") => {
+                let e: core_v1::Endpoints = serde_json::from_value(doc).map_err(parse_err)?;
+                self.mirrored_slices.extend(convert::mirror_endpoints(&e, DEFAULT_NAMESPACE));
+            }
+            ("v1", "Node") => {
+                let n: core_v1::Node = serde_json::from_value(doc).map_err(parse_err)?;
+                self.nodes.push(convert::node(&n));
+            }
+            ("v1", "List") => {
+                let items = doc.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+                for (j, item) in items.into_iter().enumerate() {
+                    self.add_object(item).map_err(|m| format!("List item {j}: {m}"))?;
+                }
+            }
+            ("", _) | (_, "") => return Err("missing apiVersion or kind".into()),
+            _ => {
+                return Err(format!(
+                    "unsupported kind {kind} ({api_version}); expected v1 Service, Endpoints, Node or List, \
+                     or discovery.k8s.io/v1 EndpointSlice"
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// The node name to plan for when none was given: the only Node in the manifests, if there
+    /// is exactly one.
+    pub fn single_node_name(&self) -> Option<&str> {
+        match self.nodes.as_slice() {
+            [only] => Some(only.name.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The cluster state as seen by node `node_name`. Mirrored Endpoints are used only for
+    /// Services without any EndpointSlice, as the mirroring controller would have produced
+    /// nothing for them otherwise.
+    pub fn to_state(&self, node_name: &str) -> ClusterState {
+        let mut state = ClusterState {
+            node: self.nodes.iter().find(|n| n.name == node_name).cloned(),
+            ..ClusterState::default()
+        };
+        for s in &self.services {
+            state.upsert_service(s.clone());
+        }
+        let sliced: BTreeSet<ObjectRef> = self
+            .endpoint_slices
+            .iter()
+            .filter_map(|s| Some(ObjectRef::new(s.meta.namespace.clone(), s.service_name()?)))
+            .collect();
+        for s in &self.endpoint_slices {
+            state.upsert_endpoint_slice(s.clone());
+        }
+        for s in &self.mirrored_slices {
+            let owner = ObjectRef::new(
+                s.meta.namespace.clone(),
+                s.service_name().unwrap_or_default(),
+            );
+            if !sliced.contains(&owner) {
+                state.upsert_endpoint_slice(s.clone());
+            }
+        }
+        state
+    }
+}

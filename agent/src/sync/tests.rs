@@ -1,0 +1,135 @@
+//! The sync rules, checked against a dataplane that records what it is asked to do.
+
+use super::*;
+use async_trait::async_trait;
+use std::sync::{Arc, Mutex};
+use switchyard_core::model::{ClusterState, ObjectMeta, Service, ServicePort};
+use switchyard_core::{plan, Changes, IpFamily, Mode, ProxyConfig};
+
+/// What the recorder saw: `None` = full sync, `Some(names)` = incremental with those ports.
+type Calls = Arc<Mutex<Vec<Option<Vec<String>>>>>;
+
+struct Recorder {
+    calls: Calls,
+    fail_next: Arc<Mutex<bool>>,
+}
+
+#[async_trait]
+impl Dataplane for Recorder {
+    fn mode(&self) -> Mode {
+        Mode::Other("recorder".into())
+    }
+    fn family(&self) -> IpFamily {
+        IpFamily::V4
+    }
+    async fn probe(&mut self) -> Result<(), DataplaneError> {
+        Ok(())
+    }
+    async fn apply(
+        &mut self,
+        _plan: &ProxyPlan,
+        changes: Option<&Changes>,
+    ) -> Result<ApplyStats, DataplaneError> {
+        let call = changes.map(|c| c.touched().map(ToString::to_string).collect());
+        self.calls.lock().expect("lock").push(call);
+        let mut fail = self.fail_next.lock().expect("lock");
+        if std::mem::take(&mut *fail) {
+            return Err(DataplaneError::KernelRejected {
+                object: "table ip test".into(),
+                service: None,
+                errno: Some(22),
+                message: "injected".into(),
+            });
+        }
+        Ok(ApplyStats {
+            full: changes.is_none(),
+            ..ApplyStats::default()
+        })
+    }
+    fn render(&self, _plan: &ProxyPlan, _changes: Option<&Changes>) -> String {
+        String::new()
+    }
+    async fn cleanup(&mut self) -> Result<(), DataplaneError> {
+        Ok(())
+    }
+}
+
+fn plan_with(ports: &[i32]) -> ProxyPlan {
+    let mut state = ClusterState::default();
+    for (i, port) in ports.iter().enumerate() {
+        state.upsert_service(Service {
+            meta: ObjectMeta::new("default", format!("svc{i}")),
+            cluster_ips: vec![format!("10.96.0.{}", i + 1)],
+            ports: vec![ServicePort {
+                port: *port,
+                ..ServicePort::default()
+            }],
+            ..Service::default()
+        });
+    }
+    plan(&state, &ProxyConfig::new(IpFamily::V4, "n"))
+}
+
+fn syncer() -> (Syncer, Calls, Arc<Mutex<bool>>) {
+    let calls = Calls::default();
+    let fail = Arc::new(Mutex::new(false));
+    let rec = Recorder {
+        calls: calls.clone(),
+        fail_next: fail.clone(),
+    };
+    (Syncer::new(vec![Box::new(rec)]), calls, fail)
+}
+
+#[tokio::test]
+async fn first_sync_full_then_incremental_then_nothing() {
+    let (mut s, calls, _) = syncer();
+    s.sync(vec![plan_with(&[80])]).await;
+    s.sync(vec![plan_with(&[80, 81])]).await;
+    s.sync(vec![plan_with(&[80, 81])]).await;
+    let calls = calls.lock().expect("lock").clone();
+    assert_eq!(
+        calls,
+        vec![None, Some(vec!["default/svc1/tcp".to_string()])]
+    );
+}
+
+#[tokio::test]
+async fn failure_forces_full_and_backs_off() {
+    let (mut s, calls, fail) = syncer();
+    s.sync(vec![plan_with(&[80])]).await;
+    *fail.lock().expect("lock") = true;
+    let out = s.sync(vec![plan_with(&[81])]).await;
+    assert_eq!(out.errors.len(), 1);
+    assert_eq!(s.retry_backoff(), Some(Duration::from_secs(1)));
+    // Same plan again: after a failure it must be re-sent, and in full.
+    let out = s.sync(vec![plan_with(&[81])]).await;
+    assert!(out.errors.is_empty());
+    assert_eq!(s.retry_backoff(), None);
+    let calls = calls.lock().expect("lock").clone();
+    assert_eq!(
+        calls,
+        vec![None, Some(vec!["default/svc0/tcp".to_string()]), None]
+    );
+}
+
+#[tokio::test]
+async fn force_full_resends_everything() {
+    let (mut s, calls, _) = syncer();
+    s.sync(vec![plan_with(&[80])]).await;
+    s.force_full();
+    s.sync(vec![plan_with(&[80])]).await;
+    assert_eq!(calls.lock().expect("lock").clone(), vec![None, None]);
+}
+
+#[tokio::test]
+async fn backoff_grows_and_caps() {
+    let (mut s, _, fail) = syncer();
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        *fail.lock().expect("lock") = true;
+        s.sync(vec![plan_with(&[80])]).await;
+        seen.push(s.retry_backoff().map(|d| d.as_secs()));
+    }
+    assert_eq!(seen[..4], [Some(1), Some(2), Some(4), Some(8)]);
+    assert_eq!(seen[9], Some(128));
+}
