@@ -194,3 +194,58 @@ impl Manifests {
         state
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Manifests {
+        let mut m = Manifests::default();
+        m.add_text(Path::new("test.yaml"), text).expect("valid manifest");
+        m
+    }
+
+    const ENDPOINTS: &str = "apiVersion: v1\nkind: Endpoints\nmetadata: {name: db, namespace: ns}\n\
+subsets:\n- addresses: [{ip: 10.0.0.1, nodeName: n1}, {ip: 'fd00::1'}]\n  notReadyAddresses: [{ip: 10.0.0.2}]\n  ports: [{name: pg, port: 5432}]\n";
+
+    #[test]
+    fn endpoints_are_mirrored_per_family_with_ready_flags() {
+        let m = load(ENDPOINTS);
+        let state = m.to_state("n1");
+        let slices: Vec<_> = state.endpoint_slices.values().collect();
+        assert_eq!(slices.len(), 2, "{slices:#?}");
+        let v4 = slices.iter().find(|s| s.address_type == "IPv4").expect("v4 slice");
+        assert_eq!(v4.service_name(), Some("db"));
+        let ready: Vec<_> = v4.endpoints.iter().map(|e| (e.addresses[0].as_str(), e.conditions.ready)).collect();
+        assert_eq!(ready, [("10.0.0.1", Some(true)), ("10.0.0.2", Some(false))]);
+        assert_eq!(v4.ports[0].port, Some(5432));
+        assert_eq!(v4.endpoints[0].node_name.as_deref(), Some("n1"));
+    }
+
+    #[test]
+    fn real_slices_win_over_mirrored_endpoints() {
+        let slice = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: db-1, namespace: ns, labels: {kubernetes.io/service-name: db}}\naddressType: IPv4\nendpoints: []\n";
+        let m = load(&format!("{ENDPOINTS}---\n{slice}"));
+        let state = m.to_state("n1");
+        assert_eq!(state.endpoint_slices.len(), 1);
+        assert!(state.endpoint_slices.keys().all(|k| k.name == "db-1"));
+    }
+
+    #[test]
+    fn lists_and_default_namespace() {
+        let m = load("apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata: {name: a}\n  spec: {clusterIP: 10.96.0.1}\n");
+        assert_eq!(m.services.len(), 1);
+        assert_eq!(m.services[0].meta.namespace, "default");
+        assert_eq!(m.services[0].cluster_ips, ["10.96.0.1"]);
+    }
+
+    #[test]
+    fn object_that_does_not_match_its_schema_is_an_error() {
+        let mut m = Manifests::default();
+        let err = m
+            .add_text(Path::new("x.yaml"), "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: eighty}]}\n")
+            .expect_err("port must be a number");
+        let text = err.to_string();
+        assert!(text.starts_with("x.yaml: document 1: Service \"a\":"), "{text}");
+    }
+}
