@@ -35,12 +35,22 @@ pub enum ModeArg {
     Ipvs,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VariantArg {
+    Auto,
+    Nft,
+    Legacy,
+}
+
 /// The agent proper.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Kernel dataplane to program.
     #[arg(long, value_enum, default_value = "nftables")]
     pub mode: ModeArg,
+    /// With --mode iptables: which iptables to drive. `auto` detects it as kube-proxy does.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub iptables_variant: VariantArg,
     #[command(flatten)]
     pub node: NodeArgs,
     /// Print what would be programmed and exit; touches nothing.

@@ -1,7 +1,7 @@
 //! The agent's main job: read objects, plan, and keep the dataplane in sync.
 
 use crate::backends;
-use crate::cli::{ModeArg, RunArgs};
+use crate::cli::RunArgs;
 use crate::node::NodeSetup;
 use crate::source::{Fingerprint, Manifests};
 use crate::sync::Syncer;
@@ -28,12 +28,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let plans = setup.plans(&manifests);
 
     if args.dry_run {
-        print!("{}", dry_run_text(args.mode, &plans));
+        print!("{}", dry_run_text(&args, &plans));
         return Ok(());
     }
     let dataplanes = plans
         .iter()
-        .map(|p| backends::dataplane(args.mode, p.family))
+        .map(|p| backends::dataplane(&args, p.family))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut syncer = Syncer::new(dataplanes);
     if args.cleanup {
@@ -52,15 +52,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
 /// What `--dry-run` prints: the backend's own rendering, or, while the chosen mode has no
 /// backend in this build, the plan itself under a heading that says so.
-fn dry_run_text(mode: ModeArg, plans: &[ProxyPlan]) -> String {
+fn dry_run_text(args: &RunArgs, plans: &[ProxyPlan]) -> String {
     let dataplanes: anyhow::Result<Vec<_>> = plans
         .iter()
-        .map(|p| backends::dataplane(mode, p.family))
+        .map(|p| backends::dataplane(args, p.family))
         .collect();
     match dataplanes {
         Ok(dataplanes) => Syncer::new(dataplanes).render(plans),
         Err(_) => {
-            let name = backends::mode_name(mode);
+            let name = backends::mode_name(args.mode);
             let mut out = format!(
                 "# --dry-run --mode {name}: the {name} backend is not in this build yet,\n\
                  # so this is the ProxyPlan it will render (one per address family).\n\n"

@@ -1,4 +1,21 @@
-//! Switchyard's iptables dataplane: not implemented yet (issue "iptables backend:
-//! iptables-restore transactions"). This crate is empty on purpose, so the workspace has its
-//! final shape; it exports nothing, and the agent refuses `--mode iptables` outside `--dry-run`
-//! until it lands.
+//! # switchyard-iptables
+//!
+//! Switchyard's iptables dataplane. Renders a `ProxyPlan` into one `iptables-restore --noflush`
+//! transaction per sync (plus `ipset restore` for the guard sets), for iptables-nft or
+//! iptables-legacy, IPv4 or IPv6. See `render` for the datapath shape and why it stays flat
+//! as services grow.
+
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+mod build;
+mod dataplane;
+mod exec;
+mod names;
+mod render;
+mod rules;
+mod sets;
+mod tx;
+
+pub use dataplane::{detect_variant, IptablesConfig, IptablesDataplane};
+pub use exec::Variant;

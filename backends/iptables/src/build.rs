@@ -1,0 +1,148 @@
+//! Full and partial transactions from a plan, and what the backend remembers between syncs.
+
+use crate::names::{self, SetNames};
+use crate::render;
+use crate::rules::{Rule, Table};
+use crate::sets::{self, dispatch_entries, SetContents};
+use crate::tx::{TableChanges, Transaction};
+use std::collections::BTreeSet;
+use switchyard_core::plan::{NodePortListen, ProxyPlan};
+use switchyard_core::Changes;
+
+/// Our chains that exist in the kernel, per table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Existing {
+    pub nat: BTreeSet<String>,
+    pub filter: BTreeSet<String>,
+}
+
+/// What the last successful sync committed.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub plan: ProxyPlan,
+    pub sets: SetContents,
+    pub existing: Existing,
+}
+
+/// A full sync: every chain we own is declared (flushed) and rewritten, chains that exist but
+/// are no longer wanted are deleted, and the sets are replaced whole.
+pub fn full(plan: &ProxyPlan, sets: &SetNames, existing: &Existing, missing_jumps: &[(Table, Rule)]) -> (Transaction, Existing) {
+    let mut filter = TableChanges::new(Table::Filter);
+    let mut nat = TableChanges::new(Table::Nat);
+    render::filter_table(plan, sets, &mut filter);
+    render::nat_skeleton(plan, sets, &mut nat);
+    if plan.node_port_addresses == NodePortListen::AllLocal {
+        nat.rules.extend(render::all_local_node_port_rules(plan));
+    }
+    for (leaf, entries) in render::leaves(plan) {
+        nat.rules.extend(render::leaf_rules(plan.family, leaf, &entries));
+    }
+    for (name, svc) in &plan.services {
+        let (chains, rules) = render::service(plan, name, svc);
+        nat.declare.extend(chains);
+        nat.rules.extend(rules);
+    }
+    add_jumps(&mut filter, &mut nat, missing_jumps);
+
+    let now = Existing {
+        nat: nat.declare.iter().cloned().collect(),
+        filter: filter.declare.iter().cloned().collect(),
+    };
+    for (table, before, after) in [(&mut nat, &existing.nat, &now.nat), (&mut filter, &existing.filter, &now.filter)] {
+        let stale: Vec<String> = before.difference(after).cloned().collect();
+        table.declare.extend(stale.iter().cloned());
+        table.delete.extend(stale);
+    }
+
+    let contents = SetContents::for_plan(plan);
+    let tx = Transaction {
+        family: plan.family,
+        full: true,
+        // Create the sets, and add every new entry before the rules that need them exist...
+        sets_before: sets::create_all(sets, plan.family)
+            .into_iter()
+            .chain(sets::diff_ops(sets, &SetContents::default(), &contents).0)
+            .collect(),
+        filter,
+        nat,
+        // ...then make them exact by swapping in freshly filled copies.
+        sets_after: sets::replace_ops(sets, plan.family, &contents),
+        service_ports: plan.services.len(),
+    };
+    (tx, now)
+}
+
+/// A partial sync: only the chains of touched service ports and the dispatch leaves holding
+/// their addresses are rewritten; set entries are added and removed one by one.
+pub fn partial(
+    old: &Committed,
+    plan: &ProxyPlan,
+    changes: &Changes,
+    sets: &SetNames,
+    missing_jumps: &[(Table, Rule)],
+) -> (Transaction, Existing) {
+    let mut filter = TableChanges::new(Table::Filter);
+    let mut nat = TableChanges::new(Table::Nat);
+    let mut existing = old.existing.clone();
+    let mut leaves = BTreeSet::new();
+    let mut touches_node_ports = false;
+
+    for name in changes.touched() {
+        let before = old.plan.services.get(name);
+        let after = plan.services.get(name);
+        let old_chains = before.map(|s| render::service(&old.plan, name, s).0).unwrap_or_default();
+        let (new_chains, rules) = after.map(|s| render::service(plan, name, s)).unwrap_or_default();
+        for (p, s) in before.map(|s| (&old.plan, s)).into_iter().chain(after.map(|s| (plan, s))) {
+            leaves.extend(dispatch_entries(p, s).iter().map(|((ip, _, _), _)| render::leaf_of(ip)));
+            touches_node_ports |= s.node_port.is_some();
+        }
+        let stale: Vec<String> = old_chains.difference(&new_chains).cloned().collect();
+        nat.declare.extend(new_chains.iter().cloned());
+        nat.declare.extend(stale.iter().cloned());
+        nat.delete.extend(stale.iter().cloned());
+        nat.rules.extend(rules);
+        for c in stale {
+            existing.nat.remove(&c);
+        }
+        existing.nat.extend(new_chains);
+    }
+
+    let all_leaves = render::leaves(plan);
+    for leaf in leaves {
+        nat.declare.push(names::tree_chain(leaf.0, Some(leaf.1)));
+        if let Some(entries) = all_leaves.get(&leaf) {
+            nat.rules.extend(render::leaf_rules(plan.family, leaf, entries));
+        }
+    }
+    if touches_node_ports && plan.node_port_addresses == NodePortListen::AllLocal {
+        // Linear chains: rewrite them whole (they only exist with --nodeport-addresses all).
+        nat.declare.push(names::NODEPORTS.into());
+        nat.rules.extend(render::all_local_node_port_rules(plan));
+        let mut f = TableChanges::new(Table::Filter);
+        render::filter_table(plan, sets, &mut f);
+        filter = f;
+    }
+    add_jumps(&mut filter, &mut nat, missing_jumps);
+
+    let contents = SetContents::for_plan(plan);
+    let (adds, dels) = sets::diff_ops(sets, &old.sets, &contents);
+    let tx = Transaction {
+        family: plan.family,
+        full: false,
+        sets_before: adds,
+        filter,
+        nat,
+        sets_after: dels,
+        service_ports: changes.touched().count(),
+    };
+    (tx, existing)
+}
+
+fn add_jumps(filter: &mut TableChanges, nat: &mut TableChanges, jumps: &[(Table, Rule)]) {
+    for (table, rule) in jumps {
+        match table {
+            Table::Filter => filter.insert.push(rule.clone()),
+            Table::Nat => nat.insert.push(rule.clone()),
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! `IptablesDataplane`: the `Dataplane` implementation.
+
+use crate::build::{self, Committed, Existing};
+use crate::exec::{split_args, Runner, Variant};
+use crate::names::{self, SetNames};
+use crate::render::base_jumps;
+use crate::rules::{Rule, Table};
+use crate::sets::SetContents;
+use crate::tx::Transaction;
+use async_trait::async_trait;
+use std::path::PathBuf;
+use std::time::Instant;
+use switchyard_core::plan::{IpFamily, ProxyPlan};
+use switchyard_core::{ApplyStats, Changes, Dataplane, DataplaneError, Mode};
+
+/// Settings for an [`IptablesDataplane`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct IptablesConfig {
+    family: IpFamily,
+    variant: Option<Variant>,
+    netns: Option<PathBuf>,
+}
+
+impl IptablesConfig {
+    pub fn new(family: IpFamily) -> Self {
+        Self { family, variant: None, netns: None }
+    }
+
+    /// Force a variant instead of detecting it in `probe`.
+    pub fn variant(mut self, variant: Variant) -> Self {
+        self.variant = Some(variant);
+        self
+    }
+
+    /// Program the network namespace at this path (e.g. `/run/netns/NAME`) instead of the host's.
+    pub fn netns(mut self, path: impl Into<PathBuf>) -> Self {
+        self.netns = Some(path.into());
+        self
+    }
+
+    pub fn build(self) -> IptablesDataplane {
+        let runner = match self.netns {
+            Some(p) => Runner::in_netns(p),
+            None => Runner::default(),
+        };
+        IptablesDataplane {
+            family: self.family,
+            variant: self.variant,
+            runner,
+            sets: SetNames::new(self.family),
+            committed: None,
+        }
+    }
+}
+
+/// The iptables dataplane for one family.
+#[derive(Debug)]
+pub struct IptablesDataplane {
+    family: IpFamily,
+    variant: Option<Variant>,
+    runner: Runner,
+    sets: SetNames,
+    /// `None` after a failure or before the first sync: the next sync is full.
+    committed: Option<Committed>,
+}
+
+impl IptablesDataplane {
+    /// The variant in use (detected by `probe` unless configured).
+    pub fn variant(&self) -> Option<Variant> {
+        self.variant
+    }
+
+    fn require_variant(&self) -> Result<Variant, DataplaneError> {
+        self.variant.ok_or_else(|| DataplaneError::Unsupported {
+            what: "iptables variant".into(),
+            hint: "call probe() first or configure the variant".into(),
+        })
+    }
+
+    /// The transaction for `plan`, given what was committed and which jumps are missing.
+    fn transaction(&self, plan: &ProxyPlan, changes: Option<&Changes>, existing: &Existing, missing: &[(Table, Rule)]) -> (Transaction, Existing) {
+        match (changes, &self.committed) {
+            (Some(changes), Some(old)) if !changes.requires_full_sync() => build::partial(old, plan, changes, &self.sets, missing),
+            _ => build::full(plan, &self.sets, existing, missing),
+        }
+    }
+
+    /// Base-chain jumps that are missing, checked with `iptables -C` (read-only).
+    async fn missing_jumps(&self, variant: Variant) -> Result<Vec<(Table, Rule)>, DataplaneError> {
+        let iptables = variant.iptables(self.family);
+        let mut missing = Vec::new();
+        for (table, rule) in base_jumps() {
+            let text = rule.to_string();
+            let mut args = vec!["-w".to_string(), "-t".into(), table.name().into(), "-C".into()];
+            args.extend(split_args(&text).into_iter().skip(1));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            if !self.runner.run(&iptables, &args, None).await?.success {
+                missing.push((table, rule));
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Our chains present in the kernel, from `iptables-save` (only when memory is lost).
+    async fn list_chains(&self, variant: Variant) -> Result<Existing, DataplaneError> {
+        let save = variant.save(self.family);
+        let mut existing = Existing::default();
+        for (table, set) in [(Table::Nat, &mut existing.nat), (Table::Filter, &mut existing.filter)] {
+            let ran = self.runner.run(&save, &["-t", table.name()], None).await?;
+            if !ran.success {
+                return Err(DataplaneError::ToolFailed { program: save, line: None, message: ran.stderr });
+            }
+            set.extend(
+                ran.stdout
+                    .lines()
+                    .filter_map(|l| l.strip_prefix(':'))
+                    .filter_map(|l| l.split_whitespace().next())
+                    .filter(|c| names::is_owned(c))
+                    .map(str::to_string),
+            );
+        }
+        Ok(existing)
+    }
+
+    async fn run_transaction(&self, variant: Variant, tx: &Transaction) -> Result<(), DataplaneError> {
+        self.runner.restore("ipset", &["restore"], &tx.sets_before_text()).await?;
+        self.runner
+            .restore(&variant.restore(self.family), &["--noflush", "--wait"], &tx.restore_text())
+            .await?;
+        self.runner.restore("ipset", &["restore"], &tx.sets_after_text()).await
+    }
+}
+
+#[async_trait]
+impl Dataplane for IptablesDataplane {
+    fn mode(&self) -> Mode {
+        Mode::Iptables
+    }
+
+    fn family(&self) -> IpFamily {
+        self.family
+    }
+
+    /// Checks for the tools (naming the package to install), detects the variant the way
+    /// kube-proxy's iptables wrapper does (kubelet's canary chain, else whichever variant holds
+    /// more rules, else nft), and checks that ipset works in this kernel.
+    async fn probe(&mut self) -> Result<(), DataplaneError> {
+        let variant = match self.variant {
+            Some(v) => v,
+            None => detect_variant(&self.runner, self.family).await?,
+        };
+        for tool in [variant.restore(self.family), variant.save(self.family), variant.iptables(self.family)] {
+            let ran = self.runner.run(&tool, &["--version"], None).await?;
+            if !ran.success {
+                return Err(DataplaneError::Unsupported { what: tool, hint: ran.stderr.trim().to_string() });
+            }
+        }
+        let ran = self.runner.run("ipset", &["list", "-n"], None).await?;
+        if !ran.success {
+            return Err(DataplaneError::Unsupported {
+                what: "ipset kernel support".into(),
+                hint: format!("ipset list failed: {} (the kernel needs CONFIG_IP_SET)", ran.stderr.trim()),
+            });
+        }
+        self.variant = Some(variant);
+        Ok(())
+    }
+
+    async fn apply(&mut self, plan: &ProxyPlan, changes: Option<&Changes>) -> Result<ApplyStats, DataplaneError> {
+        let variant = self.require_variant()?;
+        let started = Instant::now();
+        let missing = self.missing_jumps(variant).await?;
+        let existing = match &self.committed {
+            Some(c) => c.existing.clone(),
+            None => self.list_chains(variant).await?,
+        };
+        let (tx, existing) = self.transaction(plan, changes, &existing, &missing);
+        // Forget what was committed until this transaction succeeds: a failure means full next.
+        let previous = self.committed.take();
+        self.run_transaction(variant, &tx).await?;
+        drop(previous);
+        let sets = SetContents::for_plan(plan);
+        self.committed = Some(Committed { plan: plan.clone(), sets, existing });
+        Ok(ApplyStats {
+            full: tx.full,
+            service_ports_written: tx.service_ports,
+            operations: tx.operations(),
+            kernel_time: started.elapsed(),
+        })
+    }
+
+    /// The transaction `apply` would run. Without memory of an earlier sync it includes every
+    /// base-chain jump and no stale-chain deletions (apply checks both in the kernel).
+    fn render(&self, plan: &ProxyPlan, changes: Option<&Changes>) -> String {
+        let (missing, existing) = match &self.committed {
+            Some(c) => (Vec::new(), c.existing.clone()),
+            None => (base_jumps(), Existing::default()),
+        };
+        self.transaction(plan, changes, &existing, &missing).0.to_string()
+    }
+
+    /// Removes our jumps, chains and sets (in that order), and nothing else.
+    async fn cleanup(&mut self) -> Result<(), DataplaneError> {
+        self.committed = None;
+        let variant = match self.variant {
+            Some(v) => v,
+            None => detect_variant(&self.runner, self.family).await?,
+        };
+        let present: Vec<(Table, Rule)> = {
+            let missing = self.missing_jumps(variant).await?;
+            base_jumps().into_iter().filter(|j| !missing.contains(j)).collect()
+        };
+        let existing = self.list_chains(variant).await?;
+        let mut text = String::new();
+        for (table, chains) in [(Table::Filter, &existing.filter), (Table::Nat, &existing.nat)] {
+            let jumps: Vec<&Rule> = present.iter().filter(|(t, _)| *t == table).map(|(_, r)| r).collect();
+            if chains.is_empty() && jumps.is_empty() {
+                continue;
+            }
+            text.push_str(&format!("*{}\n", table.name()));
+            for c in chains {
+                text.push_str(&format!(":{c} - [0:0]\n"));
+            }
+            for r in jumps {
+                text.push_str(&r.to_string().replacen("-A ", "-D ", 1));
+                text.push('\n');
+            }
+            for c in chains {
+                text.push_str(&format!("-X {c}\n"));
+            }
+            text.push_str("COMMIT\n");
+        }
+        self.runner
+            .restore(&variant.restore(self.family), &["--noflush", "--wait"], &text)
+            .await?;
+        let ran = self.runner.run("ipset", &["list", "-n"], None).await?;
+        let prefix = match self.family {
+            IpFamily::V4 => "SWYD4-",
+            IpFamily::V6 => "SWYD6-",
+        };
+        let destroy: String = ran
+            .stdout
+            .lines()
+            .filter(|n| n.starts_with(prefix))
+            .map(|n| format!("destroy {n}\n"))
+            .collect();
+        self.runner.restore("ipset", &["restore"], &destroy).await
+    }
+}
+
+/// kube-proxy's rule (from the iptables-wrapper): if kubelet's canary chain exists in one
+/// variant, use it; otherwise whichever variant has more rules; a tie (e.g. an empty node)
+/// goes to nft, Debian's default.
+pub async fn detect_variant(runner: &Runner, family: IpFamily) -> Result<Variant, DataplaneError> {
+    let mut counts = Vec::new();
+    for v in [Variant::Nft, Variant::Legacy] {
+        let ran = runner.run(&v.save(family), &[], None).await;
+        let text = match ran {
+            Ok(r) if r.success => r.stdout,
+            Ok(_) | Err(DataplaneError::Unsupported { .. }) => String::new(),
+            Err(e) => return Err(e),
+        };
+        if text.contains("KUBE-IPTABLES-HINT") || text.contains("KUBE-KUBELET-CANARY") {
+            return Ok(v);
+        }
+        counts.push(text.lines().filter(|l| l.starts_with("-A ")).count());
+    }
+    Ok(if counts[1] > counts[0] { Variant::Legacy } else { Variant::Nft })
+}
