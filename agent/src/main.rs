@@ -3,17 +3,9 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
-mod backends;
-mod cli;
-mod explain;
-mod host;
-mod node;
-mod run;
-mod source;
-mod sync;
-
 use clap::Parser as _;
 use std::process::ExitCode;
+use switchyard_agent::{cli, explain, run};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]

@@ -22,6 +22,20 @@ pub struct Syncer {
     failures_in_a_row: u32,
 }
 
+impl std::fmt::Debug for Syncer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lanes: Vec<String> = self
+            .lanes
+            .iter()
+            .map(|l| format!("{}/{}", l.dataplane.mode(), l.dataplane.family()))
+            .collect();
+        f.debug_struct("Syncer")
+            .field("lanes", &lanes)
+            .field("failures_in_a_row", &self.failures_in_a_row)
+            .finish()
+    }
+}
+
 /// What one `sync` did.
 #[derive(Debug, Default)]
 pub struct SyncOutcome {

@@ -34,7 +34,13 @@ fn temp_manifest(name: &str, text: &str) -> PathBuf {
 #[test]
 fn dry_run_on_the_example_prints_every_service_port() {
     let ex = example();
-    let out = switchyard(&["--manifests", ex.to_str().expect("utf8"), "--cluster-cidr", "10.244.0.0/16", "--dry-run"]);
+    let out = switchyard(&[
+        "--manifests",
+        ex.to_str().expect("utf8"),
+        "--cluster-cidr",
+        "10.244.0.0/16",
+        "--dry-run",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     for want in [
@@ -51,7 +57,10 @@ fn dry_run_on_the_example_prints_every_service_port() {
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
-    assert!(!text.contains("payments"), "ExternalName must not be planned");
+    assert!(
+        !text.contains("payments"),
+        "ExternalName must not be planned"
+    );
     assert!(!text.contains("IPv6"), "node-a is IPv4-only: no IPv6 plan");
 }
 
@@ -81,9 +90,18 @@ fn explain_answers_from_the_plan() {
     assert_eq!(dnat["endpoints"].as_array().map(Vec::len), Some(1), "{v}");
     assert_eq!(dnat["endpoints"][0]["ip"], "10.244.1.20");
 
-    assert_eq!(explain("192.0.2.1", "198.51.100.30:80/tcp")["verdict"], "Drop");
-    assert_eq!(explain("10.244.1.99", "10.96.0.50:8000/tcp")["verdict"], "Reject");
-    assert_eq!(explain("10.244.1.99", "10.96.0.99:80/tcp")["verdict"], "Accept");
+    assert_eq!(
+        explain("192.0.2.1", "198.51.100.30:80/tcp")["verdict"],
+        "Drop"
+    );
+    assert_eq!(
+        explain("10.244.1.99", "10.96.0.50:8000/tcp")["verdict"],
+        "Reject"
+    );
+    assert_eq!(
+        explain("10.244.1.99", "10.96.0.99:80/tcp")["verdict"],
+        "Accept"
+    );
     let dns = explain("10.244.1.99", "198.51.100.53:53/udp");
     assert_eq!(dns["matched"][1], "ExternalIp");
     assert_eq!(dns["verdict"]["Dnat"]["endpoints"][0]["port"], 5353);
@@ -93,21 +111,36 @@ fn explain_answers_from_the_plan() {
 fn explain_text_is_readable() {
     let ex = example();
     let out = switchyard(&[
-        "explain", "--manifests", ex.to_str().expect("utf8"), "--from", "10.244.1.99", "--to", "10.96.0.30:80/tcp",
+        "explain",
+        "--manifests",
+        ex.to_str().expect("utf8"),
+        "--from",
+        "10.244.1.99",
+        "--to",
+        "10.96.0.30:80/tcp",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("matched:  shop/frontend/tcp (cluster IP)"), "{text}");
+    assert!(
+        text.contains("matched:  shop/frontend/tcp (cluster IP)"),
+        "{text}"
+    );
     assert!(text.contains("affinity: ClientIP, 600s"), "{text}");
 }
 
 #[test]
 fn bad_yaml_names_the_file_and_fails() {
-    let path = temp_manifest("yaml", "apiVersion: v1\nkind: Service\nmetadata: [unclosed\n");
+    let path = temp_manifest(
+        "yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: [unclosed\n",
+    );
     let out = switchyard(&["--manifests", path.to_str().expect("utf8"), "--dry-run"]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("m.yaml") && err.contains("not valid YAML"), "{err}");
+    assert!(
+        err.contains("m.yaml") && err.contains("not valid YAML"),
+        "{err}"
+    );
     assert!(stdout(&out).is_empty(), "nothing may be printed as planned");
 }
 
@@ -120,7 +153,10 @@ fn unknown_kind_names_the_document_and_fails() {
     let out = switchyard(&["--manifests", path.to_str().expect("utf8"), "--dry-run"]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("document 2") && err.contains("unsupported kind Deployment"), "{err}");
+    assert!(
+        err.contains("document 2") && err.contains("unsupported kind Deployment"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -130,7 +166,13 @@ fn malformed_service_is_skipped_with_a_warning_and_others_survive() {
         "apiVersion: v1\nkind: Service\nmetadata: {name: bad}\nspec: {clusterIP: 10.96.0.300, ports: [{port: 80}]}\n\
 ---\napiVersion: v1\nkind: Service\nmetadata: {name: good}\nspec: {clusterIP: 10.96.0.2, ports: [{port: 70000}, {name: b, port: 81}]}\n",
     );
-    let out = switchyard(&["--manifests", path.to_str().expect("utf8"), "--hostname-override", "n1", "--dry-run"]);
+    let out = switchyard(&[
+        "--manifests",
+        path.to_str().expect("utf8"),
+        "--hostname-override",
+        "n1",
+        "--dry-run",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("default/good:b/tcp"), "{text}");
@@ -139,13 +181,26 @@ fn malformed_service_is_skipped_with_a_warning_and_others_survive() {
         text.contains("warning: Service default/bad: spec.clusterIPs[0]: \"10.96.0.300\" is not an IP address (object skipped)"),
         "{text}"
     );
-    assert!(text.contains("warning: Service default/good: spec.ports[0].port: 70000"), "{text}");
+    assert!(
+        text.contains("warning: Service default/good: spec.ports[0].port: 70000"),
+        "{text}"
+    );
 }
 
 #[test]
 fn running_without_a_backend_fails_clearly() {
     let ex = example();
-    let out = switchyard(&["--manifests", ex.to_str().expect("utf8"), "--mode", "iptables", "--once"]);
+    let out = switchyard(&[
+        "--manifests",
+        ex.to_str().expect("utf8"),
+        "--mode",
+        "iptables",
+        "--once",
+    ]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("the iptables backend (IPv4) is not in this build yet"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the iptables backend (IPv4) is not in this build yet"),
+        "{}",
+        stderr(&out)
+    );
 }

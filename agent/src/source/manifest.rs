@@ -201,7 +201,8 @@ mod tests {
 
     fn load(text: &str) -> Manifests {
         let mut m = Manifests::default();
-        m.add_text(Path::new("test.yaml"), text).expect("valid manifest");
+        m.add_text(Path::new("test.yaml"), text)
+            .expect("valid manifest");
         m
     }
 
@@ -214,9 +215,16 @@ subsets:\n- addresses: [{ip: 10.0.0.1, nodeName: n1}, {ip: 'fd00::1'}]\n  notRea
         let state = m.to_state("n1");
         let slices: Vec<_> = state.endpoint_slices.values().collect();
         assert_eq!(slices.len(), 2, "{slices:#?}");
-        let v4 = slices.iter().find(|s| s.address_type == "IPv4").expect("v4 slice");
+        let v4 = slices
+            .iter()
+            .find(|s| s.address_type == "IPv4")
+            .expect("v4 slice");
         assert_eq!(v4.service_name(), Some("db"));
-        let ready: Vec<_> = v4.endpoints.iter().map(|e| (e.addresses[0].as_str(), e.conditions.ready)).collect();
+        let ready: Vec<_> = v4
+            .endpoints
+            .iter()
+            .map(|e| (e.addresses[0].as_str(), e.conditions.ready))
+            .collect();
         assert_eq!(ready, [("10.0.0.1", Some(true)), ("10.0.0.2", Some(false))]);
         assert_eq!(v4.ports[0].port, Some(5432));
         assert_eq!(v4.endpoints[0].node_name.as_deref(), Some("n1"));
@@ -246,6 +254,9 @@ subsets:\n- addresses: [{ip: 10.0.0.1, nodeName: n1}, {ip: 'fd00::1'}]\n  notRea
             .add_text(Path::new("x.yaml"), "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: eighty}]}\n")
             .expect_err("port must be a number");
         let text = err.to_string();
-        assert!(text.starts_with("x.yaml: document 1: Service \"a\":"), "{text}");
+        assert!(
+            text.starts_with("x.yaml: document 1: Service \"a\":"),
+            "{text}"
+        );
     }
 }

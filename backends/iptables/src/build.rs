@@ -26,7 +26,12 @@ pub struct Committed {
 
 /// A full sync: every chain we own is declared (flushed) and rewritten, chains that exist but
 /// are no longer wanted are deleted, and the sets are replaced whole.
-pub fn full(plan: &ProxyPlan, sets: &SetNames, existing: &Existing, missing_jumps: &[(Table, Rule)]) -> (Transaction, Existing) {
+pub fn full(
+    plan: &ProxyPlan,
+    sets: &SetNames,
+    existing: &Existing,
+    missing_jumps: &[(Table, Rule)],
+) -> (Transaction, Existing) {
     let mut filter = TableChanges::new(Table::Filter);
     let mut nat = TableChanges::new(Table::Nat);
     render::filter_table(plan, sets, &mut filter);
@@ -35,7 +40,8 @@ pub fn full(plan: &ProxyPlan, sets: &SetNames, existing: &Existing, missing_jump
         nat.rules.extend(render::all_local_node_port_rules(plan));
     }
     for (leaf, entries) in render::leaves(plan) {
-        nat.rules.extend(render::leaf_rules(plan.family, leaf, &entries));
+        nat.rules
+            .extend(render::leaf_rules(plan.family, leaf, &entries));
     }
     for (name, svc) in &plan.services {
         let (chains, rules) = render::service(plan, name, svc);
@@ -48,7 +54,10 @@ pub fn full(plan: &ProxyPlan, sets: &SetNames, existing: &Existing, missing_jump
         nat: nat.declare.iter().cloned().collect(),
         filter: filter.declare.iter().cloned().collect(),
     };
-    for (table, before, after) in [(&mut nat, &existing.nat, &now.nat), (&mut filter, &existing.filter, &now.filter)] {
+    for (table, before, after) in [
+        (&mut nat, &existing.nat, &now.nat),
+        (&mut filter, &existing.filter, &now.filter),
+    ] {
         let stale: Vec<String> = before.difference(after).cloned().collect();
         table.declare.extend(stale.iter().cloned());
         table.delete.extend(stale);
@@ -90,10 +99,22 @@ pub fn partial(
     for name in changes.touched() {
         let before = old.plan.services.get(name);
         let after = plan.services.get(name);
-        let old_chains = before.map(|s| render::service(&old.plan, name, s).0).unwrap_or_default();
-        let (new_chains, rules) = after.map(|s| render::service(plan, name, s)).unwrap_or_default();
-        for (p, s) in before.map(|s| (&old.plan, s)).into_iter().chain(after.map(|s| (plan, s))) {
-            leaves.extend(dispatch_entries(p, s).iter().map(|((ip, _, _), _)| render::leaf_of(ip)));
+        let old_chains = before
+            .map(|s| render::service(&old.plan, name, s).0)
+            .unwrap_or_default();
+        let (new_chains, rules) = after
+            .map(|s| render::service(plan, name, s))
+            .unwrap_or_default();
+        for (p, s) in before
+            .map(|s| (&old.plan, s))
+            .into_iter()
+            .chain(after.map(|s| (plan, s)))
+        {
+            leaves.extend(
+                dispatch_entries(p, s)
+                    .iter()
+                    .map(|((ip, _, _), _)| render::leaf_of(ip)),
+            );
             touches_node_ports |= s.node_port.is_some();
         }
         let stale: Vec<String> = old_chains.difference(&new_chains).cloned().collect();
@@ -111,7 +132,8 @@ pub fn partial(
     for leaf in leaves {
         nat.declare.push(names::tree_chain(leaf.0, Some(leaf.1)));
         if let Some(entries) = all_leaves.get(&leaf) {
-            nat.rules.extend(render::leaf_rules(plan.family, leaf, entries));
+            nat.rules
+                .extend(render::leaf_rules(plan.family, leaf, entries));
         }
     }
     if touches_node_ports && plan.node_port_addresses == NodePortListen::AllLocal {

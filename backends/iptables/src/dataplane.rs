@@ -24,7 +24,11 @@ pub struct IptablesConfig {
 
 impl IptablesConfig {
     pub fn new(family: IpFamily) -> Self {
-        Self { family, variant: None, netns: None }
+        Self {
+            family,
+            variant: None,
+            netns: None,
+        }
     }
 
     /// Force a variant instead of detecting it in `probe`.
@@ -79,9 +83,17 @@ impl IptablesDataplane {
     }
 
     /// The transaction for `plan`, given what was committed and which jumps are missing.
-    fn transaction(&self, plan: &ProxyPlan, changes: Option<&Changes>, existing: &Existing, missing: &[(Table, Rule)]) -> (Transaction, Existing) {
+    fn transaction(
+        &self,
+        plan: &ProxyPlan,
+        changes: Option<&Changes>,
+        existing: &Existing,
+        missing: &[(Table, Rule)],
+    ) -> (Transaction, Existing) {
         match (changes, &self.committed) {
-            (Some(changes), Some(old)) if !changes.requires_full_sync() => build::partial(old, plan, changes, &self.sets, missing),
+            (Some(changes), Some(old)) if !changes.requires_full_sync() => {
+                build::partial(old, plan, changes, &self.sets, missing)
+            }
             _ => build::full(plan, &self.sets, existing, missing),
         }
     }
@@ -92,7 +104,12 @@ impl IptablesDataplane {
         let mut missing = Vec::new();
         for (table, rule) in base_jumps() {
             let text = rule.to_string();
-            let mut args = vec!["-w".to_string(), "-t".into(), table.name().into(), "-C".into()];
+            let mut args = vec![
+                "-w".to_string(),
+                "-t".into(),
+                table.name().into(),
+                "-C".into(),
+            ];
             args.extend(split_args(&text).into_iter().skip(1));
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             if !self.runner.run(&iptables, &args, None).await?.success {
@@ -106,10 +123,17 @@ impl IptablesDataplane {
     async fn list_chains(&self, variant: Variant) -> Result<Existing, DataplaneError> {
         let save = variant.save(self.family);
         let mut existing = Existing::default();
-        for (table, set) in [(Table::Nat, &mut existing.nat), (Table::Filter, &mut existing.filter)] {
+        for (table, set) in [
+            (Table::Nat, &mut existing.nat),
+            (Table::Filter, &mut existing.filter),
+        ] {
             let ran = self.runner.run(&save, &["-t", table.name()], None).await?;
             if !ran.success {
-                return Err(DataplaneError::ToolFailed { program: save, line: None, message: ran.stderr });
+                return Err(DataplaneError::ToolFailed {
+                    program: save,
+                    line: None,
+                    message: ran.stderr,
+                });
             }
             set.extend(
                 ran.stdout
@@ -123,12 +147,24 @@ impl IptablesDataplane {
         Ok(existing)
     }
 
-    async fn run_transaction(&self, variant: Variant, tx: &Transaction) -> Result<(), DataplaneError> {
-        self.runner.restore("ipset", &["restore"], &tx.sets_before_text()).await?;
+    async fn run_transaction(
+        &self,
+        variant: Variant,
+        tx: &Transaction,
+    ) -> Result<(), DataplaneError> {
         self.runner
-            .restore(&variant.restore(self.family), &["--noflush", "--wait"], &tx.restore_text())
+            .restore("ipset", &["restore"], &tx.sets_before_text())
             .await?;
-        self.runner.restore("ipset", &["restore"], &tx.sets_after_text()).await
+        self.runner
+            .restore(
+                &variant.restore(self.family),
+                &["--noflush", "--wait"],
+                &tx.restore_text(),
+            )
+            .await?;
+        self.runner
+            .restore("ipset", &["restore"], &tx.sets_after_text())
+            .await
     }
 }
 
@@ -150,24 +186,38 @@ impl Dataplane for IptablesDataplane {
             Some(v) => v,
             None => detect_variant(&self.runner, self.family).await?,
         };
-        for tool in [variant.restore(self.family), variant.save(self.family), variant.iptables(self.family)] {
+        for tool in [
+            variant.restore(self.family),
+            variant.save(self.family),
+            variant.iptables(self.family),
+        ] {
             let ran = self.runner.run(&tool, &["--version"], None).await?;
             if !ran.success {
-                return Err(DataplaneError::Unsupported { what: tool, hint: ran.stderr.trim().to_string() });
+                return Err(DataplaneError::Unsupported {
+                    what: tool,
+                    hint: ran.stderr.trim().to_string(),
+                });
             }
         }
         let ran = self.runner.run("ipset", &["list", "-n"], None).await?;
         if !ran.success {
             return Err(DataplaneError::Unsupported {
                 what: "ipset kernel support".into(),
-                hint: format!("ipset list failed: {} (the kernel needs CONFIG_IP_SET)", ran.stderr.trim()),
+                hint: format!(
+                    "ipset list failed: {} (the kernel needs CONFIG_IP_SET)",
+                    ran.stderr.trim()
+                ),
             });
         }
         self.variant = Some(variant);
         Ok(())
     }
 
-    async fn apply(&mut self, plan: &ProxyPlan, changes: Option<&Changes>) -> Result<ApplyStats, DataplaneError> {
+    async fn apply(
+        &mut self,
+        plan: &ProxyPlan,
+        changes: Option<&Changes>,
+    ) -> Result<ApplyStats, DataplaneError> {
         let variant = self.require_variant()?;
         let started = Instant::now();
         let missing = self.missing_jumps(variant).await?;
@@ -181,7 +231,11 @@ impl Dataplane for IptablesDataplane {
         self.run_transaction(variant, &tx).await?;
         drop(previous);
         let sets = SetContents::for_plan(plan);
-        self.committed = Some(Committed { plan: plan.clone(), sets, existing });
+        self.committed = Some(Committed {
+            plan: plan.clone(),
+            sets,
+            existing,
+        });
         Ok(ApplyStats {
             full: tx.full,
             service_ports_written: tx.service_ports,
@@ -197,7 +251,9 @@ impl Dataplane for IptablesDataplane {
             Some(c) => (Vec::new(), c.existing.clone()),
             None => (base_jumps(), Existing::default()),
         };
-        self.transaction(plan, changes, &existing, &missing).0.to_string()
+        self.transaction(plan, changes, &existing, &missing)
+            .0
+            .to_string()
     }
 
     /// Removes our jumps, chains and sets (in that order), and nothing else.
@@ -209,12 +265,22 @@ impl Dataplane for IptablesDataplane {
         };
         let present: Vec<(Table, Rule)> = {
             let missing = self.missing_jumps(variant).await?;
-            base_jumps().into_iter().filter(|j| !missing.contains(j)).collect()
+            base_jumps()
+                .into_iter()
+                .filter(|j| !missing.contains(j))
+                .collect()
         };
         let existing = self.list_chains(variant).await?;
         let mut text = String::new();
-        for (table, chains) in [(Table::Filter, &existing.filter), (Table::Nat, &existing.nat)] {
-            let jumps: Vec<&Rule> = present.iter().filter(|(t, _)| *t == table).map(|(_, r)| r).collect();
+        for (table, chains) in [
+            (Table::Filter, &existing.filter),
+            (Table::Nat, &existing.nat),
+        ] {
+            let jumps: Vec<&Rule> = present
+                .iter()
+                .filter(|(t, _)| *t == table)
+                .map(|(_, r)| r)
+                .collect();
             if chains.is_empty() && jumps.is_empty() {
                 continue;
             }
@@ -232,7 +298,11 @@ impl Dataplane for IptablesDataplane {
             text.push_str("COMMIT\n");
         }
         self.runner
-            .restore(&variant.restore(self.family), &["--noflush", "--wait"], &text)
+            .restore(
+                &variant.restore(self.family),
+                &["--noflush", "--wait"],
+                &text,
+            )
             .await?;
         let ran = self.runner.run("ipset", &["list", "-n"], None).await?;
         let prefix = match self.family {
@@ -266,5 +336,9 @@ pub async fn detect_variant(runner: &Runner, family: IpFamily) -> Result<Variant
         }
         counts.push(text.lines().filter(|l| l.starts_with("-A ")).count());
     }
-    Ok(if counts[1] > counts[0] { Variant::Legacy } else { Variant::Nft })
+    Ok(if counts[1] > counts[0] {
+        Variant::Legacy
+    } else {
+        Variant::Nft
+    })
 }

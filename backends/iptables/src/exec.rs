@@ -63,21 +63,34 @@ pub struct Ran {
 
 impl Runner {
     pub fn in_netns(path: impl Into<PathBuf>) -> Self {
-        Self { netns: Some(path.into()) }
+        Self {
+            netns: Some(path.into()),
+        }
     }
 
     /// Runs `program args`, feeding `stdin`. Only a failure to start is an error here.
-    pub async fn run(&self, program: &str, args: &[&str], stdin: Option<&str>) -> Result<Ran, DataplaneError> {
+    pub async fn run(
+        &self,
+        program: &str,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<Ran, DataplaneError> {
         let mut cmd = match &self.netns {
             Some(ns) => {
                 let mut c = tokio::process::Command::new("nsenter");
-                c.arg(format!("--net={}", ns.display())).arg("--").arg(program);
+                c.arg(format!("--net={}", ns.display()))
+                    .arg("--")
+                    .arg(program);
                 c
             }
             None => tokio::process::Command::new(program),
         };
         cmd.args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -89,19 +102,32 @@ impl Runner {
                     hint: install_hint(program),
                 }
             } else {
-                DataplaneError::Io { step: format!("starting {program}"), source }
+                DataplaneError::Io {
+                    step: format!("starting {program}"),
+                    source,
+                }
             }
         })?;
         if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
             pipe.write_all(input.as_bytes())
                 .await
-                .map_err(|source| DataplaneError::Io { step: format!("writing to {program}"), source })?;
+                .map_err(|source| DataplaneError::Io {
+                    step: format!("writing to {program}"),
+                    source,
+                })?;
         }
         let out = child
             .wait_with_output()
             .await
-            .map_err(|source| DataplaneError::Io { step: format!("waiting for {program}"), source })?;
-        tracing::debug!(program, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "ran");
+            .map_err(|source| DataplaneError::Io {
+                step: format!("waiting for {program}"),
+                source,
+            })?;
+        tracing::debug!(
+            program,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "ran"
+        );
         Ok(Ran {
             success: out.status.success(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -111,7 +137,12 @@ impl Runner {
 
     /// Pipes `input` to a restore tool; on failure names the line it complained about, the text
     /// of that line and the service its comment names.
-    pub async fn restore(&self, program: &str, args: &[&str], input: &str) -> Result<(), DataplaneError> {
+    pub async fn restore(
+        &self,
+        program: &str,
+        args: &[&str],
+        input: &str,
+    ) -> Result<(), DataplaneError> {
         if input.trim().is_empty() {
             return Ok(());
         }
@@ -132,14 +163,18 @@ fn install_hint(program: &str) -> String {
     } else {
         "iptables"
     };
-    format!("{program} not found; install the Debian package `{package}` (apt-get install {package})")
+    format!(
+        "{program} not found; install the Debian package `{package}` (apt-get install {package})"
+    )
 }
 
 /// Builds the error for a failed restore from its stderr: iptables says `line N failed` (legacy)
 /// or `line N: ...` (nft), ipset says `Error in line N: ...`.
 pub fn restore_error(program: &str, input: &str, stderr: &str) -> DataplaneError {
     let line = find_line_number(stderr);
-    let text = line.and_then(|n| input.lines().nth(n.checked_sub(1)?)).unwrap_or("");
+    let text = line
+        .and_then(|n| input.lines().nth(n.checked_sub(1)?))
+        .unwrap_or("");
     let service = text
         .split_once("--comment \"")
         .and_then(|(_, rest)| rest.split_once('"'))
@@ -149,7 +184,13 @@ pub fn restore_error(program: &str, input: &str, stderr: &str) -> DataplaneError
     let message = if text.is_empty() {
         detail.to_string()
     } else {
-        format!("`{text}`{}: {detail}", service.as_ref().map(|s| format!(" (for {s})")).unwrap_or_default())
+        format!(
+            "`{text}`{}: {detail}",
+            service
+                .as_ref()
+                .map(|s| format!(" (for {s})"))
+                .unwrap_or_default()
+        )
     };
     DataplaneError::ToolFailed {
         program: program.to_string(),
@@ -161,7 +202,10 @@ pub fn restore_error(program: &str, input: &str, stderr: &str) -> DataplaneError
 fn find_line_number(stderr: &str) -> Option<usize> {
     let lower = stderr.to_ascii_lowercase();
     let at = lower.find("line ")?;
-    let digits: String = lower[at + 5..].chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = lower[at + 5..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     digits.parse().ok()
 }
 
@@ -202,13 +246,24 @@ mod tests {
     #[test]
     fn restore_errors_name_line_and_service() {
         let input = "*nat\n:SWYD-X - [0:0]\n-A SWYD-X -m comment --comment \"shop/web:http/tcp\" -j NOPE\nCOMMIT\n";
-        let e = restore_error("iptables-legacy-restore", input, "iptables-restore: line 3 failed\n");
+        let e = restore_error(
+            "iptables-legacy-restore",
+            input,
+            "iptables-restore: line 3 failed\n",
+        );
         let text = e.to_string();
         assert!(text.contains("at input line 3"), "{text}");
         assert!(text.contains("(for shop/web:http/tcp)"), "{text}");
         assert!(text.contains("-j NOPE"), "{text}");
-        let e = restore_error("ipset", "create A hash:ip\nadd A bogus\n", "ipset v7.17: Error in line 2: Syntax error: cannot parse bogus\n");
-        assert!(matches!(e, DataplaneError::ToolFailed { line: Some(2), .. }), "{e}");
+        let e = restore_error(
+            "ipset",
+            "create A hash:ip\nadd A bogus\n",
+            "ipset v7.17: Error in line 2: Syntax error: cannot parse bogus\n",
+        );
+        assert!(
+            matches!(e, DataplaneError::ToolFailed { line: Some(2), .. }),
+            "{e}"
+        );
     }
 
     #[test]

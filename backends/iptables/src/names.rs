@@ -136,7 +136,10 @@ mod tests {
     #[test]
     fn names_fit_iptables_limits_and_are_recognised() {
         let name = ServicePortName {
-            service: ObjectRef::new("a-very-long-namespace-name-indeed", "and-a-long-service-name"),
+            service: ObjectRef::new(
+                "a-very-long-namespace-name-indeed",
+                "and-a-long-service-name",
+            ),
             port: "https-metrics".into(),
             protocol: Protocol::Tcp,
         };
@@ -145,7 +148,11 @@ mod tests {
             assert!(chain.len() <= 28, "{chain}");
             assert!(is_owned(chain));
         }
-        assert_ne!(ServiceChains::new(&name, IpFamily::V4), c, "families get distinct chains");
+        assert_ne!(
+            ServiceChains::new(&name, IpFamily::V4),
+            c,
+            "families get distinct chains"
+        );
         for set in SetNames::new(IpFamily::V4).all() {
             assert!(set.len() <= 31 && is_owned(set), "{set}");
         }

@@ -27,17 +27,20 @@ use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use switchyard_core::plan::{
-    ClusterMasquerade, IpFamily, NodePortListen, ProxyPlan, ServicePortName, ServicePortPlan, Target as PlanTarget,
+    ClusterMasquerade, IpFamily, NodePortListen, ProxyPlan, ServicePortName, ServicePortPlan,
+    Target as PlanTarget,
 };
 
 /// The built-in chains we hook, and the jump rule each gets.
 pub fn base_jumps() -> Vec<(Table, Rule)> {
     let mut out = Vec::new();
     for chain in ["PREROUTING", "OUTPUT"] {
-        let r = Rule::new(chain, Target::Jump(names::SERVICES.into())).comment("switchyard service portals");
+        let r = Rule::new(chain, Target::Jump(names::SERVICES.into()))
+            .comment("switchyard service portals");
         out.push((Table::Nat, r));
     }
-    let r = Rule::new("POSTROUTING", Target::Jump(names::POSTROUTING.into())).comment("switchyard postrouting");
+    let r = Rule::new("POSTROUTING", Target::Jump(names::POSTROUTING.into()))
+        .comment("switchyard postrouting");
     out.push((Table::Nat, r));
     for chain in ["INPUT", "FORWARD", "OUTPUT"] {
         let r = Rule::new(chain, Target::Jump(names::FILTER.into()))
@@ -80,7 +83,10 @@ pub fn nat_skeleton(plan: &ProxyPlan, sets: &SetNames, nat: &mut TableChanges) {
     ]);
     nat.rules.push(
         Rule::new(names::SERVICES, Target::Jump(names::TREE_ROOT.into()))
-            .m(Match::Set { name: sets.vips.clone(), with_port: true })
+            .m(Match::Set {
+                name: sets.vips.clone(),
+                with_port: true,
+            })
             .comment("service addresses"),
     );
     if plan.node_port_addresses == NodePortListen::AllLocal {
@@ -94,16 +100,21 @@ pub fn nat_skeleton(plan: &ProxyPlan, sets: &SetNames, nat: &mut TableChanges) {
     for l1 in 0..16u8 {
         let child = names::tree_chain(l1, None);
         nat.declare.push(child.clone());
-        nat.rules.push(
-            Rule::new(names::TREE_ROOT, Target::Jump(child.clone()))
-                .m(Match::Destination { addr: last_byte(f, l1), mask: last_byte(f, 0x0f) }),
-        );
+        nat.rules
+            .push(
+                Rule::new(names::TREE_ROOT, Target::Jump(child.clone())).m(Match::Destination {
+                    addr: last_byte(f, l1),
+                    mask: last_byte(f, 0x0f),
+                }),
+            );
         for l2 in 0..16u8 {
             let leaf = names::tree_chain(l1, Some(l2));
             nat.declare.push(leaf.clone());
             nat.rules.push(
-                Rule::new(child.clone(), Target::Jump(leaf))
-                    .m(Match::Destination { addr: last_byte(f, l2 << 4), mask: last_byte(f, 0xf0) }),
+                Rule::new(child.clone(), Target::Jump(leaf)).m(Match::Destination {
+                    addr: last_byte(f, l2 << 4),
+                    mask: last_byte(f, 0xf0),
+                }),
             );
         }
     }
@@ -115,15 +126,26 @@ pub fn nat_skeleton(plan: &ProxyPlan, sets: &SetNames, nat: &mut TableChanges) {
         }),
     );
     // Clear the bit so a packet re-entering (e.g. through a tunnel) is not masqueraded twice.
-    nat.rules.push(Rule::new(names::POSTROUTING, Target::XorMark(names::MASQ_MARK)));
-    nat.rules.push(Rule::new(names::POSTROUTING, Target::Masquerade));
-    nat.rules.push(Rule::new(names::MARK_MASQ, Target::OrMark(names::MASQ_MARK)));
+    nat.rules.push(Rule::new(
+        names::POSTROUTING,
+        Target::XorMark(names::MASQ_MARK),
+    ));
+    nat.rules
+        .push(Rule::new(names::POSTROUTING, Target::Masquerade));
+    nat.rules.push(Rule::new(
+        names::MARK_MASQ,
+        Target::OrMark(names::MASQ_MARK),
+    ));
     if let ClusterMasquerade::FromOutside(cidrs) = &plan.cluster_masquerade {
         nat.declare.push(names::MASQ_OUTSIDE.into());
         for c in cidrs {
-            nat.rules.push(Rule::new(names::MASQ_OUTSIDE, Target::Return).m(source(c, false)));
+            nat.rules
+                .push(Rule::new(names::MASQ_OUTSIDE, Target::Return).m(source(c, false)));
         }
-        nat.rules.push(Rule::new(names::MASQ_OUTSIDE, Target::Jump(names::MARK_MASQ.into())));
+        nat.rules.push(Rule::new(
+            names::MASQ_OUTSIDE,
+            Target::Jump(names::MARK_MASQ.into()),
+        ));
     }
 }
 
@@ -132,24 +154,41 @@ pub fn nat_skeleton(plan: &ProxyPlan, sets: &SetNames, nat: &mut TableChanges) {
 pub fn filter_table(plan: &ProxyPlan, sets: &SetNames, filter: &mut TableChanges) {
     filter.declare.push(names::FILTER.into());
     let tcp = || Match::Protocol(switchyard_core::Protocol::Tcp);
-    let keyed = |name: &String| Match::Set { name: name.clone(), with_port: true };
+    let keyed = |name: &String| Match::Set {
+        name: name.clone(),
+        with_port: true,
+    };
     let r = |t| Rule::new(names::FILTER, t);
     filter.rules.extend([
-        r(Target::Reject { tcp_reset: true }).m(tcp()).m(keyed(&sets.reject)).comment("no endpoints"),
-        r(Target::Reject { tcp_reset: false }).m(keyed(&sets.reject)).comment("no endpoints"),
-        r(Target::Drop).m(keyed(&sets.drop)).comment("no local endpoints or source not allowed"),
         r(Target::Reject { tcp_reset: true })
             .m(tcp())
-            .m(Match::Set { name: sets.cluster_ips.clone(), with_port: false })
+            .m(keyed(&sets.reject))
+            .comment("no endpoints"),
+        r(Target::Reject { tcp_reset: false })
+            .m(keyed(&sets.reject))
+            .comment("no endpoints"),
+        r(Target::Drop)
+            .m(keyed(&sets.drop))
+            .comment("no local endpoints or source not allowed"),
+        r(Target::Reject { tcp_reset: true })
+            .m(tcp())
+            .m(Match::Set {
+                name: sets.cluster_ips.clone(),
+                with_port: false,
+            })
             .comment("no such port on the cluster IP"),
         r(Target::Reject { tcp_reset: false })
-            .m(Match::Set { name: sets.cluster_ips.clone(), with_port: false })
+            .m(Match::Set {
+                name: sets.cluster_ips.clone(),
+                with_port: false,
+            })
             .comment("no such port on the cluster IP"),
     ]);
     if plan.node_port_addresses == NodePortListen::AllLocal {
         filter.declare.push(names::NODEPORT_FILTER.into());
         filter.rules.push(
-            Rule::new(names::FILTER, Target::Jump(names::NODEPORT_FILTER.into())).m(Match::AddrTypeLocal { source: false }),
+            Rule::new(names::FILTER, Target::Jump(names::NODEPORT_FILTER.into()))
+                .m(Match::AddrTypeLocal { source: false }),
         );
         filter.rules.extend(all_local_node_port_filter_rules(plan));
     }
@@ -160,7 +199,9 @@ pub fn filter_table(plan: &ProxyPlan, sets: &SetNames, filter: &mut TableChanges
 pub fn all_local_node_port_rules(plan: &ProxyPlan) -> Vec<Rule> {
     let mut out = Vec::new();
     for (name, svc) in &plan.services {
-        let (Some(np), Some(ext)) = (svc.node_port, svc.external) else { continue };
+        let (Some(np), Some(ext)) = (svc.node_port, svc.external) else {
+            continue;
+        };
         if matches!(ext.target, PlanTarget::Cluster | PlanTarget::Local) || ext.short_circuit {
             let chains = ServiceChains::new(name, plan.family);
             out.push(
@@ -177,9 +218,13 @@ pub fn all_local_node_port_rules(plan: &ProxyPlan) -> Vec<Rule> {
 fn all_local_node_port_filter_rules(plan: &ProxyPlan) -> Vec<Rule> {
     let mut out = Vec::new();
     for (name, svc) in &plan.services {
-        let (Some(np), Some(ext)) = (svc.node_port, svc.external) else { continue };
+        let (Some(np), Some(ext)) = (svc.node_port, svc.external) else {
+            continue;
+        };
         let target = match ext.target {
-            PlanTarget::Reject => Target::Reject { tcp_reset: svc.protocol == switchyard_core::Protocol::Tcp },
+            PlanTarget::Reject => Target::Reject {
+                tcp_reset: svc.protocol == switchyard_core::Protocol::Tcp,
+            },
             PlanTarget::Drop => Target::Drop,
             PlanTarget::Cluster | PlanTarget::Local => continue,
         };
@@ -198,14 +243,20 @@ pub fn leaves(plan: &ProxyPlan) -> BTreeMap<(u8, u8), Vec<(Key, Entry, &ServiceP
     let mut out: BTreeMap<(u8, u8), Vec<_>> = BTreeMap::new();
     for (name, svc) in &plan.services {
         for (key, entry) in dispatch_entries(plan, svc) {
-            out.entry(leaf_of(&key.0)).or_default().push((key, entry, name));
+            out.entry(leaf_of(&key.0))
+                .or_default()
+                .push((key, entry, name));
         }
     }
     out
 }
 
 /// The rules of one dispatch leaf.
-pub fn leaf_rules(family: IpFamily, leaf: (u8, u8), entries: &[(Key, Entry, &ServicePortName)]) -> Vec<Rule> {
+pub fn leaf_rules(
+    family: IpFamily,
+    leaf: (u8, u8),
+    entries: &[(Key, Entry, &ServicePortName)],
+) -> Vec<Rule> {
     let chain = names::tree_chain(leaf.0, Some(leaf.1));
     entries
         .iter()
@@ -217,7 +268,10 @@ pub fn leaf_rules(family: IpFamily, leaf: (u8, u8), entries: &[(Key, Entry, &Ser
                 Entry::Firewall => chains.fw,
             };
             Rule::new(chain.clone(), Target::Jump(to))
-                .m(Match::Destination { addr: *ip, mask: host_mask(family) })
+                .m(Match::Destination {
+                    addr: *ip,
+                    mask: host_mask(family),
+                })
                 .m(Match::Protocol(*proto))
                 .m(Match::DestPort(*port))
                 .comment(name.to_string())
@@ -226,7 +280,11 @@ pub fn leaf_rules(family: IpFamily, leaf: (u8, u8), entries: &[(Key, Entry, &Ser
 }
 
 /// The chains and rules of one service port.
-pub fn service(plan: &ProxyPlan, name: &ServicePortName, svc: &ServicePortPlan) -> (BTreeSet<String>, Vec<Rule>) {
+pub fn service(
+    plan: &ProxyPlan,
+    name: &ServicePortName,
+    svc: &ServicePortPlan,
+) -> (BTreeSet<String>, Vec<Rule>) {
     let family = plan.family;
     let c = ServiceChains::new(name, family);
     let comment = name.to_string();
@@ -242,8 +300,12 @@ pub fn service(plan: &ProxyPlan, name: &ServicePortName, svc: &ServicePortPlan) 
     if let Some(to) = policy_chain(svc.internal) {
         chains.insert(c.svc.clone());
         match &plan.cluster_masquerade {
-            ClusterMasquerade::All => rules.push(Rule::new(&c.svc, Target::Jump(names::MARK_MASQ.into()))),
-            ClusterMasquerade::FromOutside(_) => rules.push(Rule::new(&c.svc, Target::Jump(names::MASQ_OUTSIDE.into()))),
+            ClusterMasquerade::All => {
+                rules.push(Rule::new(&c.svc, Target::Jump(names::MARK_MASQ.into())))
+            }
+            ClusterMasquerade::FromOutside(_) => {
+                rules.push(Rule::new(&c.svc, Target::Jump(names::MASQ_OUTSIDE.into())))
+            }
             ClusterMasquerade::HairpinOnly => {}
         }
         rules.push(Rule::new(&c.svc, Target::Jump(to)).comment(comment.clone()));
@@ -286,10 +348,13 @@ pub fn service(plan: &ProxyPlan, name: &ServicePortName, svc: &ServicePortPlan) 
                 }
                 if ranges.allow_from_load_balancer_ips {
                     for ip in &svc.load_balancer_ips {
-                        rules.push(
-                            Rule::new(&c.fw, Target::Jump(c.ext.clone()))
-                                .m(Match::Source { addr: *ip, mask: host_mask(family), negate: false }),
-                        );
+                        rules.push(Rule::new(&c.fw, Target::Jump(c.ext.clone())).m(
+                            Match::Source {
+                                addr: *ip,
+                                mask: host_mask(family),
+                                negate: false,
+                            },
+                        ));
                     }
                 }
             }
@@ -298,9 +363,16 @@ pub fn service(plan: &ProxyPlan, name: &ServicePortName, svc: &ServicePortPlan) 
 
     // Endpoint sets, each once, and their endpoint chains.
     let mut endpoint_chains = BTreeSet::new();
-    for (set_chain, set) in [(&c.cluster, &svc.endpoints.cluster), (&c.local, &svc.endpoints.local)] {
-        let Some(set) = set.as_ref().filter(|s| !s.is_empty()) else { continue };
-        let used = rules.iter().any(|r| r.target == Target::Jump(set_chain.clone()));
+    for (set_chain, set) in [
+        (&c.cluster, &svc.endpoints.cluster),
+        (&c.local, &svc.endpoints.local),
+    ] {
+        let Some(set) = set.as_ref().filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        let used = rules
+            .iter()
+            .any(|r| r.target == Target::Jump(set_chain.clone()));
         if !used {
             continue;
         }
@@ -310,7 +382,10 @@ pub fn service(plan: &ProxyPlan, name: &ServicePortName, svc: &ServicePortPlan) 
             for sep in &seps {
                 rules.push(
                     Rule::new(set_chain, Target::Jump(sep.clone()))
-                        .m(Match::RecentCheck { name: sep.clone(), seconds })
+                        .m(Match::RecentCheck {
+                            name: sep.clone(),
+                            seconds,
+                        })
                         .comment("session affinity"),
                 );
             }
@@ -330,10 +405,15 @@ pub fn service(plan: &ProxyPlan, name: &ServicePortName, svc: &ServicePortPlan) 
             chains.insert(sep.clone());
             rules.push(
                 Rule::new(&sep, Target::Jump(names::MARK_MASQ.into()))
-                    .m(Match::Source { addr: e.ip, mask: host_mask(family), negate: false })
+                    .m(Match::Source {
+                        addr: e.ip,
+                        mask: host_mask(family),
+                        negate: false,
+                    })
                     .comment("hairpin"),
             );
-            let mut dnat = Rule::new(&sep, Target::Dnat(SocketAddr::new(e.ip, e.port))).m(Match::Protocol(svc.protocol));
+            let mut dnat = Rule::new(&sep, Target::Dnat(SocketAddr::new(e.ip, e.port)))
+                .m(Match::Protocol(svc.protocol));
             if svc.affinity_timeout_seconds.is_some() {
                 dnat = dnat.m(Match::RecentSet { name: sep.clone() });
             }
@@ -344,5 +424,9 @@ pub fn service(plan: &ProxyPlan, name: &ServicePortName, svc: &ServicePortPlan) 
 }
 
 fn source(net: &IpNet, negate: bool) -> Match {
-    Match::Source { addr: net.network(), mask: net.netmask(), negate }
+    Match::Source {
+        addr: net.network(),
+        mask: net.netmask(),
+        negate,
+    }
 }

@@ -46,7 +46,11 @@ pub enum Match {
     /// `-p tcp`
     Protocol(Protocol),
     /// `-s addr/mask` (mask may be non-contiguous), negated with `!`.
-    Source { addr: IpAddr, mask: IpAddr, negate: bool },
+    Source {
+        addr: IpAddr,
+        mask: IpAddr,
+        negate: bool,
+    },
     /// `-d addr/mask`.
     Destination { addr: IpAddr, mask: IpAddr },
     /// `--dport N` (needs a preceding `Protocol`).
@@ -74,7 +78,9 @@ pub enum Target {
     Return,
     Drop,
     /// `REJECT`, with TCP reset for TCP and ICMP port unreachable otherwise.
-    Reject { tcp_reset: bool },
+    Reject {
+        tcp_reset: bool,
+    },
     Dnat(SocketAddr),
     /// `MARK --or-mark`.
     OrMark(u32),
@@ -102,22 +108,50 @@ impl Display for Match {
         match self {
             Self::Protocol(p) => write!(f, "-p {}", p.lower()),
             Self::Source { addr, mask, negate } => {
-                write!(f, "{}-s {}", if *negate { "! " } else { "" }, net(*addr, *mask))
+                write!(
+                    f,
+                    "{}-s {}",
+                    if *negate { "! " } else { "" },
+                    net(*addr, *mask)
+                )
             }
             Self::Destination { addr, mask } => write!(f, "-d {}", net(*addr, *mask)),
             Self::DestPort(p) => write!(f, "--dport {p}"),
             Self::Set { name, with_port } => {
-                write!(f, "-m set --match-set {name} {}", if *with_port { "dst,dst" } else { "dst" })
+                write!(
+                    f,
+                    "-m set --match-set {name} {}",
+                    if *with_port { "dst,dst" } else { "dst" }
+                )
             }
             Self::AddrTypeLocal { source } => {
-                write!(f, "-m addrtype --{}-type LOCAL", if *source { "src" } else { "dst" })
+                write!(
+                    f,
+                    "-m addrtype --{}-type LOCAL",
+                    if *source { "src" } else { "dst" }
+                )
             }
-            Self::Mark { value, mask, negate } => {
-                write!(f, "-m mark {}--mark {value:#x}/{mask:#x}", if *negate { "! " } else { "" })
+            Self::Mark {
+                value,
+                mask,
+                negate,
+            } => {
+                write!(
+                    f,
+                    "-m mark {}--mark {value:#x}/{mask:#x}",
+                    if *negate { "! " } else { "" }
+                )
             }
-            Self::OneIn(n) => write!(f, "-m statistic --mode random --probability {:.10}", 1.0 / f64::from(*n)),
+            Self::OneIn(n) => write!(
+                f,
+                "-m statistic --mode random --probability {:.10}",
+                1.0 / f64::from(*n)
+            ),
             Self::RecentCheck { name, seconds } => {
-                write!(f, "-m recent --name {name} --rcheck --seconds {seconds} --reap")
+                write!(
+                    f,
+                    "-m recent --name {name} --rcheck --seconds {seconds} --reap"
+                )
             }
             Self::RecentSet { name } => write!(f, "-m recent --name {name} --set"),
             Self::NewConnection => f.write_str("-m conntrack --ctstate NEW"),
@@ -134,7 +168,9 @@ impl Display for Target {
             Self::Reject { tcp_reset: true } => f.write_str("-j REJECT --reject-with tcp-reset"),
             Self::Reject { tcp_reset: false } => f.write_str("-j REJECT"),
             Self::Dnat(SocketAddr::V4(a)) => write!(f, "-j DNAT --to-destination {a}"),
-            Self::Dnat(SocketAddr::V6(a)) => write!(f, "-j DNAT --to-destination [{}]:{}", a.ip(), a.port()),
+            Self::Dnat(SocketAddr::V6(a)) => {
+                write!(f, "-j DNAT --to-destination [{}]:{}", a.ip(), a.port())
+            }
             Self::OrMark(m) => write!(f, "-j MARK --or-mark {m:#x}"),
             Self::XorMark(m) => write!(f, "-j MARK --xor-mark {m:#x}"),
             Self::Masquerade => f.write_str("-j MASQUERADE --random-fully"),
@@ -208,9 +244,17 @@ mod tests {
         let dnat6 = Target::Dnat("[fd00::1]:8080".parse().expect("sa"));
         assert_eq!(dnat6.to_string(), "-j DNAT --to-destination [fd00::1]:8080");
         assert_eq!(
-            Match::Source { addr: "10.0.0.0".parse().expect("ip"), mask: "255.0.0.0".parse().expect("ip"), negate: true }.to_string(),
+            Match::Source {
+                addr: "10.0.0.0".parse().expect("ip"),
+                mask: "255.0.0.0".parse().expect("ip"),
+                negate: true
+            }
+            .to_string(),
             "! -s 10.0.0.0/8"
         );
-        assert_eq!(Match::OneIn(3).to_string(), "-m statistic --mode random --probability 0.3333333333");
+        assert_eq!(
+            Match::OneIn(3).to_string(),
+            "-m statistic --mode random --probability 0.3333333333"
+        );
     }
 }

@@ -5,7 +5,9 @@ use crate::names::SetNames;
 use std::collections::BTreeSet;
 use std::fmt::{self, Display, Formatter, Write as _};
 use std::net::IpAddr;
-use switchyard_core::plan::{IpFamily, NodePortListen, Protocol, ProxyPlan, ServicePortPlan, Target};
+use switchyard_core::plan::{
+    IpFamily, NodePortListen, Protocol, ProxyPlan, ServicePortPlan, Target,
+};
 
 /// An `address,proto:port` entry of a `hash:ip,port` set.
 pub type Key = (IpAddr, Protocol, u16);
@@ -45,10 +47,16 @@ pub fn dispatch_entries(plan: &ProxyPlan, svc: &ServicePortPlan) -> Vec<(Key, En
                 out.push(((*ip, svc.protocol, svc.port), Entry::External));
             }
             for ip in &svc.load_balancer_ips {
-                let entry = if svc.source_ranges.is_some() { Entry::Firewall } else { Entry::External };
+                let entry = if svc.source_ranges.is_some() {
+                    Entry::Firewall
+                } else {
+                    Entry::External
+                };
                 out.push(((*ip, svc.protocol, svc.port), entry));
             }
-            if let (Some(np), NodePortListen::Addresses(addrs)) = (svc.node_port, &plan.node_port_addresses) {
+            if let (Some(np), NodePortListen::Addresses(addrs)) =
+                (svc.node_port, &plan.node_port_addresses)
+            {
                 for ip in addrs {
                     out.push(((*ip, svc.protocol, np), Entry::External));
                 }
@@ -60,8 +68,12 @@ pub fn dispatch_entries(plan: &ProxyPlan, svc: &ServicePortPlan) -> Vec<(Key, En
 
 /// The external keys of a service port (external IPs, LB IPs, NodePort addresses).
 fn external_keys(plan: &ProxyPlan, svc: &ServicePortPlan) -> Vec<Key> {
-    let mut keys: Vec<Key> = svc.external_vips().map(|(_, ip)| (ip, svc.protocol, svc.port)).collect();
-    if let (Some(np), NodePortListen::Addresses(addrs)) = (svc.node_port, &plan.node_port_addresses) {
+    let mut keys: Vec<Key> = svc
+        .external_vips()
+        .map(|(_, ip)| (ip, svc.protocol, svc.port))
+        .collect();
+    if let (Some(np), NodePortListen::Addresses(addrs)) = (svc.node_port, &plan.node_port_addresses)
+    {
         keys.extend(addrs.iter().map(|ip| (*ip, svc.protocol, np)));
     }
     keys
@@ -79,7 +91,8 @@ impl SetContents {
 
     fn add_service(&mut self, plan: &ProxyPlan, svc: &ServicePortPlan) {
         self.cluster_ips.insert(svc.cluster_ip);
-        self.vips.extend(dispatch_entries(plan, svc).into_iter().map(|(k, _)| k));
+        self.vips
+            .extend(dispatch_entries(plan, svc).into_iter().map(|(k, _)| k));
         let cluster_key = (svc.cluster_ip, svc.protocol, svc.port);
         match svc.internal {
             Target::Reject => {
@@ -99,8 +112,11 @@ impl SetContents {
             }
             if svc.source_ranges.is_some() {
                 // Load-balancer traffic the firewall chain did not let through is not DNATed.
-                self.drop
-                    .extend(svc.load_balancer_ips.iter().map(|ip| (*ip, svc.protocol, svc.port)));
+                self.drop.extend(
+                    svc.load_balancer_ips
+                        .iter()
+                        .map(|ip| (*ip, svc.protocol, svc.port)),
+                );
             }
         }
     }
@@ -110,9 +126,19 @@ impl SetContents {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SetOp {
     /// `create NAME hash:ip,port|hash:ip family inet|inet6 ... -exist`
-    Create { name: String, with_port: bool, family: IpFamily },
-    Add { name: String, entry: String },
-    Del { name: String, entry: String },
+    Create {
+        name: String,
+        with_port: bool,
+        family: IpFamily,
+    },
+    Add {
+        name: String,
+        entry: String,
+    },
+    Del {
+        name: String,
+        entry: String,
+    },
     Flush(String),
     Swap(String, String),
     Destroy(String),
@@ -121,13 +147,24 @@ pub enum SetOp {
 impl Display for SetOp {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Create { name, with_port, family } => {
-                let kind = if *with_port { "hash:ip,port" } else { "hash:ip" };
+            Self::Create {
+                name,
+                with_port,
+                family,
+            } => {
+                let kind = if *with_port {
+                    "hash:ip,port"
+                } else {
+                    "hash:ip"
+                };
                 let fam = match family {
                     IpFamily::V4 => "inet",
                     IpFamily::V6 => "inet6",
                 };
-                write!(f, "create {name} {kind} family {fam} hashsize 1024 maxelem 1048576 -exist")
+                write!(
+                    f,
+                    "create {name} {kind} family {fam} hashsize 1024 maxelem 1048576 -exist"
+                )
             }
             Self::Add { name, entry } => write!(f, "add {name} {entry} -exist"),
             Self::Del { name, entry } => write!(f, "del {name} {entry} -exist"),
@@ -157,7 +194,11 @@ pub fn create_all(names: &SetNames, family: IpFamily) -> Vec<SetOp> {
 
 /// Adds and deletes that turn `old` into `new`: adds first (run before the rules change), deletes
 /// second (run after), so a guard never misses an address whose rules still exist.
-pub fn diff_ops(names: &SetNames, old: &SetContents, new: &SetContents) -> (Vec<SetOp>, Vec<SetOp>) {
+pub fn diff_ops(
+    names: &SetNames,
+    old: &SetContents,
+    new: &SetContents,
+) -> (Vec<SetOp>, Vec<SetOp>) {
     let mut adds = Vec::new();
     let mut dels = Vec::new();
     let keyed = [
@@ -167,17 +208,29 @@ pub fn diff_ops(names: &SetNames, old: &SetContents, new: &SetContents) -> (Vec<
     ];
     for (name, old, new) in keyed {
         for k in new.difference(old) {
-            adds.push(SetOp::Add { name: name.clone(), entry: key_entry(k) });
+            adds.push(SetOp::Add {
+                name: name.clone(),
+                entry: key_entry(k),
+            });
         }
         for k in old.difference(new) {
-            dels.push(SetOp::Del { name: name.clone(), entry: key_entry(k) });
+            dels.push(SetOp::Del {
+                name: name.clone(),
+                entry: key_entry(k),
+            });
         }
     }
     for ip in new.cluster_ips.difference(&old.cluster_ips) {
-        adds.push(SetOp::Add { name: names.cluster_ips.clone(), entry: ip.to_string() });
+        adds.push(SetOp::Add {
+            name: names.cluster_ips.clone(),
+            entry: ip.to_string(),
+        });
     }
     for ip in old.cluster_ips.difference(&new.cluster_ips) {
-        dels.push(SetOp::Del { name: names.cluster_ips.clone(), entry: ip.to_string() });
+        dels.push(SetOp::Del {
+            name: names.cluster_ips.clone(),
+            entry: ip.to_string(),
+        });
     }
     (adds, dels)
 }
@@ -192,13 +245,23 @@ pub fn replace_ops(names: &SetNames, family: IpFamily, new: &SetContents) -> Vec
         (&names.vips, new.vips.iter().map(key_entry).collect()),
         (&names.reject, new.reject.iter().map(key_entry).collect()),
         (&names.drop, new.drop.iter().map(key_entry).collect()),
-        (&names.cluster_ips, new.cluster_ips.iter().map(ToString::to_string).collect()),
+        (
+            &names.cluster_ips,
+            new.cluster_ips.iter().map(ToString::to_string).collect(),
+        ),
     ];
     for (name, entries) in fill {
         let t = tmp(name);
-        ops.push(SetOp::Create { name: t.clone(), with_port: *name != names.cluster_ips, family });
+        ops.push(SetOp::Create {
+            name: t.clone(),
+            with_port: *name != names.cluster_ips,
+            family,
+        });
         ops.push(SetOp::Flush(t.clone()));
-        ops.extend(entries.into_iter().map(|entry| SetOp::Add { name: t.clone(), entry }));
+        ops.extend(entries.into_iter().map(|entry| SetOp::Add {
+            name: t.clone(),
+            entry,
+        }));
         ops.push(SetOp::Swap(name.clone(), t.clone()));
         ops.push(SetOp::Destroy(t));
     }

@@ -31,7 +31,10 @@ impl TableChanges {
     }
 
     fn is_empty(&self) -> bool {
-        self.declare.is_empty() && self.insert.is_empty() && self.rules.is_empty() && self.delete.is_empty()
+        self.declare.is_empty()
+            && self.insert.is_empty()
+            && self.rules.is_empty()
+            && self.delete.is_empty()
     }
 }
 
@@ -66,7 +69,11 @@ impl Transaction {
             for r in &t.insert {
                 // `-I chain 1`: our jumps go first so other rules cannot pre-empt service traffic.
                 let text = r.to_string();
-                let text = text.replacen(&format!("-A {} ", r.chain), &format!("-I {} 1 ", r.chain), 1);
+                let text = text.replacen(
+                    &format!("-A {} ", r.chain),
+                    &format!("-I {} 1 ", r.chain),
+                    1,
+                );
                 let _ = writeln!(s, "{text}");
             }
             for r in &t.rules {

@@ -1,0 +1,60 @@
+//! The backends this repository ships, as conformance `Backend`s. A third-party backend builds
+//! its own `Backend` the same way: a factory and a leftover check.
+
+use crate::netns::Netns;
+use crate::runner::Backend;
+use std::sync::Arc;
+use switchyard_iptables::{IptablesConfig, Variant};
+
+/// `iptables-nft` or `iptables-legacy`.
+pub fn iptables(variant: Variant) -> Backend {
+    let name = match variant {
+        Variant::Nft => "iptables-nft",
+        Variant::Legacy => "iptables-legacy",
+    };
+    Backend {
+        name: name.into(),
+        factory: Arc::new(move |node, family| {
+            Box::new(
+                IptablesConfig::new(family)
+                    .variant(variant)
+                    .netns(node)
+                    .build(),
+            )
+        }),
+        leftovers: Arc::new(move |node: &Netns| {
+            let save = match variant {
+                Variant::Nft => "iptables-nft-save",
+                Variant::Legacy => "iptables-legacy-save",
+            };
+            let mut left: Vec<String> = node
+                .exec(save, &[])?
+                .lines()
+                .filter(|l| l.contains("SWYD"))
+                .map(str::to_string)
+                .collect();
+            left.extend(
+                node.exec("ipset", &["list", "-n"])?
+                    .lines()
+                    .filter(|l| l.contains("SWYD"))
+                    .map(|l| format!("ipset {l}")),
+            );
+            Ok(left)
+        }),
+    }
+}
+
+/// Backends for `--mode` names: `iptables` means both variants.
+pub fn by_mode(mode: &str) -> anyhow::Result<Vec<Backend>> {
+    Ok(match mode {
+        "iptables" => vec![iptables(Variant::Nft), iptables(Variant::Legacy)],
+        "iptables-nft" => vec![iptables(Variant::Nft)],
+        "iptables-legacy" => vec![iptables(Variant::Legacy)],
+        "nftables" | "ipvs" => {
+            anyhow::bail!("--mode {mode}: that backend is not in this build yet")
+        }
+        other => {
+            anyhow::bail!("unknown mode {other:?} (want iptables, iptables-nft, iptables-legacy)")
+        }
+    })
+}

@@ -1,0 +1,132 @@
+//! Sending real connections from inside a namespace and recording who answered.
+
+use crate::netns::enter_path;
+use std::io::{ErrorKind, Read as _};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::time::Duration;
+use switchyard_core::Protocol;
+
+/// What one connection attempt saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observed {
+    /// A pod answered: its name, the port it served on, the peer address it saw.
+    Answered {
+        pod: String,
+        port: u16,
+        peer: IpAddr,
+    },
+    /// Refused at once: TCP RST or ICMP port unreachable.
+    Refused,
+    /// No answer within the timeout.
+    TimedOut,
+    /// Anything else (e.g. ICMP host unreachable), with the error.
+    Failed(String),
+}
+
+impl std::fmt::Display for Observed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Answered { pod, port, peer } => write!(f, "{pod}:{port} (saw peer {peer})"),
+            Self::Refused => f.write_str("refused"),
+            Self::TimedOut => f.write_str("timed out"),
+            Self::Failed(e) => write!(f, "failed: {e}"),
+        }
+    }
+}
+
+/// A batch of identical attempts from one namespace.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub netns: PathBuf,
+    pub dst: SocketAddr,
+    pub proto: Protocol,
+    pub count: usize,
+    pub timeout: Duration,
+}
+
+impl Probe {
+    /// Runs the attempts one after another on a thread inside the namespace.
+    pub fn run(self) -> anyhow::Result<Vec<Observed>> {
+        let handle = std::thread::spawn(move || -> anyhow::Result<Vec<Observed>> {
+            enter_path(&self.netns)?;
+            Ok((0..self.count)
+                .map(|_| once(self.dst, self.proto, self.timeout))
+                .collect())
+        });
+        handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("probe thread panicked"))?
+    }
+}
+
+/// One attempt.
+pub fn once(dst: SocketAddr, proto: Protocol, timeout: Duration) -> Observed {
+    match proto {
+        Protocol::Tcp => tcp(dst, timeout),
+        Protocol::Udp => udp(dst, timeout),
+        Protocol::Sctp => {
+            Observed::Failed("SCTP probes are not supported by this kernel or client".into())
+        }
+    }
+}
+
+fn tcp(dst: SocketAddr, timeout: Duration) -> Observed {
+    let mut stream = match TcpStream::connect_timeout(&dst, timeout) {
+        Ok(s) => s,
+        Err(e) => return classify(&e),
+    };
+    let _ = stream.set_read_timeout(Some(timeout));
+    let mut text = String::new();
+    match stream.read_to_string(&mut text) {
+        Ok(_) => parse(&text),
+        Err(e) => classify(&e),
+    }
+}
+
+fn udp(dst: SocketAddr, timeout: Duration) -> Observed {
+    let bind: SocketAddr = if dst.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+        .parse()
+        .expect("literal");
+    let socket = match UdpSocket::bind(bind) {
+        Ok(s) => s,
+        Err(e) => return Observed::Failed(e.to_string()),
+    };
+    if let Err(e) = socket
+        .connect(dst)
+        .and_then(|_| socket.set_read_timeout(Some(timeout)))
+    {
+        return classify(&e);
+    }
+    if let Err(e) = socket.send(b"ping") {
+        return classify(&e);
+    }
+    let mut buf = [0u8; 512];
+    match socket.recv(&mut buf) {
+        Ok(n) => parse(&String::from_utf8_lossy(&buf[..n])),
+        Err(e) => classify(&e),
+    }
+}
+
+fn classify(e: &std::io::Error) -> Observed {
+    match e.kind() {
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionReset => Observed::Refused,
+        ErrorKind::TimedOut | ErrorKind::WouldBlock => Observed::TimedOut,
+        _ => Observed::Failed(e.to_string()),
+    }
+}
+
+fn parse(text: &str) -> Observed {
+    let mut parts = text.split_whitespace();
+    let (Some(pod), Some(port), Some(peer)) = (parts.next(), parts.next(), parts.next()) else {
+        return Observed::Failed(format!("unexpected reply {text:?}"));
+    };
+    match (port.parse(), peer.parse()) {
+        (Ok(port), Ok(peer)) => Observed::Answered {
+            pod: pod.to_string(),
+            port,
+            peer,
+        },
+        _ => Observed::Failed(format!("unexpected reply {text:?}")),
+    }
+}

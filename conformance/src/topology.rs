@@ -1,0 +1,210 @@
+//! The test network: a node under test, its local pods, a second node with pods, an outside
+//! client. Every piece lives in a namespace created here and removed on drop; nothing is
+//! connected to the host, so no packet can leave.
+//!
+//! ```text
+//!  client (192.168.0.20) ── eth0 ═ eth-c ── NODE (192.168.0.10) ── eth-r ═ eth0 ── remote node (192.168.1.11)
+//!  default via node                          │ br0 10.244.1.1/24                   │ br0 10.244.2.1/24
+//!                                          pod-a1 .10  a2 .11  a3 .12            pod-b1 .10  b2 .11  b3 .12
+//! ```
+//! The node's default route points at the client, which does not forward: a service address the
+//! rules failed to translate ends there silently (a timeout, never a false "reject").
+
+use crate::netns::{unique_prefix, Netns};
+use crate::pods::PodServer;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// The node under test, as named in scenario manifests.
+pub const NODE_NAME: &str = "node-a";
+/// The other node.
+pub const REMOTE_NODE_NAME: &str = "node-b";
+pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 10);
+pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 20);
+pub const NODE_REMOTE_LINK_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
+pub const REMOTE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 11);
+/// `--cluster-cidr`.
+pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
+/// The node's bridge address (what masqueraded traffic to a local pod comes from).
+pub const NODE_BRIDGE_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 1);
+/// Ports every pod serves, over TCP and UDP. Each answers `<pod> <port> <peer address>`.
+pub const POD_PORTS: [u16; 3] = [8080, 8081, 9100];
+
+/// The pods: name, address, on the node under test?
+pub const PODS: [(&str, Ipv4Addr, bool); 6] = [
+    ("pod-a1", Ipv4Addr::new(10, 244, 1, 10), true),
+    ("pod-a2", Ipv4Addr::new(10, 244, 1, 11), true),
+    ("pod-a3", Ipv4Addr::new(10, 244, 1, 12), true),
+    ("pod-b1", Ipv4Addr::new(10, 244, 2, 10), false),
+    ("pod-b2", Ipv4Addr::new(10, 244, 2, 11), false),
+    ("pod-b3", Ipv4Addr::new(10, 244, 2, 12), false),
+];
+
+/// One pod: its namespace and the servers in it.
+#[derive(Debug)]
+pub struct Pod {
+    pub name: &'static str,
+    pub ip: IpAddr,
+    pub local: bool,
+    // Field order matters: servers stop before the namespace goes.
+    _server: PodServer,
+    pub ns: Netns,
+}
+
+/// The whole network. Drop removes every namespace.
+#[derive(Debug)]
+pub struct Topology {
+    pub pods: Vec<Pod>,
+    pub client: Netns,
+    pub remote: Netns,
+    pub node: Netns,
+}
+
+/// Where a probe is sent from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum From {
+    /// The outside client.
+    Client,
+    /// The node under test itself.
+    Node,
+    /// A pod, by name.
+    Pod(&'static str),
+}
+
+impl Topology {
+    pub fn build() -> anyhow::Result<Self> {
+        let p = unique_prefix();
+        let node = Netns::create(&format!("{p}-node"))?;
+        let client = Netns::create(&format!("{p}-client"))?;
+        let remote = Netns::create(&format!("{p}-remote"))?;
+
+        link(
+            &node,
+            "eth-c",
+            &client,
+            &format!("{NODE_IP}/24"),
+            &format!("{CLIENT_IP}/24"),
+        )?;
+        client.ip(&["route", "add", "default", "via", &NODE_IP.to_string()])?;
+        link(
+            &node,
+            "eth-r",
+            &remote,
+            &format!("{NODE_REMOTE_LINK_IP}/24"),
+            &format!("{REMOTE_IP}/24"),
+        )?;
+        remote.ip(&[
+            "route",
+            "add",
+            "default",
+            "via",
+            &NODE_REMOTE_LINK_IP.to_string(),
+        ])?;
+        for (ns, gw) in [(&node, "10.244.1.1/24"), (&remote, "10.244.2.1/24")] {
+            ns.ip(&["link", "add", "br0", "type", "bridge"])?;
+            ns.ip(&["addr", "add", gw, "dev", "br0"])?;
+            ns.ip(&["link", "set", "br0", "up"])?;
+            ns.sysctl("net.ipv4.ip_forward", "1")?;
+        }
+        node.ip(&[
+            "route",
+            "add",
+            "10.244.2.0/24",
+            "via",
+            &REMOTE_IP.to_string(),
+        ])?;
+        node.ip(&["route", "add", "default", "via", &CLIENT_IP.to_string()])?;
+        // Bridged replies from a local pod to a local pod must meet conntrack to be un-NATed.
+        node.sysctl("net.bridge.bridge-nf-call-iptables", "1")?;
+
+        let mut pods = Vec::new();
+        for (name, ip, local) in PODS {
+            let ns = Netns::create(&format!("{p}-{name}"))?;
+            let host = if local { &node } else { &remote };
+            let host_if = format!("v{name}");
+            host.ip(&[
+                "link",
+                "add",
+                &host_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                ns.name(),
+            ])?;
+            host.ip(&["link", "set", &host_if, "master", "br0", "up"])?;
+            // Hairpin mode, as the CNI bridge plugin sets for kube-proxy: with br_netfilter, a
+            // pod's packet DNATed back to itself leaves through the port it came in on.
+            host.ip(&[
+                "link",
+                "set",
+                &host_if,
+                "type",
+                "bridge_slave",
+                "hairpin",
+                "on",
+            ])?;
+            ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
+            ns.ip(&["link", "set", "eth0", "up"])?;
+            let gw = if local { "10.244.1.1" } else { "10.244.2.1" };
+            ns.ip(&["route", "add", "default", "via", gw])?;
+            let server = PodServer::start(&ns, name, &POD_PORTS)?;
+            pods.push(Pod {
+                name,
+                ip: IpAddr::V4(ip),
+                local,
+                _server: server,
+                ns,
+            });
+        }
+        Ok(Self {
+            pods,
+            client,
+            remote,
+            node,
+        })
+    }
+
+    /// The namespace and source address of a probe origin.
+    pub fn origin(&self, from: From) -> anyhow::Result<(&Netns, IpAddr)> {
+        Ok(match from {
+            From::Client => (&self.client, IpAddr::V4(CLIENT_IP)),
+            From::Node => (&self.node, IpAddr::V4(NODE_IP)),
+            From::Pod(name) => {
+                let pod = self
+                    .pods
+                    .iter()
+                    .find(|p| p.name == name)
+                    .ok_or_else(|| anyhow::anyhow!("no pod {name} in the topology"))?;
+                (&pod.ns, pod.ip)
+            }
+        })
+    }
+
+    /// The pod with this address.
+    pub fn pod_by_ip(&self, ip: IpAddr) -> Option<&Pod> {
+        self.pods.iter().find(|p| p.ip == ip)
+    }
+}
+
+/// A veth pair from `a` (named `a_if`) to `b` (named `eth0`), addressed and up.
+fn link(a: &Netns, a_if: &str, b: &Netns, a_addr: &str, b_addr: &str) -> anyhow::Result<()> {
+    a.ip(&[
+        "link",
+        "add",
+        a_if,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        b.name(),
+    ])?;
+    a.ip(&["addr", "add", a_addr, "dev", a_if])?;
+    a.ip(&["link", "set", a_if, "up"])?;
+    b.ip(&["addr", "add", b_addr, "dev", "eth0"])?;
+    b.ip(&["link", "set", "eth0", "up"])?;
+    Ok(())
+}
