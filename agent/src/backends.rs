@@ -34,3 +34,27 @@ pub fn mode_name(mode: ModeArg) -> &'static str {
         ModeArg::Ipvs => "ipvs",
     }
 }
+
+/// `--cleanup`: removes what every mode owns, in both families, whatever `--mode` says (a node
+/// switching modes must not keep the old mode's rules). A variant whose tools are not installed
+/// has nothing to clean.
+pub async fn cleanup_all() -> anyhow::Result<()> {
+    let mut failures = Vec::new();
+    for variant in [Variant::Nft, Variant::Legacy] {
+        for family in [IpFamily::V4, IpFamily::V6] {
+            let mut d = IptablesConfig::new(family).variant(variant).build();
+            match d.cleanup().await {
+                Ok(()) => tracing::info!(?variant, %family, "iptables rules removed"),
+                Err(switchyard_core::DataplaneError::Unsupported { what, .. }) => {
+                    tracing::info!(?variant, %family, "{what} not installed: nothing to clean")
+                }
+                Err(e) => failures.push(format!("iptables {variant:?} {family}: {e}")),
+            }
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("cleanup failed: {}", failures.join("; "))
+    }
+}

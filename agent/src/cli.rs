@@ -59,7 +59,7 @@ pub struct RunArgs {
     /// Apply one full sync and exit (for scripts, node bootstrap and benchmarks).
     #[arg(long, conflicts_with = "dry_run")]
     pub once: bool,
-    /// Remove every rule Switchyard owns, in all modes, and exit.
+    /// Remove every rule Switchyard owns, in all modes and both families, and exit.
     #[arg(long, conflicts_with_all = ["dry_run", "once"])]
     pub cleanup: bool,
     /// Wait at least this long between syncs, so bursts of changes coalesce into one.

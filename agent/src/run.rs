@@ -15,6 +15,9 @@ use tokio::time::Instant;
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    if args.cleanup {
+        return backends::cleanup_all().await;
+    }
     if args.node.kubeconfig.is_some() || args.node.manifests.is_none() {
         anyhow::bail!(
             "the Kubernetes API source is not in this build yet: pass --manifests PATH \
@@ -36,9 +39,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .map(|p| backends::dataplane(&args, p.family))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut syncer = Syncer::new(dataplanes);
-    if args.cleanup {
-        return syncer.cleanup().await.context("cleanup");
-    }
     syncer.probe().await.context("probing kernel support")?;
     let outcome = syncer.sync(plans).await;
     if args.once {

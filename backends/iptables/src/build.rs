@@ -5,7 +5,7 @@ use crate::render;
 use crate::rules::{Rule, Table};
 use crate::sets::{self, dispatch_entries, SetContents};
 use crate::tx::{TableChanges, Transaction};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use switchyard_core::plan::{NodePortListen, ProxyPlan};
 use switchyard_core::Changes;
 
@@ -43,8 +43,10 @@ pub fn full(
         nat.rules
             .extend(render::leaf_rules(plan.family, leaf, &entries));
     }
+    let mut owners = BTreeMap::new();
     for (name, svc) in &plan.services {
         let (chains, rules) = render::service(plan, name, svc);
+        owners.extend(chains.iter().map(|c| (c.clone(), name.to_string())));
         nat.declare.extend(chains);
         nat.rules.extend(rules);
     }
@@ -77,6 +79,7 @@ pub fn full(
         // ...then make them exact by swapping in freshly filled copies.
         sets_after: sets::replace_ops(sets, plan.family, &contents),
         service_ports: plan.services.len(),
+        owners,
     };
     (tx, now)
 }
@@ -95,6 +98,7 @@ pub fn partial(
     let mut existing = old.existing.clone();
     let mut leaves = BTreeSet::new();
     let mut touches_node_ports = false;
+    let mut owners = BTreeMap::new();
 
     for name in changes.touched() {
         let before = old.plan.services.get(name);
@@ -118,6 +122,12 @@ pub fn partial(
             touches_node_ports |= s.node_port.is_some();
         }
         let stale: Vec<String> = old_chains.difference(&new_chains).cloned().collect();
+        owners.extend(
+            old_chains
+                .iter()
+                .chain(&new_chains)
+                .map(|c| (c.clone(), name.to_string())),
+        );
         nat.declare.extend(new_chains.iter().cloned());
         nat.declare.extend(stale.iter().cloned());
         nat.delete.extend(stale.iter().cloned());
@@ -156,6 +166,7 @@ pub fn partial(
         nat,
         sets_after: dels,
         service_ports: changes.touched().count(),
+        owners,
     };
     (tx, existing)
 }

@@ -152,18 +152,19 @@ impl IptablesDataplane {
         variant: Variant,
         tx: &Transaction,
     ) -> Result<(), DataplaneError> {
-        self.runner
-            .restore("ipset", &["restore"], &tx.sets_before_text())
+        let owners = &tx.owners;
+        let restore = variant.restore(self.family);
+        let r = &self.runner;
+        r.restore("ipset", &["restore"], &tx.sets_before_text(), owners)
             .await?;
-        self.runner
-            .restore(
-                &variant.restore(self.family),
-                &["--noflush", "--wait"],
-                &tx.restore_text(),
-            )
-            .await?;
-        self.runner
-            .restore("ipset", &["restore"], &tx.sets_after_text())
+        r.restore(
+            &restore,
+            &["--noflush", "--wait"],
+            &tx.restore_text(),
+            owners,
+        )
+        .await?;
+        r.restore("ipset", &["restore"], &tx.sets_after_text(), owners)
             .await
     }
 }
@@ -297,12 +298,10 @@ impl Dataplane for IptablesDataplane {
             }
             text.push_str("COMMIT\n");
         }
+        let none = Default::default();
+        let restore = variant.restore(self.family);
         self.runner
-            .restore(
-                &variant.restore(self.family),
-                &["--noflush", "--wait"],
-                &text,
-            )
+            .restore(&restore, &["--noflush", "--wait"], &text, &none)
             .await?;
         let ran = self.runner.run("ipset", &["list", "-n"], None).await?;
         let prefix = match self.family {
@@ -315,7 +314,9 @@ impl Dataplane for IptablesDataplane {
             .filter(|n| n.starts_with(prefix))
             .map(|n| format!("destroy {n}\n"))
             .collect();
-        self.runner.restore("ipset", &["restore"], &destroy).await
+        self.runner
+            .restore("ipset", &["restore"], &destroy, &none)
+            .await
     }
 }
 

@@ -1,6 +1,7 @@
 //! Running iptables, ipset and their restore tools, optionally inside a network namespace, and
 //! turning their failures into errors that name the offending line and service.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Instant;
@@ -136,12 +137,14 @@ impl Runner {
     }
 
     /// Pipes `input` to a restore tool; on failure names the line it complained about, the text
-    /// of that line and the service its comment names.
+    /// of that line and the service it belongs to (from its comment, or from `owners`, which
+    /// maps chain names to service ports).
     pub async fn restore(
         &self,
         program: &str,
         args: &[&str],
         input: &str,
+        owners: &BTreeMap<String, String>,
     ) -> Result<(), DataplaneError> {
         if input.trim().is_empty() {
             return Ok(());
@@ -150,7 +153,7 @@ impl Runner {
         if ran.success {
             return Ok(());
         }
-        Err(restore_error(program, input, &ran.stderr))
+        Err(restore_error(program, input, &ran.stderr, owners))
     }
 }
 
@@ -170,16 +173,27 @@ fn install_hint(program: &str) -> String {
 
 /// Builds the error for a failed restore from its stderr: iptables says `line N failed` (legacy)
 /// or `line N: ...` (nft), ipset says `Error in line N: ...`.
-pub fn restore_error(program: &str, input: &str, stderr: &str) -> DataplaneError {
+pub fn restore_error(
+    program: &str,
+    input: &str,
+    stderr: &str,
+    owners: &BTreeMap<String, String>,
+) -> DataplaneError {
     let line = find_line_number(stderr);
     let text = line
         .and_then(|n| input.lines().nth(n.checked_sub(1)?))
         .unwrap_or("");
-    let service = text
+    let from_comment = text
         .split_once("--comment \"")
         .and_then(|(_, rest)| rest.split_once('"'))
         .map(|(c, _)| c.to_string())
         .filter(|c| c.contains('/'));
+    // `-A CHAIN ...`, `-X CHAIN`, `:CHAIN - [0:0]`: the chain's owner.
+    let chain = text
+        .trim_start_matches(':')
+        .split_whitespace()
+        .find(|w| owners.contains_key(*w));
+    let service = from_comment.or_else(|| chain.and_then(|c| owners.get(c).cloned()));
     let detail = stderr.trim().lines().last().unwrap_or("").trim();
     let message = if text.is_empty() {
         detail.to_string()
@@ -250,6 +264,7 @@ mod tests {
             "iptables-legacy-restore",
             input,
             "iptables-restore: line 3 failed\n",
+            &BTreeMap::new(),
         );
         let text = e.to_string();
         assert!(text.contains("at input line 3"), "{text}");
@@ -259,11 +274,20 @@ mod tests {
             "ipset",
             "create A hash:ip\nadd A bogus\n",
             "ipset v7.17: Error in line 2: Syntax error: cannot parse bogus\n",
+            &BTreeMap::new(),
         );
         assert!(
             matches!(e, DataplaneError::ToolFailed { line: Some(2), .. }),
             "{e}"
         );
+        let owners = BTreeMap::from([("SWYD-SVC-X".to_string(), "ns/a/tcp".to_string())]);
+        let e = restore_error(
+            "iptables-nft-restore",
+            "*nat\n-X SWYD-SVC-X\n",
+            "iptables-nft-restore: line 2 failed\n",
+            &owners,
+        );
+        assert!(e.to_string().contains("(for ns/a/tcp)"), "{e}");
     }
 
     #[test]

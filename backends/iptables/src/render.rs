@@ -238,8 +238,11 @@ fn all_local_node_port_filter_rules(plan: &ProxyPlan) -> Vec<Rule> {
     out
 }
 
+/// One dispatch rule's data: the address:port, where it goes, and whose it is.
+pub type LeafEntry<'a> = (Key, Entry, &'a ServicePortName);
+
 /// All dispatch entries of the plan, by leaf.
-pub fn leaves(plan: &ProxyPlan) -> BTreeMap<(u8, u8), Vec<(Key, Entry, &ServicePortName)>> {
+pub fn leaves(plan: &ProxyPlan) -> BTreeMap<(u8, u8), Vec<LeafEntry<'_>>> {
     let mut out: BTreeMap<(u8, u8), Vec<_>> = BTreeMap::new();
     for (name, svc) in &plan.services {
         for (key, entry) in dispatch_entries(plan, svc) {
@@ -252,11 +255,7 @@ pub fn leaves(plan: &ProxyPlan) -> BTreeMap<(u8, u8), Vec<(Key, Entry, &ServiceP
 }
 
 /// The rules of one dispatch leaf.
-pub fn leaf_rules(
-    family: IpFamily,
-    leaf: (u8, u8),
-    entries: &[(Key, Entry, &ServicePortName)],
-) -> Vec<Rule> {
+pub fn leaf_rules(family: IpFamily, leaf: (u8, u8), entries: &[LeafEntry<'_>]) -> Vec<Rule> {
     let chain = names::tree_chain(leaf.0, Some(leaf.1));
     entries
         .iter()

@@ -2,6 +2,7 @@
 
 use crate::rules::{Rule, Table};
 use crate::sets::{restore_text, SetOp};
+use std::collections::BTreeMap;
 use std::fmt::{self, Display, Formatter, Write as _};
 use switchyard_core::plan::IpFamily;
 
@@ -51,6 +52,8 @@ pub struct Transaction {
     pub sets_after: Vec<SetOp>,
     /// Service ports written, for stats.
     pub service_ports: usize,
+    /// Which service port each per-service chain belongs to, to name it in errors.
+    pub owners: BTreeMap<String, String>,
 }
 
 impl Transaction {

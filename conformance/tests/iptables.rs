@@ -1,0 +1,285 @@
+//! iptables-backend behaviour the cross-backend matrix cannot show: failure handling, jump
+//! repair, partial syncs, the text in the kernel matching `render`, and IPv6. Both variants.
+//! Needs root (network namespaces): without it the tests fail and say so.
+
+use std::path::Path;
+use switchyard_conformance::netns::{require_root, unique_prefix, Netns};
+use switchyard_conformance::runner::plan_for;
+use switchyard_conformance::scenarios::{http_slice, manifest, ready, svc};
+use switchyard_core::{diff, Dataplane, DataplaneError, IpFamily, ProxyPlan};
+use switchyard_iptables::{IptablesConfig, IptablesDataplane, Variant};
+
+const VARIANTS: [Variant; 2] = [Variant::Nft, Variant::Legacy];
+
+fn save(v: Variant) -> &'static str {
+    match v {
+        Variant::Nft => "iptables-nft-save",
+        Variant::Legacy => "iptables-legacy-save",
+    }
+}
+
+fn iptables(v: Variant) -> &'static str {
+    match v {
+        Variant::Nft => "iptables-nft",
+        Variant::Legacy => "iptables-legacy",
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn setup(v: Variant, family: IpFamily) -> (Netns, IptablesDataplane) {
+    require_root().expect("root");
+    let ns = Netns::create(&format!("{}-ipt", unique_prefix())).expect("netns");
+    let dp = IptablesConfig::new(family)
+        .variant(v)
+        .netns(ns.path())
+        .build();
+    (ns, dp)
+}
+
+fn three_services(b_eps: &[&str]) -> ProxyPlan {
+    let yaml = manifest(&[
+        svc("a", "10.96.0.1").http().yaml(),
+        http_slice("a", &ready(&["pod-a1"])),
+        svc("b", "10.96.0.2").http().yaml(),
+        http_slice("b", &ready(b_eps)),
+        svc("c", "10.96.0.3").http().yaml(),
+        http_slice("c", &ready(&["pod-b2"])),
+    ]);
+    plan_for(&yaml, false).expect("plan")
+}
+
+#[test]
+fn partial_sync_rewrites_only_the_changed_service() {
+    for v in VARIANTS {
+        let (ns, mut dp) = setup(v, IpFamily::V4);
+        rt().block_on(async {
+            dp.probe().await.expect("probe");
+            let first = three_services(&["pod-a2"]);
+            let stats = dp.apply(&first, None).await.expect("full sync");
+            assert!(stats.full);
+            let second = three_services(&["pod-a2", "pod-b1"]);
+            let changes = diff(&first, &second);
+            let text = dp.render(&second, Some(&changes));
+            assert!(
+                text.contains("default/b/tcp")
+                    && !text.contains("default/a/tcp")
+                    && !text.contains("default/c/tcp"),
+                "{v:?}: partial transaction touches other services:\n{text}"
+            );
+            let stats = dp
+                .apply(&second, Some(&changes))
+                .await
+                .expect("partial sync");
+            assert!(
+                !stats.full && stats.service_ports_written == 1,
+                "{v:?}: {stats:?}"
+            );
+            let saved = ns.exec(save(v), &["-t", "nat"]).expect("save");
+            assert!(
+                saved.contains("--to-destination 10.244.2.10:8080"),
+                "{v:?}: new endpoint missing:\n{saved}"
+            );
+            assert_eq!(
+                saved.matches("-j DNAT").count(),
+                4,
+                "{v:?}: one DNAT per endpoint:\n{saved}"
+            );
+        });
+    }
+}
+
+#[test]
+fn kernel_holds_every_rule_render_printed() {
+    for v in VARIANTS {
+        let (ns, mut dp) = setup(v, IpFamily::V4);
+        rt().block_on(async {
+            dp.probe().await.expect("probe");
+            let plan = plan_for(
+                &std::fs::read_to_string(
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster.yaml"),
+                )
+                .expect("example"),
+                false,
+            )
+            .expect("plan");
+            let rendered = dp.render(&plan, None);
+            dp.apply(&plan, None).await.expect("apply");
+            let restore: Vec<&str> = rendered
+                .split("# --- ipset restore (after the rules) ---")
+                .next()
+                .and_then(|s| s.split("--noflush ---\n").nth(1))
+                .expect("restore section")
+                .lines()
+                .collect();
+            let saved = ns.exec(save(v), &[]).expect("save");
+            let ours = |l: &&&str| {
+                (l.starts_with("-A SWYD-") || l.starts_with("-I ")) && l.contains("SWYD")
+            };
+            let rendered_rules = restore.iter().filter(ours).count();
+            let saved_rules = saved
+                .lines()
+                .filter(|l| l.starts_with("-A") && l.contains("SWYD"))
+                .count();
+            assert_eq!(
+                saved_rules, rendered_rules,
+                "{v:?}: kernel rule count differs from render"
+            );
+            for chain in restore
+                .iter()
+                .filter_map(|l| l.strip_prefix(':'))
+                .filter_map(|l| l.split(' ').next())
+            {
+                assert!(
+                    saved.contains(&format!(":{chain} ")),
+                    "{v:?}: chain {chain} missing from the kernel"
+                );
+            }
+        });
+    }
+}
+
+#[test]
+fn deleted_base_jump_is_recreated_on_the_next_sync() {
+    for v in VARIANTS {
+        let (ns, mut dp) = setup(v, IpFamily::V4);
+        rt().block_on(async {
+            dp.probe().await.expect("probe");
+            let plan = three_services(&["pod-a2"]);
+            dp.apply(&plan, None).await.expect("apply");
+            ns.exec(
+                iptables(v),
+                &[
+                    "-t",
+                    "nat",
+                    "-D",
+                    "PREROUTING",
+                    "-m",
+                    "comment",
+                    "--comment",
+                    "switchyard service portals",
+                    "-j",
+                    "SWYD-SERVICES",
+                ],
+            )
+            .expect("delete jump");
+            let before = ns.exec(save(v), &["-t", "nat"]).expect("save");
+            assert!(!before.contains("-A PREROUTING"), "{v:?}: jump still there");
+            // Nothing changed in the plan: an incremental sync with an empty change set.
+            let stats = dp
+                .apply(&plan, Some(&diff(&plan, &plan)))
+                .await
+                .expect("sync");
+            assert!(!stats.full);
+            let after = ns.exec(save(v), &["-t", "nat"]).expect("save");
+            assert_eq!(
+                after.matches("-A PREROUTING").count(),
+                1,
+                "{v:?}: jump not restored exactly once:\n{after}"
+            );
+            assert_eq!(
+                after.matches("-A OUTPUT").count(),
+                1,
+                "{v:?}: OUTPUT jump duplicated:\n{after}"
+            );
+        });
+    }
+}
+
+#[test]
+fn failed_restore_names_line_and_service_keeps_rules_and_forces_full_sync() {
+    for v in VARIANTS {
+        let (ns, mut dp) = setup(v, IpFamily::V4);
+        rt().block_on(async {
+            dp.probe().await.expect("probe");
+            let first = three_services(&["pod-a2"]);
+            dp.apply(&first, None).await.expect("apply");
+            // Someone else references our chain for service b, so deleting it must fail.
+            let saved = ns.exec(save(v), &["-t", "nat"]).expect("save");
+            let svc_b = saved
+                .lines()
+                .find(|l| l.starts_with("-A SWYD-SVC-") && l.contains("default/b/tcp"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .expect("service b chain")
+                .to_string();
+            ns.exec(iptables(v), &["-t", "nat", "-N", "FOREIGN"])
+                .expect("foreign chain");
+            ns.exec(iptables(v), &["-t", "nat", "-A", "FOREIGN", "-j", &svc_b])
+                .expect("foreign ref");
+
+            let yaml = manifest(&[
+                svc("a", "10.96.0.1").http().yaml(),
+                http_slice("a", &ready(&["pod-a1"])),
+                svc("c", "10.96.0.3").http().yaml(),
+                http_slice("c", &ready(&["pod-b2"])),
+            ]);
+            let second = plan_for(&yaml, false).expect("plan");
+            let err = dp
+                .apply(&second, Some(&diff(&first, &second)))
+                .await
+                .expect_err("the -X must fail");
+            let text = err.to_string();
+            assert!(
+                matches!(err, DataplaneError::ToolFailed { line: Some(_), .. }),
+                "{v:?}: {text}"
+            );
+            assert!(
+                text.contains(&svc_b) && text.contains("default/b/tcp"),
+                "{v:?}: error must name the chain and the service: {text}"
+            );
+            // The nat table is committed atomically: service b's rules are still there.
+            let kept = ns.exec(save(v), &["-t", "nat"]).expect("save");
+            assert!(
+                kept.contains(&format!(":{svc_b}")) && kept.contains("default/b/tcp"),
+                "{v:?}: previous rules lost:\n{kept}"
+            );
+
+            ns.exec(iptables(v), &["-t", "nat", "-F", "FOREIGN"])
+                .expect("unblock");
+            let stats = dp
+                .apply(&second, Some(&diff(&first, &second)))
+                .await
+                .expect("retry");
+            assert!(stats.full, "{v:?}: the sync after a failure must be full");
+            let now = ns.exec(save(v), &["-t", "nat"]).expect("save");
+            assert!(
+                !now.contains("default/b/tcp"),
+                "{v:?}: stale service survived the full sync"
+            );
+        });
+    }
+}
+
+#[test]
+fn ipv6_rules_load_through_ip6tables() {
+    for v in VARIANTS {
+        let (ns, mut dp) = setup(v, IpFamily::V6);
+        rt().block_on(async {
+            dp.probe().await.expect("probe");
+            let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: v6}\nspec:\n  clusterIP: fd00:96::10\n  ipFamilies: [IPv6]\n  type: NodePort\n  ports: [{port: 80, nodePort: 30080}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: v6-x, labels: {kubernetes.io/service-name: v6}}\naddressType: IPv6\nports: [{name: '', port: 8080, protocol: TCP}]\nendpoints:\n- addresses: ['fd00:244::10']\n  nodeName: n1\n";
+            let mut m = switchyard_agent::source::Manifests::default();
+            m.add_text(Path::new("v6.yaml"), yaml).expect("yaml");
+            let config = switchyard_core::ProxyConfig::new(IpFamily::V6, "n1").with_cluster_cidrs(["fd00:244::/56".parse().expect("cidr")]).with_node_port_addresses(switchyard_core::NodePortAddresses::All);
+            let plan = switchyard_core::plan(&m.to_state("n1"), &config);
+            assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+            dp.apply(&plan, None).await.expect("apply v6");
+            let save6 = match v {
+                Variant::Nft => "ip6tables-nft-save",
+                Variant::Legacy => "ip6tables-legacy-save",
+            };
+            let saved = ns.exec(save6, &["-t", "nat"]).expect("save");
+            assert!(saved.contains("--to-destination [fd00:244::10]:8080"), "{v:?}:\n{saved}");
+            assert!(saved.contains("-A SWYD-NODEPORTS -p tcp -m tcp --dport 30080") || saved.contains("-A SWYD-NODEPORTS -p tcp --dport 30080"), "{v:?}:\n{saved}");
+            let sets = ns.exec("ipset", &["list", "SWYD6-VIPS"]).expect("ipset");
+            assert!(sets.contains("fd00:96::10,tcp:80"), "{sets}");
+            dp.cleanup().await.expect("cleanup");
+            let left = ns.exec(save6, &[]).expect("save");
+            assert!(!left.contains("SWYD"), "{v:?}: leftovers:\n{left}");
+        });
+    }
+}
