@@ -19,6 +19,7 @@ pub mod probe;
 pub mod runner;
 pub mod scenario;
 pub mod scenarios;
+pub mod synthetic;
 pub mod topology;
 
 pub use matrix::{Cell, Matrix};

@@ -130,3 +130,48 @@ fn parse(text: &str) -> Observed {
         _ => Observed::Failed(format!("unexpected reply {text:?}")),
     }
 }
+
+/// Connect-to-first-byte times of `count` sequential TCP connections from inside `netns`, after
+/// `warmup` unmeasured ones. Failed connections are an error: a benchmark of a broken path is
+/// meaningless.
+pub fn connect_latencies(
+    netns: &std::path::Path,
+    dst: SocketAddr,
+    count: usize,
+    warmup: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let netns = netns.to_path_buf();
+    let handle = std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
+        enter_path(&netns)?;
+        let mut out = Vec::with_capacity(count);
+        let mut buf = [0u8; 64];
+        for i in 0..count + warmup {
+            let started = std::time::Instant::now();
+            let mut s = TcpStream::connect_timeout(&dst, Duration::from_secs(2))?;
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            let n = s.read(&mut buf)?;
+            let took = started.elapsed();
+            if n == 0 {
+                anyhow::bail!("{dst}: connection closed without a reply");
+            }
+            if i >= warmup {
+                out.push(took);
+            }
+        }
+        Ok(out)
+    });
+    handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("latency thread panicked"))?
+}
+
+/// The `q`-quantile (0..=1) of `samples`, in microseconds.
+pub fn quantile_us(samples: &[Duration], q: f64) -> f64 {
+    let mut v: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e6).collect();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((v.len() - 1) as f64 * q).round() as usize;
+    v[idx.min(v.len() - 1)]
+}

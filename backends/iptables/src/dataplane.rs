@@ -82,6 +82,18 @@ impl IptablesDataplane {
         })
     }
 
+    /// Exactly the `iptables-restore` input `render` shows for this plan (benchmarks pipe it to a
+    /// bare `iptables-restore` as their baseline).
+    pub fn restore_input(&self, plan: &ProxyPlan, changes: Option<&Changes>) -> String {
+        let (missing, existing) = match &self.committed {
+            Some(c) => (Vec::new(), c.existing.clone()),
+            None => (base_jumps(), Existing::default()),
+        };
+        self.transaction(plan, changes, &existing, &missing)
+            .0
+            .restore_text()
+    }
+
     /// The transaction for `plan`, given what was committed and which jumps are missing.
     fn transaction(
         &self,

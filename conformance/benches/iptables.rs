@@ -1,0 +1,202 @@
+//! iptables backend benchmark: `cargo bench -p switchyard-conformance --bench iptables` (root).
+//!
+//! Fixed scenario, so figures compare across commits:
+//! - control plane, per variant: full sync of 1k and 10k services x 10 endpoints, then one
+//!   endpoint changed (incremental sync); baseline: a bare `iptables-restore --noflush` of the
+//!   identical text into a fresh namespace, measured in the same run.
+//! - datapath, per variant: connect-to-first-byte from a pod on the node to a pod on the other
+//!   node, through a ClusterIP and straight to the pod IP, at 100 and 10k services, against the
+//!   no-rules floor measured in the same topology first.
+
+use std::time::{Duration, Instant};
+use switchyard_conformance::netns::{require_root, unique_prefix, Netns};
+use switchyard_conformance::probe::{connect_latencies, quantile_us};
+use switchyard_conformance::synthetic::{add_service, cluster, plan_of};
+use switchyard_conformance::topology::Topology;
+use switchyard_core::{diff, Dataplane};
+use switchyard_iptables::{IptablesConfig, IptablesDataplane, Variant};
+
+const SAMPLES: usize = 4000;
+const WARMUP: usize = 300;
+
+fn main() -> anyhow::Result<()> {
+    require_root()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    println!("# iptables backend benchmark (2-core machine; times are wall clock)");
+    for v in [Variant::Nft, Variant::Legacy] {
+        for n in [1000, 10_000] {
+            control_plane(&rt, v, n)?;
+        }
+    }
+    for v in [Variant::Nft, Variant::Legacy] {
+        datapath(&rt, v)?;
+    }
+    Ok(())
+}
+
+fn name(v: Variant) -> &'static str {
+    match v {
+        Variant::Nft => "iptables-nft",
+        Variant::Legacy => "iptables-legacy",
+    }
+}
+
+fn dataplane(
+    rt: &tokio::runtime::Runtime,
+    v: Variant,
+    ns: &Netns,
+) -> anyhow::Result<IptablesDataplane> {
+    let mut dp = IptablesConfig::new(switchyard_core::IpFamily::V4)
+        .variant(v)
+        .netns(ns.path())
+        .build();
+    rt.block_on(dp.probe())?;
+    Ok(dp)
+}
+
+fn control_plane(rt: &tokio::runtime::Runtime, v: Variant, n: usize) -> anyhow::Result<()> {
+    let state = cluster(n, 10);
+    let plan = plan_of(&state);
+    let ns = Netns::create(&format!("{}-bench", unique_prefix()))?;
+    let mut dp = dataplane(rt, v, &ns)?;
+    let text = dp.restore_input(&plan, None);
+    let rules = text
+        .lines()
+        .filter(|l| l.starts_with("-A") || l.starts_with("-I"))
+        .count();
+
+    let t = Instant::now();
+    rt.block_on(dp.apply(&plan, None))?;
+    let full = t.elapsed();
+
+    let mut changed = state.clone();
+    let slice = changed
+        .endpoint_slices
+        .values_mut()
+        .nth(n / 2)
+        .ok_or_else(|| anyhow::anyhow!("no slice"))?;
+    slice.endpoints[0].addresses = vec!["10.246.0.1".into()];
+    let plan2 = plan_of(&changed);
+    let changes = diff(&plan, &plan2);
+    let t = Instant::now();
+    let stats = rt.block_on(dp.apply(&plan2, Some(&changes)))?;
+    let incr = t.elapsed();
+    anyhow::ensure!(!stats.full, "the incremental sync was not incremental");
+
+    // Baseline: the same restore text, bare, into a fresh namespace (sets pre-created, untimed).
+    let base_ns = Netns::create(&format!("{}-base", unique_prefix()))?;
+    for set in [
+        "SWYD4-VIPS hash:ip,port",
+        "SWYD4-REJECT hash:ip,port",
+        "SWYD4-DROP hash:ip,port",
+        "SWYD4-CLUSTER-IPS hash:ip",
+    ] {
+        let mut args = vec!["create"];
+        args.extend(set.split(' '));
+        base_ns.exec("ipset", &args)?;
+    }
+    let restore = match v {
+        Variant::Nft => "iptables-nft-restore",
+        Variant::Legacy => "iptables-legacy-restore",
+    };
+    let base = time_restore(&base_ns, restore, &text)?;
+    println!(
+        "control {:16} services={n:>6} endpoints=10 rules={rules:>7}  full={:>9.1} ms  baseline(bare restore)={:>9.1} ms  ratio={:.2}  incremental(1 endpoint)={:>7.1} ms",
+        name(v),
+        ms(full),
+        ms(base),
+        full.as_secs_f64() / base.as_secs_f64(),
+        ms(incr)
+    );
+    Ok(())
+}
+
+fn time_restore(ns: &Netns, program: &str, text: &str) -> anyhow::Result<Duration> {
+    use std::io::Write as _;
+    let path = std::env::temp_dir().join(format!("{}-restore.txt", unique_prefix()));
+    std::fs::File::create(&path)?.write_all(text.as_bytes())?;
+    let t = Instant::now();
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", ns.path().display()))
+        .args(["--", program, "--noflush", "--wait"])
+        .stdin(std::fs::File::open(&path)?)
+        .output()?;
+    let took = t.elapsed();
+    let _ = std::fs::remove_file(&path);
+    anyhow::ensure!(
+        out.status.success(),
+        "baseline restore failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(took)
+}
+
+fn datapath(rt: &tokio::runtime::Runtime, v: Variant) -> anyhow::Result<()> {
+    let topo = Topology::build()?;
+    let client = topo
+        .origin(switchyard_conformance::topology::From::Pod("pod-a1"))?
+        .0
+        .path();
+    let pod: std::net::SocketAddr = "10.244.2.10:8080".parse()?;
+    let floor = connect_latencies(&client, pod, SAMPLES, WARMUP)?;
+    report(v, "no rules (floor)", "pod IP", &floor, None);
+    let mut dp = dataplane(rt, v, &topo.node)?;
+    let mut svc100 = None;
+    for n in [100usize, 10_000] {
+        // n-1 synthetic services plus the target, numbered last (highest address).
+        let mut state = cluster(n - 1, 10);
+        add_service(&mut state, n - 1, 1, Some(&["10.244.2.10".to_string()]));
+        let plan = plan_of(&state);
+        rt.block_on(dp.apply(&plan, None))?;
+        let vip_ip = plan
+            .services
+            .values()
+            .map(|s| s.cluster_ip)
+            .max()
+            .ok_or_else(|| anyhow::anyhow!("empty plan"))?;
+        let vip = std::net::SocketAddr::new(vip_ip, 80);
+        let svc = connect_latencies(&client, vip, SAMPLES, WARMUP)?;
+        let direct = connect_latencies(&client, pod, SAMPLES, WARMUP)?;
+        report(
+            v,
+            &format!("{n} services"),
+            "ClusterIP",
+            &svc,
+            svc100.as_deref().map(|s| ("vs 100 services", s)),
+        );
+        report(
+            v,
+            &format!("{n} services"),
+            "pod IP",
+            &direct,
+            Some(("vs floor", &floor)),
+        );
+        if n == 100 {
+            svc100 = Some(svc);
+        }
+    }
+    Ok(())
+}
+
+fn report(
+    v: Variant,
+    scale: &str,
+    path: &str,
+    samples: &[Duration],
+    against: Option<(&str, &[Duration])>,
+) {
+    let (p50, p99) = (quantile_us(samples, 0.5), quantile_us(samples, 0.99));
+    let ratio = against
+        .map(|(label, base)| format!("  p50 ratio {label} = {:.3}", p50 / quantile_us(base, 0.5)))
+        .unwrap_or_default();
+    println!(
+        "datapath {:16} {scale:>16} {path:9}  p50={p50:>7.1} us  p99={p99:>7.1} us{ratio}",
+        name(v)
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

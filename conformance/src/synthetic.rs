@@ -1,0 +1,81 @@
+//! Synthetic clusters of fixed shape for benchmarks: `n` ClusterIP services with `k` endpoints
+//! each, numbered deterministically so figures compare across commits.
+
+use switchyard_core::model::{
+    ClusterState, Endpoint, EndpointConditions, EndpointPort, EndpointSlice, ObjectMeta, Service,
+    ServicePort, LABEL_SERVICE_NAME,
+};
+use switchyard_core::{plan, IpFamily, ProxyConfig, ProxyPlan};
+
+/// Service `i` gets cluster IP 10.96.0.0/16 + i + 1 and endpoints in 10.245.0.0/16 (never
+/// routed: control-plane benchmarks only program rules).
+pub fn cluster(services: usize, endpoints: usize) -> ClusterState {
+    let mut state = ClusterState::default();
+    for i in 0..services {
+        add_service(&mut state, i, endpoints, None);
+    }
+    state
+}
+
+/// Adds service `i`. `endpoint_ips` overrides the endpoint addresses (for datapath runs whose
+/// endpoints must be real pods).
+pub fn add_service(
+    state: &mut ClusterState,
+    i: usize,
+    endpoints: usize,
+    endpoint_ips: Option<&[String]>,
+) {
+    let name = format!("svc-{i:05}");
+    let n = u32::try_from(i + 1).unwrap_or(u32::MAX);
+    let ip = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 96, 0, 0)) + n);
+    state.upsert_service(Service {
+        meta: ObjectMeta::new("bench", name.clone()),
+        cluster_ips: vec![ip.to_string()],
+        ports: vec![ServicePort {
+            name: "http".into(),
+            port: 80,
+            protocol: Some("TCP".into()),
+            node_port: None,
+        }],
+        ..Service::default()
+    });
+    let mut meta = ObjectMeta::new("bench", format!("{name}-x"));
+    meta.labels.insert(LABEL_SERVICE_NAME.into(), name);
+    let addresses: Vec<String> = match endpoint_ips {
+        Some(ips) => ips.to_vec(),
+        None => (0..endpoints)
+            .map(|e| {
+                let k = u32::try_from(i * endpoints + e).unwrap_or(u32::MAX);
+                std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 245, 0, 0)) + k)
+                    .to_string()
+            })
+            .collect(),
+    };
+    state.upsert_endpoint_slice(EndpointSlice {
+        meta,
+        address_type: "IPv4".into(),
+        endpoints: addresses
+            .into_iter()
+            .map(|a| Endpoint {
+                addresses: vec![a],
+                conditions: EndpointConditions::default(),
+                node_name: Some("node-b".into()),
+                ..Endpoint::default()
+            })
+            .collect(),
+        ports: vec![EndpointPort {
+            name: Some("http".into()),
+            protocol: Some("TCP".into()),
+            port: Some(8080),
+        }],
+    });
+}
+
+/// The plan for a synthetic cluster, as node-a.
+pub fn plan_of(state: &ClusterState) -> ProxyPlan {
+    plan(
+        state,
+        &ProxyConfig::new(IpFamily::V4, "node-a")
+            .with_cluster_cidrs(["10.244.0.0/16".parse().expect("literal CIDR")]),
+    )
+}
