@@ -5,6 +5,7 @@ use crate::netns::Netns;
 use crate::runner::Backend;
 use std::sync::Arc;
 use switchyard_iptables::{IptablesConfig, Variant};
+use switchyard_nftables::NftablesDataplane;
 
 /// `iptables-nft` or `iptables-legacy`.
 pub fn iptables(variant: Variant) -> Backend {
@@ -44,17 +45,32 @@ pub fn iptables(variant: Variant) -> Backend {
     }
 }
 
+/// The native nftables backend.
+pub fn nftables() -> Backend {
+    Backend {
+        name: "nftables".into(),
+        factory: Arc::new(|_node, family| Box::new(NftablesDataplane::new(family))),
+        leftovers: Arc::new(|node: &Netns| {
+            Ok(node
+                .exec("nft", &["list", "tables"])?
+                .lines()
+                .filter(|l| l.contains("switchyard"))
+                .map(str::to_string)
+                .collect())
+        }),
+    }
+}
+
 /// Backends for `--mode` names: `iptables` means both variants.
 pub fn by_mode(mode: &str) -> anyhow::Result<Vec<Backend>> {
     Ok(match mode {
         "iptables" => vec![iptables(Variant::Nft), iptables(Variant::Legacy)],
         "iptables-nft" => vec![iptables(Variant::Nft)],
         "iptables-legacy" => vec![iptables(Variant::Legacy)],
-        "nftables" | "ipvs" => {
-            anyhow::bail!("--mode {mode}: that backend is not in this build yet")
-        }
-        other => {
-            anyhow::bail!("unknown mode {other:?} (want iptables, iptables-nft, iptables-legacy)")
-        }
+        "nftables" => vec![nftables()],
+        "ipvs" => anyhow::bail!("--mode ipvs: that backend is not in this build yet"),
+        other => anyhow::bail!(
+            "unknown mode {other:?} (want nftables, iptables, iptables-nft, iptables-legacy)"
+        ),
     })
 }

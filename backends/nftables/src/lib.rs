@@ -1,3 +1,22 @@
-//! Switchyard's nftables dataplane: not implemented yet (issue "nftables backend over native
-//! nf_tables netlink"). This crate is empty on purpose, so the workspace has its final shape; it
-//! exports nothing, and the agent refuses `--mode nftables` outside `--dry-run` until it lands.
+//! # switchyard-nftables
+//!
+//! Switchyard's nftables dataplane, speaking nf_tables netlink directly (no `nft` binary, no
+//! libnftnl): a typed statement layer (`stmt`) lowers to expressions (`expr`) and objects
+//! (`objects`), collected into one `Transaction` per sync that is either printed as `nft -f`
+//! input (`render`, `--dry-run`) or sent as one atomic batch (`apply`). Everything lives in the
+//! `ip switchyard` / `ip6 switchyard` table. See `render` for the ruleset's shape.
+
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+mod build;
+mod dataplane;
+mod expr;
+mod names;
+mod netlink;
+mod objects;
+mod render;
+mod stmt;
+mod tx;
+
+pub use dataplane::NftablesDataplane;

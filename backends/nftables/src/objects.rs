@@ -1,0 +1,395 @@
+//! Tables, chains, sets, elements and rules: each encodes itself into a batch message and
+//! prints itself as an `nft` command.
+
+use crate::expr::{write_value, write_verdict, Verdict};
+use crate::netlink::{
+    Batch, MsgType, Writer, NFPROTO_IPV4, NFPROTO_IPV6, NLM_F_APPEND, NLM_F_CREATE,
+};
+use crate::stmt::{family_word, Stmt};
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use switchyard_core::plan::{IpFamily, Protocol};
+
+/// Our table's name, in both families.
+pub const TABLE: &str = "switchyard";
+
+/// A base chain's hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    Prerouting = 0,
+    Input = 1,
+    Forward = 2,
+    Output = 3,
+    Postrouting = 4,
+}
+
+impl Hook {
+    fn word(self) -> &'static str {
+        match self {
+            Self::Prerouting => "prerouting",
+            Self::Input => "input",
+            Self::Forward => "forward",
+            Self::Output => "output",
+            Self::Postrouting => "postrouting",
+        }
+    }
+}
+
+/// A chain; `base` makes it a base chain attached to a hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    pub name: String,
+    /// (type `nat`/`filter`, hook, priority)
+    pub base: Option<(&'static str, Hook, i32)>,
+}
+
+/// The key of a set or map element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Key {
+    Addr(IpAddr),
+    AddrProtoPort(IpAddr, Protocol, u16),
+    ProtoPort(Protocol, u16),
+}
+
+/// Key types, as `nft` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    Addr,
+    AddrProtoPort,
+    ProtoPort,
+}
+
+/// A named set or verdict map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Set {
+    pub name: String,
+    pub key: KeyType,
+    /// A verdict map (`: verdict`).
+    pub map: bool,
+    /// `flags dynamic,timeout; timeout Ns` (affinity sets).
+    pub timeout_seconds: Option<u32>,
+}
+
+/// One element: a key and, in a verdict map, its verdict.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Elem {
+    pub key: Key,
+    pub verdict: Option<VerdictKey>,
+}
+
+/// A verdict in an element (ordered, so elements can live in sets).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum VerdictKey {
+    Goto(String),
+    Drop,
+}
+
+/// A rule: statements appended to a chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub chain: String,
+    pub stmts: Vec<Stmt>,
+}
+
+/// One operation of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    AddTable,
+    DeleteTable,
+    AddChain(Chain),
+    FlushChain(String),
+    DeleteChain(String),
+    AddSet(Set),
+    DeleteSet(String),
+    AddRule(Rule),
+    AddElems { set: String, elems: Vec<Elem> },
+    DeleteElems { set: String, elems: Vec<Elem> },
+}
+
+/// Most elements per message: an attribute nest is limited to 64 KiB.
+pub const ELEMS_PER_MESSAGE: usize = 512;
+
+fn nfproto(f: IpFamily) -> u8 {
+    match f {
+        IpFamily::V4 => NFPROTO_IPV4,
+        IpFamily::V6 => NFPROTO_IPV6,
+    }
+}
+
+/// nft's datatype numbers, for `NFTA_SET_KEY_TYPE` (so `nft list` can print our sets).
+const TYPE_IPV4_ADDR: u32 = 7;
+const TYPE_IPV6_ADDR: u32 = 8;
+const TYPE_INET_PROTO: u32 = 12;
+const TYPE_INET_SERVICE: u32 = 13;
+const TYPE_VERDICT: u32 = 0xffff_ff00;
+const TYPE_BITS: u32 = 6;
+
+impl KeyType {
+    fn addr_type(f: IpFamily) -> (u32, u32) {
+        match f {
+            IpFamily::V4 => (TYPE_IPV4_ADDR, 4),
+            IpFamily::V6 => (TYPE_IPV6_ADDR, 16),
+        }
+    }
+
+    /// (nft type id, key length in bytes: each concatenated field padded to 4 bytes)
+    fn encoding(self, f: IpFamily) -> (u32, u32) {
+        let (addr, alen) = Self::addr_type(f);
+        match self {
+            Self::Addr => (addr, alen),
+            Self::AddrProtoPort => (
+                (((addr << TYPE_BITS) | TYPE_INET_PROTO) << TYPE_BITS) | TYPE_INET_SERVICE,
+                alen + 8,
+            ),
+            Self::ProtoPort => ((TYPE_INET_PROTO << TYPE_BITS) | TYPE_INET_SERVICE, 8),
+        }
+    }
+
+    fn text(self, f: IpFamily) -> &'static str {
+        match (self, f) {
+            (Self::Addr, IpFamily::V4) => "ipv4_addr",
+            (Self::Addr, IpFamily::V6) => "ipv6_addr",
+            (Self::AddrProtoPort, IpFamily::V4) => "ipv4_addr . inet_proto . inet_service",
+            (Self::AddrProtoPort, IpFamily::V6) => "ipv6_addr . inet_proto . inet_service",
+            (Self::ProtoPort, _) => "inet_proto . inet_service",
+        }
+    }
+}
+
+impl Key {
+    /// Register layout: each field padded to 4 bytes; protocol one byte, port big-endian.
+    fn bytes(&self) -> Vec<u8> {
+        let ip = |ip: &IpAddr| match ip {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        let proto_port = |p: &Protocol, port: &u16| {
+            let mut v = vec![p.number(), 0, 0, 0];
+            v.extend_from_slice(&port.to_be_bytes());
+            v.extend_from_slice(&[0, 0]);
+            v
+        };
+        match self {
+            Self::Addr(a) => ip(a),
+            Self::AddrProtoPort(a, p, port) => {
+                let mut v = ip(a);
+                v.extend(proto_port(p, port));
+                v
+            }
+            Self::ProtoPort(p, port) => proto_port(p, port),
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Self::Addr(a) => a.to_string(),
+            Self::AddrProtoPort(a, p, port) => format!("{a} . {} . {port}", p.lower()),
+            Self::ProtoPort(p, port) => format!("{} . {port}", p.lower()),
+        }
+    }
+}
+
+impl Op {
+    /// Appends this operation's message(s) to the batch; returns their sequence numbers.
+    pub fn encode(&self, f: IpFamily, b: &mut Batch) -> Vec<u32> {
+        let fam = nfproto(f);
+        let table = |w: &mut Writer| w.str(1, TABLE); // NFTA_*_TABLE = 1 for every object
+        match self {
+            Self::AddTable => {
+                vec![b.message(MsgType::NewTable, fam, NLM_F_CREATE, |w| w.str(1, TABLE))]
+            }
+            Self::DeleteTable => vec![b.message(MsgType::DelTable, fam, 0, |w| w.str(1, TABLE))],
+            Self::AddChain(c) => vec![b.message(MsgType::NewChain, fam, NLM_F_CREATE, |w| {
+                table(w);
+                w.str(3, &c.name); // NFTA_CHAIN_NAME
+                if let Some((kind, hook, prio)) = c.base {
+                    w.nest(4, |w| {
+                        // NFTA_CHAIN_HOOK
+                        w.be32(1, hook as u32); // NFTA_HOOK_HOOKNUM
+                        w.be32(2, prio as u32); // NFTA_HOOK_PRIORITY
+                    });
+                    w.be32(5, 1); // NFTA_CHAIN_POLICY = NF_ACCEPT
+                    w.str(7, kind); // NFTA_CHAIN_TYPE
+                }
+            })],
+            Self::FlushChain(name) => vec![b.message(MsgType::DelRuleAll, fam, 0, |w| {
+                table(w);
+                w.str(2, name); // NFTA_RULE_CHAIN
+            })],
+            Self::DeleteChain(name) => vec![b.message(MsgType::DelChain, fam, 0, |w| {
+                table(w);
+                w.str(3, name);
+            })],
+            Self::AddSet(s) => {
+                let id = b.next_id();
+                vec![b.message(MsgType::NewSet, fam, NLM_F_CREATE, |w| {
+                    // No NFTA_SET_DESC: like nft, a hash set of concatenated keys needs only the key length.
+                    let (ktype, klen) = s.key.encoding(f);
+                    table(w);
+                    w.str(2, &s.name); // NFTA_SET_NAME
+                    let mut flags = 0u32;
+                    if s.map {
+                        flags |= 0x8; // NFT_SET_MAP
+                    }
+                    if s.timeout_seconds.is_some() {
+                        flags |= 0x10 | 0x20; // NFT_SET_TIMEOUT | NFT_SET_EVAL (dynamic)
+                    }
+                    w.be32(3, flags); // NFTA_SET_FLAGS
+                    w.be32(4, ktype); // NFTA_SET_KEY_TYPE
+                    w.be32(5, klen); // NFTA_SET_KEY_LEN
+                    if s.map {
+                        w.be32(6, TYPE_VERDICT); // NFTA_SET_DATA_TYPE
+                        w.be32(7, 0); // NFTA_SET_DATA_LEN
+                    }
+                    w.be32(10, id); // NFTA_SET_ID
+                    if let Some(t) = s.timeout_seconds {
+                        w.be64(11, u64::from(t) * 1000); // NFTA_SET_TIMEOUT (ms)
+                    }
+                })]
+            }
+            Self::DeleteSet(name) => vec![b.message(MsgType::DelSet, fam, 0, |w| {
+                table(w);
+                w.str(2, name);
+            })],
+            Self::AddRule(r) => {
+                vec![
+                    b.message(MsgType::NewRule, fam, NLM_F_CREATE | NLM_F_APPEND, |w| {
+                        table(w);
+                        w.str(2, &r.chain); // NFTA_RULE_CHAIN
+                        let mut exprs = Vec::new();
+                        for s in &r.stmts {
+                            s.exprs(f, &mut exprs);
+                        }
+                        w.nest(4, |w| {
+                            // NFTA_RULE_EXPRESSIONS
+                            for e in &exprs {
+                                e.write(w);
+                            }
+                        });
+                    }),
+                ]
+            }
+            Self::AddElems { set, elems } | Self::DeleteElems { set, elems } => {
+                let kind = if matches!(self, Self::AddElems { .. }) {
+                    MsgType::NewSetElem
+                } else {
+                    MsgType::DelSetElem
+                };
+                let flags = if kind == MsgType::NewSetElem {
+                    NLM_F_CREATE
+                } else {
+                    0
+                };
+                elems
+                    .chunks(ELEMS_PER_MESSAGE)
+                    .map(|chunk| {
+                        b.message(kind, fam, flags, |w| {
+                            table(w); // NFTA_SET_ELEM_LIST_TABLE
+                            w.str(2, set); // NFTA_SET_ELEM_LIST_SET
+                            w.nest(3, |w| {
+                                // NFTA_SET_ELEM_LIST_ELEMENTS
+                                for e in chunk {
+                                    w.nest(1, |w| {
+                                        w.nest(1, |w| write_value(w, &e.key.bytes())); // NFTA_SET_ELEM_KEY
+                                        if let (Some(v), MsgType::NewSetElem) = (&e.verdict, kind) {
+                                            let v = match v {
+                                                VerdictKey::Goto(c) => Verdict::Goto(c.clone()),
+                                                VerdictKey::Drop => Verdict::Drop,
+                                            };
+                                            w.nest(2, |w| write_verdict(w, &v));
+                                            // NFTA_SET_ELEM_DATA
+                                        }
+                                    });
+                                }
+                            });
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// This operation as `nft -f` input.
+    pub fn text(&self, f: IpFamily, out: &mut String) {
+        let fam = family_word(f);
+        let _ = match self {
+            Self::AddTable => writeln!(out, "add table {fam} {TABLE}"),
+            Self::DeleteTable => writeln!(out, "delete table {fam} {TABLE}"),
+            Self::AddChain(c) => match c.base {
+                Some((kind, hook, prio)) => writeln!(
+                    out,
+                    "add chain {fam} {TABLE} {} {{ type {kind} hook {} priority {prio} ; }}",
+                    c.name,
+                    hook.word()
+                ),
+                None => writeln!(out, "add chain {fam} {TABLE} {}", c.name),
+            },
+            Self::FlushChain(n) => writeln!(out, "flush chain {fam} {TABLE} {n}"),
+            Self::DeleteChain(n) => writeln!(out, "delete chain {fam} {TABLE} {n}"),
+            Self::AddSet(s) => {
+                let what = if s.map { "map" } else { "set" };
+                let data = if s.map { " : verdict" } else { "" };
+                let extra = match s.timeout_seconds {
+                    Some(t) => format!(" flags dynamic,timeout ; timeout {t}s ;"),
+                    None => String::new(),
+                };
+                writeln!(
+                    out,
+                    "add {what} {fam} {TABLE} {} {{ type {}{data} ;{extra} }}",
+                    s.name,
+                    s.key.text(f)
+                )
+            }
+            Self::DeleteSet(n) => writeln!(out, "delete set {fam} {TABLE} {n}"),
+            Self::AddRule(r) => {
+                let _ = write!(out, "add rule {fam} {TABLE} {}", r.chain);
+                for s in &r.stmts {
+                    out.push(' ');
+                    s.text(f, out);
+                }
+                writeln!(out)
+            }
+            Self::AddElems { set, elems } | Self::DeleteElems { set, elems } => {
+                let verb = if matches!(self, Self::AddElems { .. }) {
+                    "add"
+                } else {
+                    "delete"
+                };
+                for chunk in elems.chunks(ELEMS_PER_MESSAGE) {
+                    let _ = write!(out, "{verb} element {fam} {TABLE} {set} {{ ");
+                    for (i, e) in chunk.iter().enumerate() {
+                        if i > 0 {
+                            out.push_str(", ");
+                        }
+                        out.push_str(&e.key.text());
+                        match (&e.verdict, verb) {
+                            (Some(VerdictKey::Goto(c)), "add") => {
+                                let _ = write!(out, " : goto {c}");
+                            }
+                            (Some(VerdictKey::Drop), "add") => out.push_str(" : drop"),
+                            _ => {}
+                        }
+                    }
+                    out.push_str(" }\n");
+                }
+                Ok(())
+            }
+        };
+    }
+
+    /// Names the object, for error messages.
+    pub fn describe(&self, f: IpFamily) -> String {
+        let fam = family_word(f);
+        match self {
+            Self::AddTable | Self::DeleteTable => format!("table {fam} {TABLE}"),
+            Self::AddChain(c) => format!("chain {fam} {TABLE} {}", c.name),
+            Self::FlushChain(n) | Self::DeleteChain(n) => format!("chain {fam} {TABLE} {n}"),
+            Self::AddSet(s) => format!("set {fam} {TABLE} {}", s.name),
+            Self::DeleteSet(n) => format!("set {fam} {TABLE} {n}"),
+            Self::AddRule(r) => format!("rule in chain {fam} {TABLE} {}", r.chain),
+            Self::AddElems { set, .. } | Self::DeleteElems { set, .. } => {
+                format!("elements of {fam} {TABLE} {set}")
+            }
+        }
+    }
+}

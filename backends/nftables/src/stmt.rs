@@ -1,0 +1,369 @@
+//! Rule statements: the vocabulary rules are written in. Each statement lowers to netlink
+//! expressions and prints as `nft` syntax, from the same value, so `--dry-run`, `nft -f` and the
+//! kernel all see one thing.
+
+use crate::expr::{Base, CmpOp, Expr, MetaKey, Verdict, REG0};
+use ipnet::IpNet;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use switchyard_core::plan::{IpFamily, Protocol};
+
+/// One statement of a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stmt {
+    /// `ip daddr . meta l4proto . th dport vmap @map`
+    DispatchVmap(String),
+    /// `fib daddr type local meta l4proto . th dport vmap @map`
+    LocalPortVmap(String),
+    /// `ip saddr [!=] net`
+    Saddr {
+        net: IpNet,
+        negate: bool,
+    },
+    /// `ip daddr @set`
+    DaddrInSet(String),
+    /// `ip saddr @set`
+    SaddrInSet(String),
+    /// `fib saddr type local`
+    FibSaddrLocal,
+    /// `ct state new`
+    CtStateNew,
+    /// `meta l4proto tcp`
+    L4Proto(Protocol),
+    /// `numgen random mod n == 0`: true with probability 1/n.
+    OneIn(u32),
+    /// `meta mark & bit == 0`
+    MarkClear(u32),
+    /// `meta mark set meta mark ^ bit`
+    MarkXor(u32),
+    /// `meta mark set meta mark | bit`
+    MarkOr(u32),
+    Masquerade,
+    /// `dnat to addr:port`
+    Dnat(SocketAddr),
+    /// `reject with tcp reset` or `reject` (ICMP port unreachable).
+    Reject {
+        tcp_reset: bool,
+    },
+    /// `update @set { ip saddr }`
+    UpdateSaddr(String),
+    Verdict(Verdict),
+}
+
+fn addr_len(f: IpFamily) -> u32 {
+    match f {
+        IpFamily::V4 => 4,
+        IpFamily::V6 => 16,
+    }
+}
+
+fn saddr_offset(f: IpFamily) -> u32 {
+    match f {
+        IpFamily::V4 => 12,
+        IpFamily::V6 => 8,
+    }
+}
+
+fn daddr_offset(f: IpFamily) -> u32 {
+    match f {
+        IpFamily::V4 => 16,
+        IpFamily::V6 => 24,
+    }
+}
+
+pub fn family_word(f: IpFamily) -> &'static str {
+    match f {
+        IpFamily::V4 => "ip",
+        IpFamily::V6 => "ip6",
+    }
+}
+
+fn ip_bytes(ip: &IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// `RTN_LOCAL` as `fib ... type` stores it (host byte order u32).
+const RTN_LOCAL: u32 = 2;
+/// `NF_CT_STATE_BIT(IP_CT_NEW)`.
+const CT_STATE_NEW: u32 = 1 << 3;
+
+impl Stmt {
+    /// The expressions implementing this statement.
+    pub fn exprs(&self, f: IpFamily, out: &mut Vec<Expr>) {
+        let daddr = Expr::Payload {
+            base: Base::Network,
+            offset: daddr_offset(f),
+            len: addr_len(f),
+            dreg: REG0,
+        };
+        match self {
+            Self::DispatchVmap(map) => {
+                let proto_reg = REG0 + addr_len(f) / 4;
+                out.push(daddr);
+                out.push(Expr::Meta {
+                    key: MetaKey::L4Proto,
+                    dreg: proto_reg,
+                });
+                out.push(Expr::Payload {
+                    base: Base::Transport,
+                    offset: 2,
+                    len: 2,
+                    dreg: proto_reg + 1,
+                });
+                out.push(Expr::Lookup {
+                    set: map.clone(),
+                    sreg: REG0,
+                    dreg: Some(crate::expr::REG_VERDICT),
+                    invert: false,
+                });
+            }
+            Self::LocalPortVmap(map) => {
+                out.push(Expr::FibAddrType {
+                    daddr: true,
+                    dreg: REG0,
+                });
+                out.push(Expr::Cmp {
+                    sreg: REG0,
+                    op: CmpOp::Eq,
+                    data: RTN_LOCAL.to_ne_bytes().to_vec(),
+                });
+                out.push(Expr::Meta {
+                    key: MetaKey::L4Proto,
+                    dreg: REG0,
+                });
+                out.push(Expr::Payload {
+                    base: Base::Transport,
+                    offset: 2,
+                    len: 2,
+                    dreg: REG0 + 1,
+                });
+                out.push(Expr::Lookup {
+                    set: map.clone(),
+                    sreg: REG0,
+                    dreg: Some(crate::expr::REG_VERDICT),
+                    invert: false,
+                });
+            }
+            Self::Saddr { net, negate } => {
+                let len = addr_len(f);
+                out.push(Expr::Payload {
+                    base: Base::Network,
+                    offset: saddr_offset(f),
+                    len,
+                    dreg: REG0,
+                });
+                if net.prefix_len() < net.max_prefix_len() {
+                    out.push(Expr::Bitwise {
+                        sreg: REG0,
+                        dreg: REG0,
+                        mask: ip_bytes(&net.netmask()),
+                        xor: vec![0; len as usize],
+                    });
+                }
+                let op = if *negate { CmpOp::Neq } else { CmpOp::Eq };
+                out.push(Expr::Cmp {
+                    sreg: REG0,
+                    op,
+                    data: ip_bytes(&net.network()),
+                });
+            }
+            Self::DaddrInSet(set) => {
+                out.push(daddr);
+                out.push(Expr::Lookup {
+                    set: set.clone(),
+                    sreg: REG0,
+                    dreg: None,
+                    invert: false,
+                });
+            }
+            Self::SaddrInSet(set) => {
+                out.push(Expr::Payload {
+                    base: Base::Network,
+                    offset: saddr_offset(f),
+                    len: addr_len(f),
+                    dreg: REG0,
+                });
+                out.push(Expr::Lookup {
+                    set: set.clone(),
+                    sreg: REG0,
+                    dreg: None,
+                    invert: false,
+                });
+            }
+            Self::FibSaddrLocal => {
+                out.push(Expr::FibAddrType {
+                    daddr: false,
+                    dreg: REG0,
+                });
+                out.push(Expr::Cmp {
+                    sreg: REG0,
+                    op: CmpOp::Eq,
+                    data: RTN_LOCAL.to_ne_bytes().to_vec(),
+                });
+            }
+            Self::CtStateNew => {
+                out.push(Expr::CtState { dreg: REG0 });
+                out.push(Expr::Bitwise {
+                    sreg: REG0,
+                    dreg: REG0,
+                    mask: CT_STATE_NEW.to_ne_bytes().to_vec(),
+                    xor: vec![0; 4],
+                });
+                out.push(Expr::Cmp {
+                    sreg: REG0,
+                    op: CmpOp::Neq,
+                    data: vec![0; 4],
+                });
+            }
+            Self::L4Proto(p) => {
+                out.push(Expr::Meta {
+                    key: MetaKey::L4Proto,
+                    dreg: REG0,
+                });
+                out.push(Expr::Cmp {
+                    sreg: REG0,
+                    op: CmpOp::Eq,
+                    data: vec![p.number()],
+                });
+            }
+            Self::OneIn(n) => {
+                out.push(Expr::Numgen {
+                    dreg: REG0,
+                    modulus: *n,
+                });
+                out.push(Expr::Cmp {
+                    sreg: REG0,
+                    op: CmpOp::Eq,
+                    data: 0u32.to_ne_bytes().to_vec(),
+                });
+            }
+            Self::MarkClear(bit) => {
+                out.push(Expr::Meta {
+                    key: MetaKey::Mark,
+                    dreg: REG0,
+                });
+                out.push(Expr::Bitwise {
+                    sreg: REG0,
+                    dreg: REG0,
+                    mask: bit.to_ne_bytes().to_vec(),
+                    xor: vec![0; 4],
+                });
+                out.push(Expr::Cmp {
+                    sreg: REG0,
+                    op: CmpOp::Eq,
+                    data: vec![0; 4],
+                });
+            }
+            Self::MarkXor(bit) | Self::MarkOr(bit) => {
+                let mask = if matches!(self, Self::MarkOr(_)) {
+                    !bit
+                } else {
+                    u32::MAX
+                };
+                out.push(Expr::Meta {
+                    key: MetaKey::Mark,
+                    dreg: REG0,
+                });
+                out.push(Expr::Bitwise {
+                    sreg: REG0,
+                    dreg: REG0,
+                    mask: mask.to_ne_bytes().to_vec(),
+                    xor: bit.to_ne_bytes().to_vec(),
+                });
+                out.push(Expr::MetaSet {
+                    key: MetaKey::Mark,
+                    sreg: REG0,
+                });
+            }
+            Self::Masquerade => out.push(Expr::MasqueradeFullyRandom),
+            Self::Dnat(to) => {
+                let port_reg = REG0 + addr_len(f) / 4;
+                out.push(Expr::Immediate {
+                    dreg: REG0,
+                    data: ip_bytes(&to.ip()),
+                });
+                out.push(Expr::Immediate {
+                    dreg: port_reg,
+                    data: to.port().to_be_bytes().to_vec(),
+                });
+                let family = match f {
+                    IpFamily::V4 => crate::netlink::NFPROTO_IPV4,
+                    IpFamily::V6 => crate::netlink::NFPROTO_IPV6,
+                };
+                out.push(Expr::Dnat {
+                    family,
+                    addr: REG0,
+                    port: Some(port_reg),
+                });
+            }
+            Self::Reject { tcp_reset } => {
+                // ICMP_PORT_UNREACH = 3, ICMPV6_PORT_UNREACH = 4.
+                let icmp_code = if f == IpFamily::V4 { 3 } else { 4 };
+                out.push(Expr::Reject {
+                    tcp_reset: *tcp_reset,
+                    icmp_code,
+                });
+            }
+            Self::UpdateSaddr(set) => {
+                out.push(Expr::Payload {
+                    base: Base::Network,
+                    offset: saddr_offset(f),
+                    len: addr_len(f),
+                    dreg: REG0,
+                });
+                out.push(Expr::DynsetUpdate {
+                    set: set.clone(),
+                    sreg: REG0,
+                });
+            }
+            Self::Verdict(v) => out.push(Expr::ImmediateVerdict(v.clone())),
+        }
+    }
+
+    /// The statement in `nft` syntax, as `nft list` prints it.
+    pub fn text(&self, f: IpFamily, out: &mut String) {
+        let fam = family_word(f);
+        let _ = match self {
+            Self::DispatchVmap(m) => write!(out, "{fam} daddr . meta l4proto . th dport vmap @{m}"),
+            Self::LocalPortVmap(m) => write!(
+                out,
+                "fib daddr type local meta l4proto . th dport vmap @{m}"
+            ),
+            Self::Saddr { net, negate } => {
+                let op = if *negate { "!= " } else { "" };
+                if net.prefix_len() == net.max_prefix_len() {
+                    write!(out, "{fam} saddr {op}{}", net.addr())
+                } else {
+                    write!(out, "{fam} saddr {op}{}", net.trunc())
+                }
+            }
+            Self::DaddrInSet(s) => write!(out, "{fam} daddr @{s}"),
+            Self::SaddrInSet(s) => write!(out, "{fam} saddr @{s}"),
+            Self::FibSaddrLocal => write!(out, "fib saddr type local"),
+            Self::CtStateNew => write!(out, "ct state new"),
+            Self::L4Proto(p) => write!(out, "meta l4proto {}", p.lower()),
+            Self::OneIn(n) => write!(out, "numgen random mod {n} == 0"),
+            Self::MarkClear(b) => write!(out, "meta mark & {b:#010x} == 0x00000000"),
+            Self::MarkXor(b) => write!(out, "meta mark set meta mark ^ {b:#010x}"),
+            Self::MarkOr(b) => write!(out, "meta mark set meta mark | {b:#010x}"),
+            Self::Masquerade => write!(out, "masquerade fully-random"),
+            Self::Dnat(to) => match to {
+                SocketAddr::V4(a) => write!(out, "dnat to {a}"),
+                SocketAddr::V6(a) => write!(out, "dnat to [{}]:{}", a.ip(), a.port()),
+            },
+            Self::Reject { tcp_reset: true } => write!(out, "reject with tcp reset"),
+            Self::Reject { tcp_reset: false } => write!(out, "reject"),
+            Self::UpdateSaddr(s) => write!(out, "update @{s} {{ {fam} saddr }}"),
+            Self::Verdict(v) => match v {
+                Verdict::Accept => write!(out, "accept"),
+                Verdict::Drop => write!(out, "drop"),
+                Verdict::Return => write!(out, "return"),
+                Verdict::Jump(c) => write!(out, "jump {c}"),
+                Verdict::Goto(c) => write!(out, "goto {c}"),
+            },
+        };
+    }
+}
