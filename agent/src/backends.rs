@@ -3,6 +3,7 @@
 use crate::cli::{ModeArg, RunArgs, VariantArg};
 use switchyard_core::{Dataplane, IpFamily};
 use switchyard_iptables::{IptablesConfig, Variant};
+use switchyard_nftables::NftablesDataplane;
 
 /// The dataplane for the chosen mode and `family`, or an error when this build has no such
 /// backend.
@@ -17,7 +18,8 @@ pub fn dataplane(args: &RunArgs, family: IpFamily) -> anyhow::Result<Box<dyn Dat
             }
             Ok(Box::new(config.build()))
         }
-        mode @ (ModeArg::Nftables | ModeArg::Ipvs) => {
+        ModeArg::Nftables => Ok(Box::new(NftablesDataplane::new(family))),
+        mode @ ModeArg::Ipvs => {
             let name = mode_name(mode);
             anyhow::bail!(
                 "--mode {name}: the {name} backend ({family}) is not in this build yet; \
@@ -35,12 +37,24 @@ pub fn mode_name(mode: ModeArg) -> &'static str {
     }
 }
 
-/// `--cleanup`: removes what every mode owns, in both families, whatever `--mode` says (a node
-/// switching modes must not keep the old mode's rules). A variant whose tools are not installed
-/// has nothing to clean.
-pub async fn cleanup_all() -> anyhow::Result<()> {
+/// Removes what every mode other than `keep` owns, in both families (`keep = None`: every
+/// mode, for `--cleanup`). Run before the first sync, so a node switching modes does not keep
+/// the old mode's rules. A variant whose tools are not installed has nothing to clean.
+pub async fn cleanup_modes(keep: Option<ModeArg>) -> anyhow::Result<()> {
     let mut failures = Vec::new();
+    for family in [IpFamily::V4, IpFamily::V6] {
+        if keep == Some(ModeArg::Nftables) {
+            break;
+        }
+        match NftablesDataplane::new(family).cleanup().await {
+            Ok(()) => tracing::info!(%family, "nftables table removed"),
+            Err(e) => failures.push(format!("nftables {family}: {e}")),
+        }
+    }
     for variant in [Variant::Nft, Variant::Legacy] {
+        if keep == Some(ModeArg::Iptables) {
+            break;
+        }
         for family in [IpFamily::V4, IpFamily::V6] {
             let mut d = IptablesConfig::new(family).variant(variant).build();
             match d.cleanup().await {

@@ -16,7 +16,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.cleanup {
-        return backends::cleanup_all().await;
+        return backends::cleanup_modes(None).await;
     }
     if args.node.kubeconfig.is_some() || args.node.manifests.is_none() {
         anyhow::bail!(
@@ -40,6 +40,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut syncer = Syncer::new(dataplanes);
     syncer.probe().await.context("probing kernel support")?;
+    backends::cleanup_modes(Some(args.mode))
+        .await
+        .context("removing other modes' rules")?;
     let outcome = syncer.sync(plans).await;
     if args.once {
         return match outcome.errors.into_iter().next() {

@@ -10,8 +10,9 @@ use switchyard_conformance::{backends, run, scenarios, Options};
     about = "Real-packet conformance matrix for Switchyard dataplanes"
 )]
 struct Args {
-    /// Backends, comma-separated: iptables (= iptables-nft,iptables-legacy), iptables-nft, iptables-legacy.
-    #[arg(long, value_delimiter = ',', default_value = "iptables")]
+    /// Backends, comma-separated: nftables, iptables (= iptables-nft,iptables-legacy),
+    /// iptables-nft, iptables-legacy.
+    #[arg(long, value_delimiter = ',', default_value = "nftables,iptables")]
     mode: Vec<String>,
     /// Only scenarios whose name contains this.
     #[arg(long)]

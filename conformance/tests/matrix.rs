@@ -5,12 +5,13 @@ use switchyard_conformance::{backends, run, scenarios, Options};
 
 #[test]
 fn conformance_matrix_passes_for_every_backend() {
-    let list = backends::by_mode("iptables").expect("iptables backends");
+    let mut list = backends::by_mode("nftables").expect("nftables backend");
+    list.extend(backends::by_mode("iptables").expect("iptables backends"));
     let matrix = match run(&list, &scenarios::all(), &Options::default()) {
         Ok(m) => m,
         Err(e) => panic!("conformance could not run: {e:#}"),
     };
     println!("{matrix}");
     assert_eq!(matrix.failures(), 0, "conformance failures:\n{matrix}");
-    assert!(matrix.passes() >= 60, "too few passing cells:\n{matrix}");
+    assert!(matrix.passes() >= 100, "too few passing cells:\n{matrix}");
 }
