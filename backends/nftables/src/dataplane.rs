@@ -45,7 +45,7 @@ impl NftablesDataplane {
         })
     }
 
-    /// The transaction `apply` would send.
+    /// The transaction `apply` would send (its `Display` is `nft -f` input).
     pub fn transaction(&self, plan: &ProxyPlan, changes: Option<&Changes>) -> Transaction {
         match (changes, &self.committed) {
             (Some(c), Some(old)) if !c.requires_full_sync() => build::partial(old, plan, c).0,

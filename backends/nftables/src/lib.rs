@@ -20,3 +20,5 @@ mod stmt;
 mod tx;
 
 pub use dataplane::NftablesDataplane;
+
+pub use tx::Transaction;

@@ -132,13 +132,7 @@ pub fn skeleton(plan: &ProxyPlan) -> (Vec<Op>, Vec<Op>, Vec<Op>) {
             n::SERVICE_FILTER,
             vec![Stmt::DaddrInSet(n::CLUSTER_IPS.into()), goto(n::REJECT)],
         ),
-        rule(
-            n::REJECT,
-            vec![
-                Stmt::L4Proto(switchyard_core::Protocol::Tcp),
-                Stmt::Reject { tcp_reset: true },
-            ],
-        ),
+        rule(n::REJECT, vec![Stmt::Reject { tcp_reset: true }]),
         rule(n::REJECT, vec![Stmt::Reject { tcp_reset: false }]),
         rule(n::SERVICES, vec![Stmt::DispatchVmap(n::SERVICE_IPS.into())]),
     ]);

@@ -41,7 +41,8 @@ pub enum Stmt {
     Masquerade,
     /// `dnat to addr:port`
     Dnat(SocketAddr),
-    /// `reject with tcp reset` or `reject` (ICMP port unreachable).
+    /// `reject with tcp reset` (TCP packets only, the match included) or `reject` (ICMP port
+    /// unreachable).
     Reject {
         tcp_reset: bool,
     },
@@ -300,6 +301,10 @@ impl Stmt {
                 });
             }
             Self::Reject { tcp_reset } => {
+                if *tcp_reset {
+                    // A TCP reset needs a TCP packet: the match nft adds implicitly.
+                    Self::L4Proto(Protocol::Tcp).exprs(f, out);
+                }
                 // ICMP_PORT_UNREACH = 3, ICMPV6_PORT_UNREACH = 4.
                 let icmp_code = if f == IpFamily::V4 { 3 } else { 4 };
                 out.push(Expr::Reject {
@@ -345,7 +350,8 @@ impl Stmt {
             Self::FibSaddrLocal => write!(out, "fib saddr type local"),
             Self::CtStateNew => write!(out, "ct state new"),
             Self::L4Proto(p) => write!(out, "meta l4proto {}", p.lower()),
-            Self::OneIn(n) => write!(out, "numgen random mod {n} == 0"),
+            // nft lists an implicit `==` this way.
+            Self::OneIn(n) => write!(out, "numgen random mod {n} 0"),
             Self::MarkClear(b) => write!(out, "meta mark & {b:#010x} == 0x00000000"),
             Self::MarkXor(b) => write!(out, "meta mark set meta mark ^ {b:#010x}"),
             Self::MarkOr(b) => write!(out, "meta mark set meta mark | {b:#010x}"),
