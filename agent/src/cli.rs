@@ -56,6 +56,10 @@ pub struct RunArgs {
     /// Print what would be programmed and exit; touches nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --dry-run: print the ProxyPlan (every decision, per service port) instead of the
+    /// backend's rules.
+    #[arg(long, requires = "dry_run")]
+    pub show_plan: bool,
     /// Apply one full sync and exit (for scripts, node bootstrap and benchmarks).
     #[arg(long, conflicts_with = "dry_run")]
     pub once: bool,

@@ -53,20 +53,31 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     keep_in_sync(&args, &path, &setup, syncer).await
 }
 
-/// What `--dry-run` prints: the backend's own rendering, or, while the chosen mode has no
-/// backend in this build, the plan itself under a heading that says so.
+/// What `--dry-run` prints: the backend's own rendering, or the plan itself (`--show-plan`, or
+/// while the chosen mode has no backend in this build) under a heading that says so. Warnings
+/// go to the log either way.
 fn dry_run_text(args: &RunArgs, plans: &[ProxyPlan]) -> String {
+    for plan in plans {
+        for w in &plan.warnings {
+            tracing::warn!(family = %plan.family, "{w}");
+        }
+    }
     let dataplanes: anyhow::Result<Vec<_>> = plans
         .iter()
         .map(|p| backends::dataplane(args, p.family))
         .collect();
     match dataplanes {
-        Ok(dataplanes) => Syncer::new(dataplanes).render(plans),
-        Err(_) => {
+        Ok(dataplanes) if !args.show_plan => Syncer::new(dataplanes).render(plans),
+        _ => {
             let name = backends::mode_name(args.mode);
+            let why = if args.show_plan {
+                "as asked (--show-plan)".to_string()
+            } else {
+                format!("because the {name} backend is not in this build yet")
+            };
             let mut out = format!(
-                "# --dry-run --mode {name}: the {name} backend is not in this build yet,\n\
-                 # so this is the ProxyPlan it will render (one per address family).\n\n"
+                "# --dry-run --mode {name}: the ProxyPlan, {why}\n\
+                 # (one per address family).\n\n"
             );
             for plan in plans {
                 out.push_str(&plan.to_string());

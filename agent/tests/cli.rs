@@ -40,6 +40,7 @@ fn dry_run_on_the_example_prints_every_service_port() {
         "--cluster-cidr",
         "10.244.0.0/16",
         "--dry-run",
+        "--show-plan",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
@@ -174,17 +175,69 @@ fn malformed_service_is_skipped_with_a_warning_and_others_survive() {
         "--dry-run",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // Default mode nftables: the rules name the surviving port, nothing of the bad Service.
     let text = stdout(&out);
-    assert!(text.contains("default/good:b/tcp"), "{text}");
+    // (It has no endpoints, so it is rejected: an element of the no-endpoint map.)
+    assert!(
+        text.contains("10.96.0.2 . tcp . 81 : goto reject-chain"),
+        "{text}"
+    );
     assert!(!text.contains("default/bad/"), "{text}");
+    let log = stderr(&out);
     assert!(
-        text.contains("warning: Service default/bad: spec.clusterIPs[0]: \"10.96.0.300\" is not an IP address (object skipped)"),
-        "{text}"
+        log.contains("Service default/bad: spec.clusterIPs[0]: \"10.96.0.300\" is not an IP address (object skipped)"),
+        "{log}"
     );
     assert!(
-        text.contains("warning: Service default/good: spec.ports[0].port: 70000"),
-        "{text}"
+        log.contains("Service default/good: spec.ports[0].port: 70000"),
+        "{log}"
     );
+}
+
+#[test]
+fn dry_run_prints_each_backends_own_syntax() {
+    let ex = example();
+    let ex = ex.to_str().expect("utf8");
+    let nft = switchyard(&[
+        "--manifests",
+        ex,
+        "--cluster-cidr",
+        "10.244.0.0/16",
+        "--dry-run",
+    ]);
+    assert!(nft.status.success(), "{}", stderr(&nft));
+    let text = stdout(&nft);
+    for want in [
+        "add table ip switchyard",
+        "add map ip switchyard service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; }",
+        "ip daddr . meta l4proto . th dport vmap @service-ips",
+        "10.96.0.10 . tcp . 80 : goto svc-",
+        "meta l4proto tcp dnat to 10.244.1.10:8080",
+    ] {
+        assert!(text.contains(want), "nftables dry-run lacks {want:?}:\n{text}");
+    }
+    let ipt = switchyard(&[
+        "--manifests",
+        ex,
+        "--mode",
+        "iptables",
+        "--iptables-variant",
+        "legacy",
+        "--dry-run",
+    ]);
+    assert!(ipt.status.success(), "{}", stderr(&ipt));
+    let text = stdout(&ipt);
+    for want in [
+        "*nat",
+        "-A SWYD-SERVICES -m set --match-set SWYD4-VIPS dst,dst",
+        "COMMIT",
+        "-j DNAT --to-destination 10.244.1.10:8080",
+    ] {
+        assert!(
+            text.contains(want),
+            "iptables dry-run lacks {want:?}:\n{text}"
+        );
+    }
 }
 
 /// Uses a mode this build lacks, so nothing can touch the host's rules.

@@ -19,19 +19,33 @@ use switchyard_iptables::{IptablesConfig, IptablesDataplane, Variant};
 const SAMPLES: usize = 4000;
 const WARMUP: usize = 300;
 
+/// The fixed scenario's scales. `SWYD_BENCH_SCALES=a,b` overrides them (for investigation
+/// only: figures are comparable across commits with the defaults).
+fn scales() -> Vec<usize> {
+    std::env::var("SWYD_BENCH_SCALES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1000, 10_000])
+}
+
 fn main() -> anyhow::Result<()> {
     require_root()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let only = std::env::var("SWYD_BENCH_ONLY").unwrap_or_default();
     println!("# iptables backend benchmark (2-core machine; times are wall clock)");
-    for v in [Variant::Nft, Variant::Legacy] {
-        for n in [1000, 10_000] {
-            control_plane(&rt, v, n)?;
+    if only != "datapath" {
+        for v in [Variant::Legacy, Variant::Nft] {
+            for n in scales() {
+                control_plane(&rt, v, n)?;
+            }
         }
     }
-    for v in [Variant::Nft, Variant::Legacy] {
-        datapath(&rt, v)?;
+    if only != "control" {
+        for v in [Variant::Legacy, Variant::Nft] {
+            datapath(&rt, v)?;
+        }
     }
     Ok(())
 }

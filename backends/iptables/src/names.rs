@@ -31,6 +31,10 @@ pub const TREE_ROOT: &str = "SWYD-T";
 /// recognise it and a node moving off kube-proxy keeps the same meaning).
 pub const MASQ_MARK: u32 = 0x4000;
 
+/// The packet-mark bit meaning "drop this connection" (kube-proxy's former KUBE-MARK-DROP bit):
+/// set in nat by a source-range firewall, acted on in filter, because nat cannot drop.
+pub const DROP_MARK: u32 = 0x8000;
+
 /// A dispatch tree chain. Level 1 splits on destination address bits 0–3, level 2 on bits
 /// 4–7 (see `render::dispatch`).
 pub fn tree_chain(level1: u8, level2: Option<u8>) -> String {

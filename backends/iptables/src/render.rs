@@ -160,6 +160,13 @@ pub fn filter_table(plan: &ProxyPlan, sets: &SetNames, filter: &mut TableChanges
     };
     let r = |t| Rule::new(names::FILTER, t);
     filter.rules.extend([
+        r(Target::Drop)
+            .m(Match::Mark {
+                value: names::DROP_MARK,
+                mask: names::DROP_MARK,
+                negate: false,
+            })
+            .comment("marked by a source-range firewall"),
         r(Target::Reject { tcp_reset: true })
             .m(tcp())
             .m(keyed(&sets.reject))
@@ -340,23 +347,33 @@ pub fn service(
             if let Some(to) = to {
                 rules.push(Rule::new(&c.ext, Target::Jump(to)).comment(comment.clone()));
             }
-            if let Some(ranges) = &svc.source_ranges {
-                chains.insert(c.fw.clone());
-                for net in &ranges.allow {
-                    rules.push(Rule::new(&c.fw, Target::Jump(c.ext.clone())).m(source(net, false)));
-                }
-                if ranges.allow_from_load_balancer_ips {
-                    for ip in &svc.load_balancer_ips {
-                        rules.push(Rule::new(&c.fw, Target::Jump(c.ext.clone())).m(
-                            Match::Source {
-                                addr: *ip,
-                                mask: host_mask(family),
-                                negate: false,
-                            },
-                        ));
-                    }
+        }
+        if let Some(ranges) = &svc.source_ranges {
+            // Allowed sources continue to the external chain (or, without one, stay
+            // untranslated for the filter's reject); everything else is marked for the filter
+            // to drop (nat cannot drop).
+            chains.insert(c.fw.clone());
+            let allowed = if chains.contains(&c.ext) {
+                Target::Jump(c.ext.clone())
+            } else {
+                Target::Return
+            };
+            for net in &ranges.allow {
+                rules.push(Rule::new(&c.fw, allowed.clone()).m(source(net, false)));
+            }
+            if ranges.allow_from_load_balancer_ips {
+                for ip in &svc.load_balancer_ips {
+                    rules.push(Rule::new(&c.fw, allowed.clone()).m(Match::Source {
+                        addr: *ip,
+                        mask: host_mask(family),
+                        negate: false,
+                    }));
                 }
             }
+            rules.push(
+                Rule::new(&c.fw, Target::OrMark(names::DROP_MARK))
+                    .comment("source not in loadBalancerSourceRanges"),
+            );
         }
     }
 

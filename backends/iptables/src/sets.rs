@@ -42,17 +42,19 @@ pub fn dispatch_entries(plan: &ProxyPlan, svc: &ServicePortPlan) -> Vec<(Key, En
         out.push(((svc.cluster_ip, svc.protocol, svc.port), Entry::Cluster));
     }
     if let Some(ext) = svc.external {
-        if dnat(ext.target) || ext.short_circuit {
-            for ip in &svc.external_ips {
+        let dispatch = dnat(ext.target) || ext.short_circuit;
+        // With source ranges the firewall chain sees every LB connection, DNATed or not: it
+        // must drop disallowed sources even when allowed ones would be rejected.
+        for ip in &svc.load_balancer_ips {
+            if svc.source_ranges.is_some() {
+                out.push(((*ip, svc.protocol, svc.port), Entry::Firewall));
+            } else if dispatch {
                 out.push(((*ip, svc.protocol, svc.port), Entry::External));
             }
-            for ip in &svc.load_balancer_ips {
-                let entry = if svc.source_ranges.is_some() {
-                    Entry::Firewall
-                } else {
-                    Entry::External
-                };
-                out.push(((*ip, svc.protocol, svc.port), entry));
+        }
+        if dispatch {
+            for ip in &svc.external_ips {
+                out.push(((*ip, svc.protocol, svc.port), Entry::External));
             }
             if let (Some(np), NodePortListen::Addresses(addrs)) =
                 (svc.node_port, &plan.node_port_addresses)
@@ -109,14 +111,6 @@ impl SetContents {
                 Target::Reject => self.reject.extend(keys),
                 Target::Drop => self.drop.extend(keys),
                 Target::Cluster | Target::Local => {}
-            }
-            if svc.source_ranges.is_some() {
-                // Load-balancer traffic the firewall chain did not let through is not DNATed.
-                self.drop.extend(
-                    svc.load_balancer_ips
-                        .iter()
-                        .map(|ip| (*ip, svc.protocol, svc.port)),
-                );
             }
         }
     }

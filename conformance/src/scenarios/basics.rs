@@ -111,6 +111,24 @@ pub(super) fn scenarios() -> Vec<Scenario> {
                 Check::new(Client, "192.168.0.10:30082/tcp", pods(&["pod-b1"], true)),
             ]),
         ]),
+        sc(
+            "lb-source-range-no-endpoints",
+            "no endpoints behind a source-restricted LB: allowed sources are refused, others dropped",
+            vec![
+                apply(&[
+                    svc("lbr", "10.96.0.16")
+                        .port("", "TCP", 80, 8080, Some(30082))
+                        .lb("198.51.100.9")
+                        .spec("loadBalancerSourceRanges: [192.168.0.20/32]")
+                        .yaml(),
+                    http_slice("lbr", &[]),
+                ]),
+                Step::Check(vec![
+                    Check::new(Client, "198.51.100.9:80/tcp", Expect::Reject),
+                    Check::new(Pod("pod-a1"), "198.51.100.9:80/tcp", Expect::Drop),
+                ]),
+            ],
+        ),
         sc("no-endpoints-reject-tcp", "no endpoints: TCP is refused with a reset, not left to time out", vec![
             apply(&[svc("empty", "10.96.0.17").port("", "TCP", 80, 8080, Some(30083)).type_("NodePort").yaml(), http_slice("empty", &[])]),
             Step::Check(vec![

@@ -1,0 +1,228 @@
+//! nftables backend benchmark: `cargo bench -p switchyard-conformance --bench nftables` (root).
+//!
+//! Fixed scenario, so figures compare across commits:
+//! - control plane: full sync of 1k and 10k services x 10 endpoints into a fresh namespace, then
+//!   one endpoint changed (incremental sync, median of 20); baseline: `nft -f` of the identical
+//!   ruleset text (our `render` output) into another fresh namespace, in the same run; peak RSS.
+//! - datapath: connect-to-first-byte from a pod on the node to a pod on the other node through a
+//!   ClusterIP at 100 and 10k services, against the no-rules floor (same pod, direct) measured
+//!   in the same topology first.
+
+use std::time::{Duration, Instant};
+use switchyard_conformance::netns::{enter_path, require_root, unique_prefix, Netns};
+use switchyard_conformance::probe::{connect_latencies, quantile_us};
+use switchyard_conformance::synthetic::{add_service, cluster, plan_of};
+use switchyard_conformance::topology::{From, Topology};
+use switchyard_core::{diff, Dataplane, IpFamily};
+use switchyard_nftables::NftablesDataplane;
+
+const SAMPLES: usize = 4000;
+const WARMUP: usize = 300;
+
+fn scales() -> Vec<usize> {
+    std::env::var("SWYD_BENCH_SCALES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1000, 10_000])
+}
+
+fn main() -> anyhow::Result<()> {
+    require_root()?;
+    let only = std::env::var("SWYD_BENCH_ONLY").unwrap_or_default();
+    println!("# nftables backend benchmark (2-core machine; times are wall clock)");
+    if only != "datapath" {
+        let mut incr = Vec::new();
+        for n in scales() {
+            incr.push((n, control_plane(n)?));
+        }
+        if let [(a, ia), .., (b, ib)] = incr.as_slice() {
+            println!(
+                "control incremental at {b} vs {a} services: ratio={:.2}",
+                ib.as_secs_f64() / ia.as_secs_f64()
+            );
+        }
+        println!(
+            "peak RSS of the benchmark process (plans, transactions, batches): {} MiB",
+            peak_rss_kib() / 1024
+        );
+    }
+    if only != "control" {
+        datapath()?;
+    }
+    Ok(())
+}
+
+fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+/// Full and incremental sync at `n` services; returns the median incremental time.
+fn control_plane(n: usize) -> anyhow::Result<Duration> {
+    let state = cluster(n, 10);
+    let plan = plan_of(&state);
+    let mut changed = state.clone();
+    let ns = Netns::create(&format!("{}-nftb", unique_prefix()))?;
+    let path = ns.path();
+    let plan2 = plan.clone();
+    let (full, incr, text, diff_time) = std::thread::spawn(move || -> anyhow::Result<_> {
+        enter_path(&path)?;
+        let mut dp = NftablesDataplane::new(IpFamily::V4);
+        block(dp.probe())?;
+        let text = dp.render(&plan2, None);
+        let t = Instant::now();
+        block(dp.apply(&plan2, None))?;
+        let full = t.elapsed();
+        // 20 incremental syncs, each changing one endpoint of a different service.
+        let mut prev = plan2;
+        let mut incr = Vec::new();
+        let mut diff_time = Vec::new();
+        for round in 0..20usize {
+            let slice = changed
+                .endpoint_slices
+                .values_mut()
+                .nth((n / 2 + round * 7) % n)
+                .ok_or_else(|| anyhow::anyhow!("no slice"))?;
+            slice.endpoints[0].addresses = vec![format!("10.246.0.{}", round + 1)];
+            let next = plan_of(&changed);
+            let t = Instant::now();
+            let changes = diff(&prev, &next);
+            diff_time.push(t.elapsed());
+            let t = Instant::now();
+            let stats = block(dp.apply(&next, Some(&changes)))?;
+            incr.push(t.elapsed());
+            anyhow::ensure!(
+                !stats.full && stats.service_ports_written == 1,
+                "not a one-service incremental sync: {stats:?}"
+            );
+            prev = next;
+        }
+        incr.sort();
+        diff_time.sort();
+        Ok((
+            full,
+            incr[incr.len() / 2],
+            text,
+            diff_time[diff_time.len() / 2],
+        ))
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("benchmark thread panicked"))??;
+
+    let base_ns = Netns::create(&format!("{}-nftbase", unique_prefix()))?;
+    let file = std::env::temp_dir().join(format!("{}-ruleset.nft", unique_prefix()));
+    std::fs::write(&file, &text)?;
+    let t = Instant::now();
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", base_ns.path().display()))
+        .args(["--", "nft", "-f"])
+        .arg(&file)
+        .output()?;
+    let base = t.elapsed();
+    let _ = std::fs::remove_file(&file);
+    anyhow::ensure!(
+        out.status.success(),
+        "nft -f baseline failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(ns);
+    println!(
+        "control nftables services={n:>6} endpoints=10 ops={:>7}  full={:>8.1} ms  baseline(nft -f same ruleset)={:>8.1} ms  ratio={:.2}  incremental(1 endpoint, median of 20)={:>6.2} ms  (+ plan diff {:.2} ms)",
+        text.lines().count(),
+        ms(full),
+        ms(base),
+        full.as_secs_f64() / base.as_secs_f64(),
+        ms(incr),
+        ms(diff_time)
+    );
+    Ok(incr)
+}
+
+fn datapath() -> anyhow::Result<()> {
+    let topo = Topology::build()?;
+    let client = topo.origin(From::Pod("pod-a1"))?.0.path();
+    let pod: std::net::SocketAddr = "10.244.2.10:8080".parse()?;
+    let floor = connect_latencies(&client, pod, SAMPLES, WARMUP)?;
+    report("no rules (floor)", "pod IP", &floor, None);
+    let node = topo.node.path();
+    let (tx, rx) = std::sync::mpsc::channel::<Option<switchyard_core::ProxyPlan>>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    // The dataplane lives on a thread inside the node namespace (its socket is bound there).
+    let worker = std::thread::spawn(move || {
+        let setup = enter_path(&node);
+        let mut dp = NftablesDataplane::new(IpFamily::V4);
+        while let Ok(Some(plan)) = rx.recv() {
+            let r = match &setup {
+                Ok(()) => block(dp.apply(&plan, None))
+                    .map(drop)
+                    .map_err(anyhow::Error::from),
+                Err(e) => Err(anyhow::anyhow!("{e:#}")),
+            };
+            let _ = done_tx.send(r);
+        }
+    });
+    for n in [100usize, 10_000] {
+        let mut state = cluster(n - 1, 10);
+        add_service(&mut state, n - 1, 1, Some(&["10.244.2.10".to_string()]));
+        let plan = plan_of(&state);
+        let vip_ip = plan
+            .services
+            .values()
+            .map(|s| s.cluster_ip)
+            .max()
+            .ok_or_else(|| anyhow::anyhow!("empty plan"))?;
+        tx.send(Some(plan))?;
+        done_rx.recv()??;
+        let svc = connect_latencies(
+            &client,
+            std::net::SocketAddr::new(vip_ip, 80),
+            SAMPLES,
+            WARMUP,
+        )?;
+        report(
+            &format!("{n} services"),
+            "ClusterIP",
+            &svc,
+            Some(("vs floor", &floor)),
+        );
+        let direct = connect_latencies(&client, pod, SAMPLES, WARMUP)?;
+        report(
+            &format!("{n} services"),
+            "pod IP",
+            &direct,
+            Some(("vs floor", &floor)),
+        );
+    }
+    tx.send(None)?;
+    let _ = worker.join();
+    Ok(())
+}
+
+fn report(scale: &str, path: &str, samples: &[Duration], against: Option<(&str, &[Duration])>) {
+    let (p50, p99) = (quantile_us(samples, 0.5), quantile_us(samples, 0.99));
+    let extra = against
+        .map(|(label, base)| {
+            let b = quantile_us(base, 0.5);
+            format!("  p50 {label}: +{:.1} us, ratio {:.3}", p50 - b, p50 / b)
+        })
+        .unwrap_or_default();
+    println!("datapath nftables {scale:>16} {path:9}  p50={p50:>7.1} us  p99={p99:>7.1} us{extra}");
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
