@@ -17,6 +17,8 @@ use switchyard_core::{diff, Dataplane};
 use switchyard_iptables::{IptablesConfig, IptablesDataplane, Variant};
 
 const SAMPLES: usize = 4000;
+/// Largest control-plane scale run for iptables-nft (see `main`).
+const NFT_CONTROL_MAX: usize = 2000;
 const WARMUP: usize = 300;
 
 /// The fixed scenario's scales. `SWYD_BENCH_SCALES=a,b` overrides them (for investigation
@@ -38,7 +40,21 @@ fn main() -> anyhow::Result<()> {
     if only != "datapath" {
         for v in [Variant::Legacy, Variant::Nft] {
             for n in scales() {
+                // iptables-nft-restore (1.8.9) is superlinear in the ruleset size: measured
+                // here, the *bare* restore of this text takes 3.1 s at 1k services and 28 s at
+                // 2k; 10k does not finish within an hour. The same holds for kube-proxy's
+                // ruleset shape. So the nft variant stops at 2k, and says so.
+                if v == Variant::Nft && n > NFT_CONTROL_MAX {
+                    println!(
+                        "control {:16} services={n:>6} endpoints=10  not run: bare iptables-nft-restore is superlinear (1k: ~3 s, 2k: ~28 s); see DESIGN-NOTES",
+                        name(v)
+                    );
+                    continue;
+                }
                 control_plane(&rt, v, n)?;
+            }
+            if v == Variant::Nft && scales().iter().all(|n| *n != NFT_CONTROL_MAX) {
+                control_plane(&rt, v, NFT_CONTROL_MAX)?;
             }
         }
     }
@@ -160,7 +176,9 @@ fn datapath(rt: &tokio::runtime::Runtime, v: Variant) -> anyhow::Result<()> {
     let mut svc100 = None;
     for n in [100usize, 10_000] {
         // n-1 synthetic services plus the target, numbered last (highest address).
-        let mut state = cluster(n - 1, 10);
+        // One endpoint per other service: they are never walked by the measured connection,
+        // and it keeps iptables-nft's superlinear load time bearable at 10k.
+        let mut state = cluster(n - 1, 1);
         add_service(&mut state, n - 1, 1, Some(&["10.244.2.10".to_string()]));
         let plan = plan_of(&state);
         rt.block_on(dp.apply(&plan, None))?;

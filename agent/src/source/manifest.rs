@@ -37,6 +37,19 @@ pub enum ManifestError {
     Empty { path: PathBuf },
 }
 
+/// YAML parser limits. serde-saphyr's defaults guard against hostile input (1,024 documents,
+/// 250k nodes); a manifest of a whole cluster is trusted operator input and legitimately has
+/// tens of thousands of documents, so the limits are raised, not removed.
+fn yaml_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_documents = 1_000_000;
+    budget.max_nodes = 50_000_000;
+    budget.max_events = 200_000_000;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
+}
+
 /// Everything read from the manifests.
 #[derive(Debug, Default, Clone)]
 pub struct Manifests {
@@ -86,8 +99,8 @@ impl Manifests {
 
     /// Parses YAML text; `path` names it in errors.
     pub fn add_text(&mut self, path: &Path, text: &str) -> Result<(), ManifestError> {
-        let docs: Vec<Value> =
-            serde_saphyr::from_multiple(text).map_err(|e| ManifestError::Yaml {
+        let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, yaml_options())
+            .map_err(|e| ManifestError::Yaml {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             })?;

@@ -17,6 +17,28 @@ pub struct Committed {
     pub cluster_ips: BTreeMap<IpAddr, usize>,
 }
 
+impl Committed {
+    /// Records a successful partial sync: only the touched service ports are copied.
+    pub fn advance(
+        &mut self,
+        plan: &ProxyPlan,
+        changes: &Changes,
+        cluster_ips: BTreeMap<IpAddr, usize>,
+    ) {
+        for name in changes.touched() {
+            match plan.services.get(name) {
+                Some(svc) => {
+                    self.plan.services.insert(name.clone(), svc.clone());
+                }
+                None => {
+                    self.plan.services.remove(name);
+                }
+            }
+        }
+        self.cluster_ips = cluster_ips;
+    }
+}
+
 /// Groups elements per map, in map order, as add or delete operations.
 fn elem_ops(elems: impl IntoIterator<Item = (String, Elem)>, add: bool) -> Vec<Op> {
     let mut by_set: BTreeMap<String, Vec<Elem>> = BTreeMap::new();
@@ -99,17 +121,23 @@ pub fn full(plan: &ProxyPlan) -> (Transaction, Committed) {
         owners,
         service_ports: plan.services.len(),
     };
-    (
-        tx,
-        Committed {
-            plan: plan.clone(),
-            cluster_ips,
-        },
-    )
+    let committed = Committed {
+        plan: plan.clone(),
+        cluster_ips,
+    };
+    (tx, committed)
 }
 
 /// A partial sync: only the touched service ports' chains, sets and elements change.
-pub fn partial(old: &Committed, plan: &ProxyPlan, changes: &Changes) -> (Transaction, Committed) {
+///
+/// Returns the transaction and the cluster-IP counts after it; on success the caller records
+/// the touched ports in its committed plan (`Committed::advance`), so a partial sync costs
+/// O(changes), not O(services): the committed plan is never cloned whole.
+pub fn partial(
+    old: &Committed,
+    plan: &ProxyPlan,
+    changes: &Changes,
+) -> (Transaction, BTreeMap<IpAddr, usize>) {
     let mut add_chains = Vec::new();
     let mut add_sets = Vec::new();
     let mut flush = Vec::new();
@@ -220,11 +248,5 @@ pub fn partial(old: &Committed, plan: &ProxyPlan, changes: &Changes) -> (Transac
         owners,
         service_ports: changes.touched().count(),
     };
-    (
-        tx,
-        Committed {
-            plan: plan.clone(),
-            cluster_ips,
-        },
-    )
+    (tx, cluster_ips)
 }

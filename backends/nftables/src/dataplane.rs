@@ -137,20 +137,37 @@ impl Dataplane for NftablesDataplane {
         changes: Option<&Changes>,
     ) -> Result<ApplyStats, DataplaneError> {
         let started = Instant::now();
-        let (tx, committed) = match (changes, &self.committed) {
-            (Some(c), Some(old)) if !c.requires_full_sync() => build::partial(old, plan, c),
-            _ => build::full(plan),
+        let kernel_started: Instant;
+        // Take the committed state until this batch succeeds: after any failure it stays
+        // `None`, so the next sync is full. The kernel applies a batch atomically, so the old
+        // rules stay in force meanwhile.
+        let (tx, operations) = match (changes, self.committed.take()) {
+            (Some(c), Some(mut old)) if !c.requires_full_sync() => {
+                let (tx, cluster_ips) = build::partial(&old, plan, c);
+                kernel_started = Instant::now();
+                let operations = self.send(&tx)?;
+                old.advance(plan, c, cluster_ips);
+                self.committed = Some(old);
+                (tx, operations)
+            }
+            _ => {
+                let (tx, committed) = build::full(plan);
+                kernel_started = Instant::now();
+                let operations = self.send(&tx)?;
+                self.committed = Some(committed);
+                (tx, operations)
+            }
         };
-        // Forget the committed state until this batch succeeds: any failure makes the next
-        // sync full. The kernel applies the batch atomically, so the old rules stay in force.
-        self.committed = None;
-        let operations = self.send(&tx)?;
-        self.committed = Some(committed);
+        tracing::debug!(
+            build_ms = (kernel_started - started).as_secs_f64() * 1000.0,
+            kernel_ms = kernel_started.elapsed().as_secs_f64() * 1000.0,
+            "nftables sync"
+        );
         Ok(ApplyStats {
             full: tx.full,
             service_ports_written: tx.service_ports,
             operations,
-            kernel_time: started.elapsed(),
+            kernel_time: kernel_started.elapsed(),
         })
     }
 
