@@ -4,20 +4,21 @@
 //! - control plane: full sync of 1k and 10k services x 10 endpoints into a fresh namespace, then
 //!   one endpoint changed (incremental sync, median of 20); baseline: `nft -f` of the identical
 //!   ruleset text (our `render` output) into another fresh namespace, in the same run; peak RSS.
-//! - datapath: connect-to-first-byte from a pod on the node to a pod on the other node through a
-//!   ClusterIP at 100 and 10k services, against the no-rules floor (same pod, direct) measured
-//!   in the same topology first.
+//! - datapath: connect-to-first-byte from a pod on the node to a pod on the other node, through
+//!   a ClusterIP and straight to the pod IP, at 100 and 10k services (the others with one
+//!   endpoint each), against the floor measured in the same topology first: connection tracking
+//!   and NAT hooks on, no rules.
 
 use std::time::{Duration, Instant};
 use switchyard_conformance::netns::{enter_path, require_root, unique_prefix, Netns};
-use switchyard_conformance::probe::{connect_latencies, quantile_us};
+use switchyard_conformance::probe::{connect_latencies, floor_latencies, quantile_us};
 use switchyard_conformance::synthetic::{add_service, cluster, plan_of};
 use switchyard_conformance::topology::{From, Topology};
 use switchyard_core::{diff, Dataplane, IpFamily};
 use switchyard_nftables::NftablesDataplane;
 
 const SAMPLES: usize = 4000;
-const WARMUP: usize = 300;
+const WARMUP: usize = 1500;
 
 fn scales() -> Vec<usize> {
     std::env::var("SWYD_BENCH_SCALES")
@@ -150,8 +151,8 @@ fn datapath() -> anyhow::Result<()> {
     let topo = Topology::build()?;
     let client = topo.origin(From::Pod("pod-a1"))?.0.path();
     let pod: std::net::SocketAddr = "10.244.2.10:8080".parse()?;
-    let floor = connect_latencies(&client, pod, SAMPLES, WARMUP)?;
-    report("no rules (floor)", "pod IP", &floor, None);
+    let floor = floor_latencies(&topo.node, &client, pod, SAMPLES, WARMUP)?;
+    report("floor", "pod IP", &floor, None);
     let node = topo.node.path();
     let (tx, rx) = std::sync::mpsc::channel::<Option<switchyard_core::ProxyPlan>>();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();

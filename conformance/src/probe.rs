@@ -175,3 +175,24 @@ pub fn quantile_us(samples: &[Duration], q: f64) -> f64 {
     let idx = ((v.len() - 1) as f64 * q).round() as usize;
     v[idx.min(v.len() - 1)]
 }
+
+/// The no-rules floor as a real node has it: connection tracking and NAT hooks active (an empty
+/// nat base chain in a foreign table, as any CNI's masquerade rule causes), no proxy rules. The
+/// table is removed again before returning. Without it, the first proxy rule would be charged
+/// with turning connection tracking on.
+pub fn floor_latencies(
+    node: &crate::netns::Netns,
+    client: &std::path::Path,
+    dst: SocketAddr,
+    count: usize,
+    warmup: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    node.exec("nft", &["add", "table", "ip", "floor"])?;
+    node.exec(
+        "nft",
+        &["add", "chain", "ip", "floor", "pre", "{", "type", "nat", "hook", "prerouting", "priority", "-100", ";", "}"],
+    )?;
+    let samples = connect_latencies(client, dst, count, warmup);
+    node.exec("nft", &["delete", "table", "ip", "floor"])?;
+    samples
+}
