@@ -190,7 +190,22 @@ pub fn floor_latencies(
     node.exec("nft", &["add", "table", "ip", "floor"])?;
     node.exec(
         "nft",
-        &["add", "chain", "ip", "floor", "pre", "{", "type", "nat", "hook", "prerouting", "priority", "-100", ";", "}"],
+        &[
+            "add",
+            "chain",
+            "ip",
+            "floor",
+            "pre",
+            "{",
+            "type",
+            "nat",
+            "hook",
+            "prerouting",
+            "priority",
+            "-100",
+            ";",
+            "}",
+        ],
     )?;
     let samples = connect_latencies(client, dst, count, warmup);
     node.exec("nft", &["delete", "table", "ip", "floor"])?;
