@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 use switchyard_conformance::netns::{require_root, unique_prefix, Netns};
 use switchyard_conformance::probe::{connect_latencies, floor_latencies, quantile_us};
-use switchyard_conformance::synthetic::{add_service, cluster, plan_of};
+use switchyard_conformance::synthetic::{add_service, cluster, plan_of, scales};
 use switchyard_conformance::topology::Topology;
 use switchyard_core::{diff, Dataplane};
 use switchyard_iptables::{IptablesConfig, IptablesDataplane, Variant};
@@ -22,15 +22,6 @@ const SAMPLES: usize = 4000;
 /// Largest control-plane scale run for iptables-nft (see `main`).
 const NFT_CONTROL_MAX: usize = 2000;
 const WARMUP: usize = 1500;
-
-/// The fixed scenario's scales. `SWYD_BENCH_SCALES=a,b` overrides them (for investigation
-/// only: figures are comparable across commits with the defaults).
-fn scales() -> Vec<usize> {
-    std::env::var("SWYD_BENCH_SCALES")
-        .ok()
-        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![1000, 10_000])
-}
 
 fn main() -> anyhow::Result<()> {
     require_root()?;

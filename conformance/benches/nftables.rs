@@ -12,20 +12,13 @@
 use std::time::{Duration, Instant};
 use switchyard_conformance::netns::{enter_path, require_root, unique_prefix, Netns};
 use switchyard_conformance::probe::{connect_latencies, floor_latencies, quantile_us};
-use switchyard_conformance::synthetic::{add_service, cluster, plan_of};
+use switchyard_conformance::synthetic::{add_service, cluster, plan_of, scales};
 use switchyard_conformance::topology::{From, Topology};
 use switchyard_core::{diff, Dataplane, IpFamily};
 use switchyard_nftables::NftablesDataplane;
 
 const SAMPLES: usize = 4000;
 const WARMUP: usize = 1500;
-
-fn scales() -> Vec<usize> {
-    std::env::var("SWYD_BENCH_SCALES")
-        .ok()
-        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![1000, 10_000])
-}
 
 fn main() -> anyhow::Result<()> {
     require_root()?;

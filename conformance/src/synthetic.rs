@@ -79,3 +79,12 @@ pub fn plan_of(state: &ClusterState) -> ProxyPlan {
             .with_cluster_cidrs(["10.244.0.0/16".parse().expect("literal CIDR")]),
     )
 }
+
+/// The benchmarks' fixed scales: 1k and 10k services. `SWYD_BENCH_SCALES=a,b` overrides them,
+/// for investigation only: figures compare across commits with the defaults.
+pub fn scales() -> Vec<usize> {
+    std::env::var("SWYD_BENCH_SCALES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1000, 10_000])
+}
