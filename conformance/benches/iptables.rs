@@ -167,6 +167,8 @@ fn datapath(rt: &tokio::runtime::Runtime, v: Variant) -> anyhow::Result<()> {
     report(v, "floor", "pod IP", &floor, None);
     let mut dp = dataplane(rt, v, &topo.node)?;
     let mut svc100 = None;
+    let mut direct100: Option<Vec<Duration>> = None;
+    let mut direct10k = None;
     for n in [100usize, 10_000] {
         // n-1 synthetic services plus the target, numbered last (highest address).
         // One endpoint per other service: they are never walked by the measured connection,
@@ -200,7 +202,31 @@ fn datapath(rt: &tokio::runtime::Runtime, v: Variant) -> anyhow::Result<()> {
         );
         if n == 100 {
             svc100 = Some(svc);
+            direct100 = Some(direct);
+        } else if let Some(d100) = &direct100 {
+            report(
+                v,
+                &format!("{n} services"),
+                "pod IP",
+                &direct,
+                Some(("vs 100 services", d100)),
+            );
+            direct10k = Some(direct);
         }
+    }
+    // The floor again, warm, after removing every rule: the first floor is measured on a cold
+    // topology and has been seen to vary between runs.
+    rt.block_on(dp.cleanup())?;
+    let after = floor_latencies(&topo.node, &client, pod, SAMPLES, WARMUP)?;
+    report(v, "floor (after cleanup)", "pod IP", &after, None);
+    if let Some(d) = &direct10k {
+        report(
+            v,
+            "10000 services",
+            "pod IP",
+            d,
+            Some(("vs floor after", &after)),
+        );
     }
     Ok(())
 }

@@ -147,22 +147,25 @@ fn datapath() -> anyhow::Result<()> {
     let floor = floor_latencies(&topo.node, &client, pod, SAMPLES, WARMUP)?;
     report("floor", "pod IP", &floor, None);
     let node = topo.node.path();
-    let (tx, rx) = std::sync::mpsc::channel::<Option<switchyard_core::ProxyPlan>>();
+    let (tx, rx) = std::sync::mpsc::channel::<Option<Option<switchyard_core::ProxyPlan>>>();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
     // The dataplane lives on a thread inside the node namespace (its socket is bound there).
+    // Messages: Some(Some(plan)) applies, Some(None) cleans up, None stops.
     let worker = std::thread::spawn(move || {
         let setup = enter_path(&node);
         let mut dp = NftablesDataplane::new(IpFamily::V4);
-        while let Ok(Some(plan)) = rx.recv() {
-            let r = match &setup {
-                Ok(()) => block(dp.apply(&plan, None))
+        while let Ok(Some(msg)) = rx.recv() {
+            let r = match (&setup, msg) {
+                (Ok(()), Some(plan)) => block(dp.apply(&plan, None))
                     .map(drop)
                     .map_err(anyhow::Error::from),
-                Err(e) => Err(anyhow::anyhow!("{e:#}")),
+                (Ok(()), None) => block(dp.cleanup()).map_err(anyhow::Error::from),
+                (Err(e), _) => Err(anyhow::anyhow!("{e:#}")),
             };
             let _ = done_tx.send(r);
         }
     });
+    let mut results = Vec::new();
     for n in [100usize, 10_000] {
         // One endpoint per other service, as in the iptables benchmark (never walked by the
         // measured connection).
@@ -175,7 +178,7 @@ fn datapath() -> anyhow::Result<()> {
             .map(|s| s.cluster_ip)
             .max()
             .ok_or_else(|| anyhow::anyhow!("empty plan"))?;
-        tx.send(Some(plan))?;
+        tx.send(Some(Some(plan)))?;
         done_rx.recv()??;
         let svc = connect_latencies(
             &client,
@@ -195,6 +198,41 @@ fn datapath() -> anyhow::Result<()> {
             "pod IP",
             &direct,
             Some(("vs floor", &floor)),
+        );
+        results.push((svc, direct));
+    }
+    if let [(s100, d100), (s10k, d10k)] = results.as_slice() {
+        report(
+            "10000 services",
+            "ClusterIP",
+            s10k,
+            Some(("vs 100 services", s100)),
+        );
+        report(
+            "10000 services",
+            "pod IP",
+            d10k,
+            Some(("vs 100 services", d100)),
+        );
+    }
+    // The floor again, warm, after removing every rule: the first floor is measured on a cold
+    // topology and has been seen to vary between runs.
+    tx.send(Some(None))?;
+    done_rx.recv()??;
+    let after = floor_latencies(&topo.node, &client, pod, SAMPLES, WARMUP)?;
+    report("floor (after cleanup)", "pod IP", &after, None);
+    if let Some((s10k, d10k)) = results.last() {
+        report(
+            "10000 services",
+            "ClusterIP",
+            s10k,
+            Some(("vs floor after", &after)),
+        );
+        report(
+            "10000 services",
+            "pod IP",
+            d10k,
+            Some(("vs floor after", &after)),
         );
     }
     tx.send(None)?;
