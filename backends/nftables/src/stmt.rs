@@ -91,6 +91,37 @@ const RTN_LOCAL: u32 = 2;
 /// `NF_CT_STATE_BIT(IP_CT_NEW)`.
 const CT_STATE_NEW: u32 = 1 << 3;
 
+/// `meta l4proto . th dport` into `reg` and `reg + 1`, then a verdict-map lookup of the key
+/// that starts at `REG0` (the address, when one was loaded first, or the protocol itself).
+fn proto_port_vmap(reg: u32, map: &str, out: &mut Vec<Expr>) {
+    out.push(Expr::Meta {
+        key: MetaKey::L4Proto,
+        dreg: reg,
+    });
+    out.push(Expr::Payload {
+        base: Base::Transport,
+        offset: 2,
+        len: 2,
+        dreg: reg + 1,
+    });
+    out.push(Expr::Lookup {
+        set: map.to_string(),
+        sreg: REG0,
+        dreg: Some(crate::expr::REG_VERDICT),
+        invert: false,
+    });
+}
+
+/// `fib daddr type local` / `fib saddr type local`.
+fn fib_local(daddr: bool, out: &mut Vec<Expr>) {
+    out.push(Expr::FibAddrType { daddr, dreg: REG0 });
+    out.push(Expr::Cmp {
+        sreg: REG0,
+        op: CmpOp::Eq,
+        data: RTN_LOCAL.to_ne_bytes().to_vec(),
+    });
+}
+
 impl Stmt {
     /// The expressions implementing this statement.
     pub fn exprs(&self, f: IpFamily, out: &mut Vec<Expr>) {
@@ -102,51 +133,12 @@ impl Stmt {
         };
         match self {
             Self::DispatchVmap(map) => {
-                let proto_reg = REG0 + addr_len(f) / 4;
                 out.push(daddr);
-                out.push(Expr::Meta {
-                    key: MetaKey::L4Proto,
-                    dreg: proto_reg,
-                });
-                out.push(Expr::Payload {
-                    base: Base::Transport,
-                    offset: 2,
-                    len: 2,
-                    dreg: proto_reg + 1,
-                });
-                out.push(Expr::Lookup {
-                    set: map.clone(),
-                    sreg: REG0,
-                    dreg: Some(crate::expr::REG_VERDICT),
-                    invert: false,
-                });
+                proto_port_vmap(REG0 + addr_len(f) / 4, map, out);
             }
             Self::LocalPortVmap(map) => {
-                out.push(Expr::FibAddrType {
-                    daddr: true,
-                    dreg: REG0,
-                });
-                out.push(Expr::Cmp {
-                    sreg: REG0,
-                    op: CmpOp::Eq,
-                    data: RTN_LOCAL.to_ne_bytes().to_vec(),
-                });
-                out.push(Expr::Meta {
-                    key: MetaKey::L4Proto,
-                    dreg: REG0,
-                });
-                out.push(Expr::Payload {
-                    base: Base::Transport,
-                    offset: 2,
-                    len: 2,
-                    dreg: REG0 + 1,
-                });
-                out.push(Expr::Lookup {
-                    set: map.clone(),
-                    sreg: REG0,
-                    dreg: Some(crate::expr::REG_VERDICT),
-                    invert: false,
-                });
+                fib_local(true, out);
+                proto_port_vmap(REG0, map, out);
             }
             Self::Saddr { net, negate } => {
                 let len = addr_len(f);
@@ -194,17 +186,7 @@ impl Stmt {
                     invert: false,
                 });
             }
-            Self::FibSaddrLocal => {
-                out.push(Expr::FibAddrType {
-                    daddr: false,
-                    dreg: REG0,
-                });
-                out.push(Expr::Cmp {
-                    sreg: REG0,
-                    op: CmpOp::Eq,
-                    data: RTN_LOCAL.to_ne_bytes().to_vec(),
-                });
-            }
+            Self::FibSaddrLocal => fib_local(false, out),
             Self::CtStateNew => {
                 out.push(Expr::CtState { dreg: REG0 });
                 out.push(Expr::Bitwise {
