@@ -135,14 +135,6 @@ impl Syncer {
         })
     }
 
-    /// Removes every lane's rules.
-    pub async fn cleanup(&mut self) -> Result<(), DataplaneError> {
-        for lane in &mut self.lanes {
-            lane.dataplane.cleanup().await?;
-        }
-        Ok(())
-    }
-
     /// What each lane would do for these plans (a full sync), as text.
     pub fn render(&self, plans: &[ProxyPlan]) -> String {
         let mut out = String::new();

@@ -33,7 +33,6 @@ pub enum CmpOp {
 /// A verdict as data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    Accept,
     Drop,
     Return,
     Jump(String),
@@ -113,7 +112,6 @@ pub enum Expr {
         set: String,
         sreg: u32,
     },
-    Counter,
 }
 
 // Attribute numbers, kernel spelling.
@@ -134,7 +132,6 @@ pub fn write_verdict(w: &mut Writer, v: &Verdict) {
     use crate::netlink::verdict as code;
     w.nest(NFTA_DATA_VERDICT, |w| {
         let (c, chain) = match v {
-            Verdict::Accept => (code::ACCEPT, None),
             Verdict::Drop => (code::DROP, None),
             Verdict::Return => (code::RETURN, None),
             Verdict::Jump(c) => (code::JUMP, Some(c)),
@@ -163,7 +160,6 @@ impl Expr {
             Self::MasqueradeFullyRandom => "masq",
             Self::Reject { .. } => "reject",
             Self::DynsetUpdate { .. } => "dynset",
-            Self::Counter => "counter",
         }
     }
 
@@ -274,10 +270,6 @@ impl Expr {
                 w.str(1, set); // NFTA_DYNSET_SET_NAME
                 w.be32(3, 1); // NFTA_DYNSET_OP = NFT_DYNSET_OP_UPDATE
                 w.be32(4, *sreg); // NFTA_DYNSET_SREG_KEY
-            }
-            Self::Counter => {
-                w.be64(1, 0); // NFTA_COUNTER_BYTES
-                w.be64(2, 0); // NFTA_COUNTER_PACKETS
             }
         }
     }

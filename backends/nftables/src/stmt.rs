@@ -346,7 +346,6 @@ impl Stmt {
             Self::Reject { tcp_reset: false } => write!(out, "reject"),
             Self::UpdateSaddr(s) => write!(out, "update @{s} {{ {fam} saddr }}"),
             Self::Verdict(v) => match v {
-                Verdict::Accept => write!(out, "accept"),
                 Verdict::Drop => write!(out, "drop"),
                 Verdict::Return => write!(out, "return"),
                 Verdict::Jump(c) => write!(out, "jump {c}"),

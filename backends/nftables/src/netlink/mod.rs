@@ -49,8 +49,6 @@ pub const NFPROTO_IPV6: u8 = 10;
 pub struct Batch {
     w: Writer,
     next_seq: u32,
-    /// Messages written so far (batch begin/end excluded).
-    pub messages: usize,
     next_id: u32,
 }
 
@@ -59,7 +57,6 @@ impl Batch {
         let mut b = Self {
             w: Writer::default(),
             next_seq: first_seq,
-            messages: 0,
             next_id: 1,
         };
         b.control(NFNL_MSG_BATCH_BEGIN);
@@ -111,7 +108,6 @@ impl Batch {
         let start = self.header(t, NLM_F_REQUEST | flags, family, 0);
         f(&mut self.w);
         self.finish(start);
-        self.messages += 1;
         seq
     }
 
@@ -147,10 +143,9 @@ impl Batch {
     }
 }
 
-/// Verdict codes (`NF_DROP`, `NF_ACCEPT`, `NFT_JUMP`, ...), as the kernel's signed values.
+/// Verdict codes (`NF_DROP`, `NFT_JUMP`, ...), as the kernel's signed values.
 pub mod verdict {
     pub const DROP: i32 = 0;
-    pub const ACCEPT: i32 = 1;
     pub const JUMP: i32 = -3;
     pub const GOTO: i32 = -4;
     pub const RETURN: i32 = -5;
