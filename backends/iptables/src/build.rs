@@ -16,6 +16,14 @@ pub struct Existing {
     pub filter: BTreeSet<String>,
 }
 
+/// What the kernel holds once a transaction has succeeded (computed with it, so the caller
+/// need not derive it again).
+#[derive(Debug, Clone)]
+pub struct After {
+    pub existing: Existing,
+    pub sets: SetContents,
+}
+
 /// What the last successful sync committed.
 #[derive(Debug, Clone)]
 pub struct Committed {
@@ -31,7 +39,7 @@ pub fn full(
     sets: &SetNames,
     existing: &Existing,
     missing_jumps: &[(Table, Rule)],
-) -> (Transaction, Existing) {
+) -> (Transaction, After) {
     let mut filter = TableChanges::new(Table::Filter);
     let mut nat = TableChanges::new(Table::Nat);
     render::filter_table(plan, sets, &mut filter);
@@ -81,7 +89,13 @@ pub fn full(
         service_ports: plan.services.len(),
         owners,
     };
-    (tx, now)
+    (
+        tx,
+        After {
+            existing: now,
+            sets: contents,
+        },
+    )
 }
 
 /// A partial sync: only the chains of touched service ports and the dispatch leaves holding
@@ -92,7 +106,7 @@ pub fn partial(
     changes: &Changes,
     sets: &SetNames,
     missing_jumps: &[(Table, Rule)],
-) -> (Transaction, Existing) {
+) -> (Transaction, After) {
     let mut filter = TableChanges::new(Table::Filter);
     let mut nat = TableChanges::new(Table::Nat);
     let mut existing = old.existing.clone();
@@ -168,7 +182,13 @@ pub fn partial(
         service_ports: changes.touched().count(),
         owners,
     };
-    (tx, existing)
+    (
+        tx,
+        After {
+            existing,
+            sets: contents,
+        },
+    )
 }
 
 fn add_jumps(filter: &mut TableChanges, nat: &mut TableChanges, jumps: &[(Table, Rule)]) {

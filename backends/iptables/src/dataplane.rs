@@ -1,11 +1,10 @@
 //! `IptablesDataplane`: the `Dataplane` implementation.
 
-use crate::build::{self, Committed, Existing};
+use crate::build::{self, After, Committed, Existing};
 use crate::exec::{split_args, Runner, Variant};
 use crate::names::{self, SetNames};
 use crate::render::base_jumps;
 use crate::rules::{Rule, Table};
-use crate::sets::SetContents;
 use crate::tx::Transaction;
 use async_trait::async_trait;
 use std::path::PathBuf;
@@ -85,13 +84,18 @@ impl IptablesDataplane {
     /// Exactly the `iptables-restore` input `render` shows for this plan (benchmarks pipe it to a
     /// bare `iptables-restore` as their baseline).
     pub fn restore_input(&self, plan: &ProxyPlan, changes: Option<&Changes>) -> String {
+        self.assumed_transaction(plan, changes).restore_text()
+    }
+
+    /// The transaction without asking the kernel: with memory of an earlier sync, jumps are
+    /// assumed present; without, every jump is inserted and no stale chain is known (`apply`
+    /// checks both in the kernel).
+    fn assumed_transaction(&self, plan: &ProxyPlan, changes: Option<&Changes>) -> Transaction {
         let (missing, existing) = match &self.committed {
             Some(c) => (Vec::new(), c.existing.clone()),
             None => (base_jumps(), Existing::default()),
         };
-        self.transaction(plan, changes, &existing, &missing)
-            .0
-            .restore_text()
+        self.transaction(plan, changes, &existing, &missing).0
     }
 
     /// The transaction for `plan`, given what was committed and which jumps are missing.
@@ -101,7 +105,7 @@ impl IptablesDataplane {
         changes: Option<&Changes>,
         existing: &Existing,
         missing: &[(Table, Rule)],
-    ) -> (Transaction, Existing) {
+    ) -> (Transaction, After) {
         match (changes, &self.committed) {
             (Some(changes), Some(old)) if !changes.requires_full_sync() => {
                 build::partial(old, plan, changes, &self.sets, missing)
@@ -238,16 +242,15 @@ impl Dataplane for IptablesDataplane {
             Some(c) => c.existing.clone(),
             None => self.list_chains(variant).await?,
         };
-        let (tx, existing) = self.transaction(plan, changes, &existing, &missing);
+        let (tx, after) = self.transaction(plan, changes, &existing, &missing);
         // Forget what was committed until this transaction succeeds: a failure means full next.
         let previous = self.committed.take();
         self.run_transaction(variant, &tx).await?;
         drop(previous);
-        let sets = SetContents::for_plan(plan);
         self.committed = Some(Committed {
             plan: plan.clone(),
-            sets,
-            existing,
+            sets: after.sets,
+            existing: after.existing,
         });
         Ok(ApplyStats {
             full: tx.full,
@@ -260,13 +263,7 @@ impl Dataplane for IptablesDataplane {
     /// The transaction `apply` would run. Without memory of an earlier sync it includes every
     /// base-chain jump and no stale-chain deletions (apply checks both in the kernel).
     fn render(&self, plan: &ProxyPlan, changes: Option<&Changes>) -> String {
-        let (missing, existing) = match &self.committed {
-            Some(c) => (Vec::new(), c.existing.clone()),
-            None => (base_jumps(), Existing::default()),
-        };
-        self.transaction(plan, changes, &existing, &missing)
-            .0
-            .to_string()
+        self.assumed_transaction(plan, changes).to_string()
     }
 
     /// Removes our jumps, chains and sets (in that order), and nothing else.
