@@ -11,7 +11,7 @@
 //!   tracking and NAT hooks on, no rules.
 
 use std::time::{Duration, Instant};
-use switchyard_conformance::netns::{require_root, unique_prefix, Netns};
+use switchyard_conformance::netns::{require_root, timed_in, unique_prefix, Netns};
 use switchyard_conformance::probe::{connect_latencies, floor_latencies, quantile_us};
 use switchyard_conformance::synthetic::{add_service, cluster, plan_of, scales};
 use switchyard_conformance::topology::Topology;
@@ -124,7 +124,7 @@ fn control_plane(rt: &tokio::runtime::Runtime, v: Variant, n: usize) -> anyhow::
         Variant::Nft => "iptables-nft-restore",
         Variant::Legacy => "iptables-legacy-restore",
     };
-    let base = time_restore(&base_ns, restore, &text)?;
+    let base = timed_in(&base_ns, restore, &["--noflush", "--wait"], &text)?;
     println!(
         "control {:16} services={n:>6} endpoints=10 rules={rules:>7}  full={:>9.1} ms  baseline(bare restore)={:>9.1} ms  ratio={:.2}  incremental(1 endpoint)={:>7.1} ms",
         name(v),
@@ -134,26 +134,6 @@ fn control_plane(rt: &tokio::runtime::Runtime, v: Variant, n: usize) -> anyhow::
         ms(incr)
     );
     Ok(())
-}
-
-fn time_restore(ns: &Netns, program: &str, text: &str) -> anyhow::Result<Duration> {
-    use std::io::Write as _;
-    let path = std::env::temp_dir().join(format!("{}-restore.txt", unique_prefix()));
-    std::fs::File::create(&path)?.write_all(text.as_bytes())?;
-    let t = Instant::now();
-    let out = std::process::Command::new("nsenter")
-        .arg(format!("--net={}", ns.path().display()))
-        .args(["--", program, "--noflush", "--wait"])
-        .stdin(std::fs::File::open(&path)?)
-        .output()?;
-    let took = t.elapsed();
-    let _ = std::fs::remove_file(&path);
-    anyhow::ensure!(
-        out.status.success(),
-        "baseline restore failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(took)
 }
 
 fn datapath(rt: &tokio::runtime::Runtime, v: Variant) -> anyhow::Result<()> {

@@ -10,7 +10,7 @@
 //!   and NAT hooks on, no rules.
 
 use std::time::{Duration, Instant};
-use switchyard_conformance::netns::{enter_path, require_root, unique_prefix, Netns};
+use switchyard_conformance::netns::{enter_path, require_root, timed_in, unique_prefix, Netns};
 use switchyard_conformance::probe::{connect_latencies, floor_latencies, quantile_us};
 use switchyard_conformance::synthetic::{add_service, cluster, plan_of, scales};
 use switchyard_conformance::topology::{From, Topology};
@@ -111,21 +111,7 @@ fn control_plane(n: usize) -> anyhow::Result<Duration> {
     .map_err(|_| anyhow::anyhow!("benchmark thread panicked"))??;
 
     let base_ns = Netns::create(&format!("{}-nftbase", unique_prefix()))?;
-    let file = std::env::temp_dir().join(format!("{}-ruleset.nft", unique_prefix()));
-    std::fs::write(&file, &text)?;
-    let t = Instant::now();
-    let out = std::process::Command::new("nsenter")
-        .arg(format!("--net={}", base_ns.path().display()))
-        .args(["--", "nft", "-f"])
-        .arg(&file)
-        .output()?;
-    let base = t.elapsed();
-    let _ = std::fs::remove_file(&file);
-    anyhow::ensure!(
-        out.status.success(),
-        "nft -f baseline failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let base = timed_in(&base_ns, "nft", &["-f", "/dev/stdin"], &text)?;
     drop(ns);
     println!(
         "control nftables services={n:>6} endpoints=10 ops={:>7}  full={:>8.1} ms  baseline(nft -f same ruleset)={:>8.1} ms  ratio={:.2}  incremental(1 endpoint, median of 20)={:>6.2} ms (kernel {:.2} ms; + plan diff {:.2} ms)",

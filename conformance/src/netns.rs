@@ -112,3 +112,34 @@ pub fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// Wall time of `program args` run inside `ns` with `input` on its standard input (from a file,
+/// so no pipe-writing time is counted). A non-zero exit is an error. Used for benchmark
+/// baselines (`iptables-restore`, `nft -f /dev/stdin`).
+pub fn timed_in(
+    ns: &Netns,
+    program: &str,
+    args: &[&str],
+    input: &str,
+) -> anyhow::Result<std::time::Duration> {
+    let path = std::env::temp_dir().join(format!("{}-input", unique_prefix()));
+    std::fs::write(&path, input)?;
+    let started = std::time::Instant::now();
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", ns.path().display()))
+        .arg("--")
+        .arg(program)
+        .args(args)
+        .stdin(File::open(&path)?)
+        .output();
+    let took = started.elapsed();
+    let _ = std::fs::remove_file(&path);
+    let out = out.with_context(|| format!("running {program}"))?;
+    if !out.status.success() {
+        bail!(
+            "{program} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(took)
+}
