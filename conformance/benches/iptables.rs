@@ -3,8 +3,9 @@
 //! Fixed scenario, so figures compare across commits:
 //! - control plane, per variant: full sync of 1k and 10k services x 10 endpoints, then one
 //!   endpoint changed (incremental sync); baseline: a bare `iptables-restore --noflush` of the
-//!   identical text into a fresh namespace, measured in the same run. iptables-nft stops at 2k
-//!   (its restore is superlinear: see `main`).
+//!   identical text into a fresh namespace, measured in the same run. At 1k, also the same
+//!   lines in kube-proxy's order (every declaration first), which iptables-nft-restore handles
+//!   quadratically (see the iptables backend's `restore_order`).
 //! - datapath, per variant: connect-to-first-byte from a pod on the node to a pod on the other
 //!   node, through a ClusterIP and straight to the pod IP, at 100 and 10k services (the others
 //!   with one endpoint each), against the floor measured in the same topology first: connection
@@ -19,9 +20,10 @@ use switchyard_core::{diff, Dataplane};
 use switchyard_iptables::{IptablesConfig, IptablesDataplane, Variant};
 
 const SAMPLES: usize = 4000;
-/// Largest control-plane scale run for iptables-nft (see `main`).
-const NFT_CONTROL_MAX: usize = 2000;
 const WARMUP: usize = 1500;
+/// Largest scale at which the declarations-first order is also timed (it is quadratic in
+/// iptables-nft: ~3 s at 1k, ~26 s at 2k).
+const DECLARATIONS_FIRST_MAX: usize = 1000;
 
 fn main() -> anyhow::Result<()> {
     require_root()?;
@@ -33,21 +35,7 @@ fn main() -> anyhow::Result<()> {
     if only != "datapath" {
         for v in [Variant::Legacy, Variant::Nft] {
             for n in scales() {
-                // iptables-nft-restore (1.8.9) is superlinear in the ruleset size: measured
-                // here, the *bare* restore of this text takes 3.1 s at 1k services and 28 s at
-                // 2k; 10k does not finish within an hour. The same holds for kube-proxy's
-                // ruleset shape. So the nft variant stops at 2k, and says so.
-                if v == Variant::Nft && n > NFT_CONTROL_MAX {
-                    println!(
-                        "control {:16} services={n:>6} endpoints=10  not run: bare iptables-nft-restore is superlinear (1k: ~3 s, 2k: ~28 s); see DESIGN-NOTES",
-                        name(v)
-                    );
-                    continue;
-                }
                 control_plane(&rt, v, n)?;
-            }
-            if v == Variant::Nft && scales().iter().all(|n| *n != NFT_CONTROL_MAX) {
-                control_plane(&rt, v, NFT_CONTROL_MAX)?;
             }
         }
     }
@@ -108,23 +96,7 @@ fn control_plane(rt: &tokio::runtime::Runtime, v: Variant, n: usize) -> anyhow::
     let incr = t.elapsed();
     anyhow::ensure!(!stats.full, "the incremental sync was not incremental");
 
-    // Baseline: the same restore text, bare, into a fresh namespace (sets pre-created, untimed).
-    let base_ns = Netns::create(&format!("{}-base", unique_prefix()))?;
-    for set in [
-        "SWYD4-VIPS hash:ip,port",
-        "SWYD4-REJECT hash:ip,port",
-        "SWYD4-DROP hash:ip,port",
-        "SWYD4-CLUSTER-IPS hash:ip",
-    ] {
-        let mut args = vec!["create"];
-        args.extend(set.split(' '));
-        base_ns.exec("ipset", &args)?;
-    }
-    let restore = match v {
-        Variant::Nft => "iptables-nft-restore",
-        Variant::Legacy => "iptables-legacy-restore",
-    };
-    let base = timed_in(&base_ns, restore, &["--noflush", "--wait"], &text)?;
+    let base = bare_restore(v, &text)?;
     println!(
         "control {:16} services={n:>6} endpoints=10 rules={rules:>7}  full={:>9.1} ms  baseline(bare restore)={:>9.1} ms  ratio={:.2}  incremental(1 endpoint)={:>7.1} ms",
         name(v),
@@ -133,7 +105,56 @@ fn control_plane(rt: &tokio::runtime::Runtime, v: Variant, n: usize) -> anyhow::
         full.as_secs_f64() / base.as_secs_f64(),
         ms(incr)
     );
+    if n <= DECLARATIONS_FIRST_MAX {
+        let naive = bare_restore(v, &declarations_first(&text))?;
+        println!(
+            "control {:16} services={n:>6} endpoints=10  same lines, declarations first (kube-proxy's order): bare restore={:>9.1} ms  ratio ours/that={:.2}",
+            name(v),
+            ms(naive),
+            base.as_secs_f64() / naive.as_secs_f64()
+        );
+    }
     Ok(())
+}
+
+/// The time of a bare restore of `text` into a fresh namespace (sets pre-created, untimed).
+fn bare_restore(v: Variant, text: &str) -> anyhow::Result<Duration> {
+    let ns = Netns::create(&format!("{}-base", unique_prefix()))?;
+    for set in [
+        "SWYD4-VIPS hash:ip,port",
+        "SWYD4-REJECT hash:ip,port",
+        "SWYD4-DROP hash:ip,port",
+        "SWYD4-CLUSTER-IPS hash:ip",
+    ] {
+        let mut args = vec!["create"];
+        args.extend(set.split(' '));
+        ns.exec("ipset", &args)?;
+    }
+    let restore = match v {
+        Variant::Nft => "iptables-nft-restore",
+        Variant::Legacy => "iptables-legacy-restore",
+    };
+    timed_in(&ns, restore, &["--noflush", "--wait"], text)
+}
+
+/// The same lines with every table's chain declarations moved to its top.
+fn declarations_first(text: &str) -> String {
+    let mut out = String::new();
+    let mut body = String::new();
+    for line in text.lines() {
+        if line.starts_with('*') || line.starts_with(':') {
+            out.push_str(line);
+            out.push('\n');
+        } else if line == "COMMIT" {
+            out.push_str(&body);
+            body.clear();
+            out.push_str("COMMIT\n");
+        } else {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    out
 }
 
 fn datapath(rt: &tokio::runtime::Runtime, v: Variant) -> anyhow::Result<()> {
@@ -151,8 +172,7 @@ fn datapath(rt: &tokio::runtime::Runtime, v: Variant) -> anyhow::Result<()> {
     let mut direct10k = None;
     for n in [100usize, 10_000] {
         // n-1 synthetic services plus the target, numbered last (highest address).
-        // One endpoint per other service: they are never walked by the measured connection,
-        // and it keeps iptables-nft's superlinear load time bearable at 10k.
+        // One endpoint per other service: they are never walked by the measured connection.
         let mut state = cluster(n - 1, 1);
         add_service(&mut state, n - 1, 1, Some(&["10.244.2.10".to_string()]));
         let plan = plan_of(&state);

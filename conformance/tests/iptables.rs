@@ -203,8 +203,9 @@ fn failed_restore_names_line_and_service_keeps_rules_and_forces_full_sync() {
             let saved = ns.exec(save(v), &["-t", "nat"]).expect("save");
             let svc_b = saved
                 .lines()
-                .find(|l| l.starts_with("-A SWYD-SVC-") && l.contains("default/b/tcp"))
-                .and_then(|l| l.split_whitespace().nth(1))
+                .filter(|l| l.starts_with("-A ") && l.contains("default/b/tcp"))
+                .filter_map(|l| l.split_whitespace().nth(1))
+                .find(|chain| chain.starts_with("SWYD-s") && chain.ends_with("-svc"))
                 .expect("service b chain")
                 .to_string();
             ns.exec(iptables(v), &["-t", "nat", "-N", "FOREIGN"])

@@ -280,10 +280,11 @@ mod tests {
             matches!(e, DataplaneError::ToolFailed { line: Some(2), .. }),
             "{e}"
         );
-        let owners = BTreeMap::from([("SWYD-SVC-X".to_string(), "ns/a/tcp".to_string())]);
+        let owners =
+            BTreeMap::from([("SWYD-saaaaaaaaaaa-svc".to_string(), "ns/a/tcp".to_string())]);
         let e = restore_error(
             "iptables-nft-restore",
-            "*nat\n-X SWYD-SVC-X\n",
+            "*nat\n-X SWYD-saaaaaaaaaaa-svc\n",
             "iptables-nft-restore: line 2 failed\n",
             &owners,
         );

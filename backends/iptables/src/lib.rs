@@ -13,6 +13,7 @@ mod dataplane;
 mod exec;
 mod names;
 mod render;
+mod restore_order;
 mod rules;
 mod sets;
 mod tx;

@@ -1,9 +1,16 @@
 //! Every name this backend creates, from one scheme, and the predicate that recognises them.
 //!
-//! Chains are `SWYD-<KIND>-<hash>`: iptables chain names must fit 28 characters, so per-service
-//! names carry a hash of the service port (and endpoint) instead of the name itself; comments on
-//! the rules say which service a chain belongs to. ipsets are `SWYD<4|6>-<ROLE>` because ipset
-//! sets are per family.
+//! iptables chain names must fit 28 characters, so per-service names carry a hash of the
+//! service port (and endpoint) instead of the name itself; comments on the rules say which
+//! service a chain belongs to. ipsets are `SWYD<4|6>-<ROLE>` because ipset sets are per family.
+//!
+//! Two kinds of chain, told apart by the character after `SWYD-`:
+//! - fixed chains, `SWYD-<UPPER CASE>` (`SWYD-SERVICES`, `SWYD-T-3f`, ...), one set per node;
+//! - per-service-port chains, `SWYD-s<hash>-<kind>`: `svc`, `ext`, `fw`, `clu`, `loc`, and
+//!   `e<hash>` for each endpoint. All of a service port's chains share the `SWYD-s<hash>` prefix
+//!   (its *group*), and lower case sorts after upper case, so every group sorts after every
+//!   fixed chain. `restore_order` depends on both properties to keep iptables-nft-restore
+//!   linear; see there.
 
 use switchyard_core::plan::{Endpoint, IpFamily, ServicePortName};
 
@@ -61,20 +68,44 @@ pub struct ServiceChains {
 
 impl ServiceChains {
     pub fn new(name: &ServicePortName, family: IpFamily) -> Self {
-        let h = hash_name(&format!("{name}{family}"));
+        let g = group(name, family);
         Self {
-            svc: format!("SWYD-SVC-{h}"),
-            ext: format!("SWYD-EXT-{h}"),
-            fw: format!("SWYD-FW-{h}"),
-            cluster: format!("SWYD-CLU-{h}"),
-            local: format!("SWYD-LOC-{h}"),
+            svc: format!("{g}-svc"),
+            ext: format!("{g}-ext"),
+            fw: format!("{g}-fw"),
+            cluster: format!("{g}-clu"),
+            local: format!("{g}-loc"),
         }
     }
 }
 
 /// The chain of one endpoint of one service port (also the `recent` list name for affinity).
-pub fn endpoint_chain(name: &ServicePortName, endpoint: &Endpoint) -> String {
-    format!("SWYD-SEP-{}", hash_name(&format!("{name}{endpoint}")))
+/// 9 hash characters (45 bits) only need to tell apart the endpoints of one service port.
+pub fn endpoint_chain(name: &ServicePortName, family: IpFamily, endpoint: &Endpoint) -> String {
+    format!(
+        "{}-e{}",
+        group(name, family),
+        hash_name(&format!("{name}{endpoint}"), 9)
+    )
+}
+
+/// `SWYD-s<hash>`: the prefix every chain of one service port shares. 11 hash characters (55
+/// bits) keep the longest name (an endpoint chain) at exactly 28 characters.
+fn group(name: &ServicePortName, family: IpFamily) -> String {
+    format!(
+        "{GROUP_PREFIX}{}",
+        hash_name(&format!("{name}{family}"), 11)
+    )
+}
+
+const GROUP_PREFIX: &str = "SWYD-s";
+const GROUP_LEN: usize = GROUP_PREFIX.len() + 11;
+
+/// The service-port group a chain belongs to (`SWYD-s<hash>`), or `None` for fixed chains.
+pub fn service_group(chain: &str) -> Option<&str> {
+    chain
+        .get(..GROUP_LEN)
+        .filter(|g| g.starts_with(GROUP_PREFIX) && chain.as_bytes().get(GROUP_LEN) == Some(&b'-'))
 }
 
 /// The ipsets of one family.
@@ -115,18 +146,18 @@ pub fn is_owned(name: &str) -> bool {
     name.starts_with(PREFIX) || name.starts_with("SWYD4-") || name.starts_with("SWYD6-")
 }
 
-/// 64-bit FNV-1a, printed as 13 base-32 characters: short enough for the 28-character limit,
-/// wide enough that two service ports of one node never collide in practice. (A cryptographic
-/// hash is not needed: names are not a security boundary, and one more dependency is not worth
-/// it.)
-fn hash_name(s: &str) -> String {
+/// 64-bit FNV-1a, printed as `len` lower-case base-32 characters (at most 12): short enough
+/// for the 28-character limit, wide enough that two service ports of one node never collide in
+/// practice. (A cryptographic hash is not needed: names are not a security boundary, and one
+/// more dependency is not worth it.)
+fn hash_name(s: &str, len: usize) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in s.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    (0..13)
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    (0..len.min(12))
         .map(|i| char::from(ALPHABET[((h >> (i * 5)) & 31) as usize]))
         .collect()
 }
@@ -148,9 +179,38 @@ mod tests {
             protocol: Protocol::Tcp,
         };
         let c = ServiceChains::new(&name, IpFamily::V6);
-        for chain in [&c.svc, &c.ext, &c.fw, &c.cluster, &c.local] {
+        let endpoint = Endpoint {
+            ip: "fd00::1".parse().expect("ip"),
+            port: 8443,
+            node_name: None,
+            zone: None,
+            is_local: false,
+            ready: true,
+            serving: true,
+            terminating: false,
+        };
+        let sep = endpoint_chain(&name, IpFamily::V6, &endpoint);
+        assert_eq!(sep.len(), 28, "{sep}");
+        let group = service_group(&c.svc).expect("a service chain has a group");
+        for chain in [&c.svc, &c.ext, &c.fw, &c.cluster, &c.local, &sep] {
             assert!(chain.len() <= 28, "{chain}");
             assert!(is_owned(chain));
+            assert_eq!(service_group(chain), Some(group), "{chain}");
+        }
+        // Every group sorts after every fixed chain (restore_order relies on it).
+        for fixed in [
+            SERVICES,
+            POSTROUTING,
+            MARK_MASQ,
+            NODEPORTS,
+            FILTER,
+            NODEPORT_FILTER,
+        ]
+        .into_iter()
+        .chain([MASQ_OUTSIDE, TREE_ROOT, &tree_chain(15, Some(15))])
+        {
+            assert_eq!(service_group(fixed), None, "{fixed}");
+            assert!(fixed < group, "{fixed} sorts before {group}");
         }
         assert_ne!(
             ServiceChains::new(&name, IpFamily::V4),

@@ -6,13 +6,13 @@
 //!   -m set --match-set SWYD4-VIPS dst,dst → SWYD-T          one hash lookup guards everything
 //!     SWYD-T:    16 rules on address bits 0-3  → SWYD-T-k
 //!     SWYD-T-k:  16 rules on address bits 4-7  → SWYD-T-kj  (256 leaves)
-//!     SWYD-T-kj: -d VIP -p P --dport N → SWYD-SVC-* | SWYD-EXT-* | SWYD-FW-*
+//!     SWYD-T-kj: -d VIP -p P --dport N → SWYD-s<h>-svc | -ext | -fw
 //!   [-m addrtype --dst-type LOCAL → SWYD-NODEPORTS]          only with --nodeport-addresses all
-//! SWYD-SVC-*  masquerade decision, then SWYD-CLU-* or SWYD-LOC-*
-//! SWYD-EXT-*  masquerade / short-circuit, then the external target
-//! SWYD-FW-*   allowed sources → SWYD-EXT-*
-//! SWYD-CLU-*/SWYD-LOC-*  affinity lookups, then a random cascade over SWYD-SEP-*
-//! SWYD-SEP-*  hairpin masquerade, affinity record, DNAT
+//! SWYD-s<h>-svc        masquerade decision, then SWYD-s<h>-clu or SWYD-s<h>-loc
+//! SWYD-s<h>-ext        masquerade / short-circuit, then the external target
+//! SWYD-s<h>-fw         allowed sources → SWYD-s<h>-ext
+//! SWYD-s<h>-clu / loc  affinity lookups, then a random cascade over SWYD-s<h>-e<h2>
+//! SWYD-s<h>-e<h2>      one endpoint: hairpin masquerade, affinity record, DNAT
 //! ```
 //! Anything addressed to a service that nat did not translate meets the filter table's
 //! SWYD-FILTER (INPUT/FORWARD/OUTPUT, new connections): set lookups reject (no endpoints) or
@@ -393,7 +393,10 @@ pub fn service(
             continue;
         }
         chains.insert(set_chain.clone());
-        let seps: Vec<String> = set.iter().map(|e| names::endpoint_chain(name, e)).collect();
+        let seps: Vec<String> = set
+            .iter()
+            .map(|e| names::endpoint_chain(name, family, e))
+            .collect();
         if let Some(seconds) = svc.affinity_timeout_seconds {
             for sep in &seps {
                 rules.push(

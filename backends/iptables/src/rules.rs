@@ -224,7 +224,7 @@ mod tests {
 
     #[test]
     fn rules_print_in_restore_syntax() {
-        let r = Rule::new("SWYD-T-5", Target::Jump("SWYD-SVC-X".into()))
+        let r = Rule::new("SWYD-T-5", Target::Jump("SWYD-saaaaaaaaaaa-svc".into()))
             .m(Match::Destination {
                 addr: "10.96.0.10".parse().expect("ip"),
                 mask: host_mask(IpFamily::V4),
@@ -234,7 +234,7 @@ mod tests {
             .comment("shop/web:http/tcp");
         assert_eq!(
             r.to_string(),
-            "-A SWYD-T-5 -d 10.96.0.10/32 -p tcp --dport 80 -m comment --comment \"shop/web:http/tcp\" -j SWYD-SVC-X"
+            "-A SWYD-T-5 -d 10.96.0.10/32 -p tcp --dport 80 -m comment --comment \"shop/web:http/tcp\" -j SWYD-saaaaaaaaaaa-svc"
         );
         let bucket = Match::Destination {
             addr: "0.0.0.5".parse().expect("ip"),

@@ -1,5 +1,6 @@
 //! The transaction: everything one sync does, built once, then printed (`render`) or run (`apply`).
 
+use crate::restore_order::{ordered, Line};
 use crate::rules::{Rule, Table};
 use crate::sets::{restore_text, SetOp};
 use std::collections::BTreeMap;
@@ -58,7 +59,8 @@ pub struct Transaction {
 
 impl Transaction {
     /// Exactly the input piped to `iptables-restore --noflush` (or `ip6tables-restore`). Filter
-    /// comes first: its rules only reference sets, so a nat failure leaves it consistent.
+    /// comes first: its rules only reference sets, so a nat failure leaves it consistent. Within
+    /// a table, lines follow `restore_order`.
     pub fn restore_text(&self) -> String {
         let mut s = String::new();
         for t in [&self.filter, &self.nat] {
@@ -66,24 +68,23 @@ impl Transaction {
                 continue;
             }
             let _ = writeln!(s, "*{}", t.table.name());
-            for c in &t.declare {
-                let _ = writeln!(s, ":{c} - [0:0]");
-            }
-            for r in &t.insert {
-                // `-I chain 1`: our jumps go first so other rules cannot pre-empt service traffic.
-                let text = r.to_string();
-                let text = text.replacen(
-                    &format!("-A {} ", r.chain),
-                    &format!("-I {} 1 ", r.chain),
-                    1,
-                );
-                let _ = writeln!(s, "{text}");
-            }
-            for r in &t.rules {
-                let _ = writeln!(s, "{r}");
-            }
-            for c in &t.delete {
-                let _ = writeln!(s, "-X {c}");
+            for line in ordered(t) {
+                let _ = match line {
+                    Line::Declare(c) => writeln!(s, ":{c} - [0:0]"),
+                    // `-I chain 1`: our jumps go first so other rules cannot pre-empt service
+                    // traffic.
+                    Line::Insert(r) => writeln!(
+                        s,
+                        "{}",
+                        r.to_string().replacen(
+                            &format!("-A {} ", r.chain),
+                            &format!("-I {} 1 ", r.chain),
+                            1
+                        )
+                    ),
+                    Line::Append(r) => writeln!(s, "{r}"),
+                    Line::Delete(c) => writeln!(s, "-X {c}"),
+                };
             }
             let _ = writeln!(s, "COMMIT");
         }
