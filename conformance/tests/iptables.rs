@@ -284,3 +284,40 @@ fn ipv6_rules_load_through_ip6tables() {
         });
     }
 }
+
+#[test]
+fn the_variant_in_use_removes_our_rules_from_the_other_one() {
+    for v in VARIANTS {
+        let (ns, mut old) = setup(v.other(), IpFamily::V4);
+        let mut new = IptablesConfig::new(IpFamily::V4)
+            .variant(v)
+            .netns(ns.path())
+            .build();
+        // Someone else's chain in the other variant must survive.
+        ns.exec(iptables(v.other()), &["-t", "nat", "-N", "FOREIGN"])
+            .expect("foreign chain");
+        rt().block_on(async {
+            let plan = three_services(&["pod-a2"]);
+            old.probe().await.expect("probe");
+            old.apply(&plan, None)
+                .await
+                .expect("sync in the old variant");
+            new.probe().await.expect("probe");
+            new.apply(&plan, None)
+                .await
+                .expect("sync in the new variant");
+        });
+        let before = ns.exec(save(v.other()), &[]).expect("save");
+        assert!(
+            !before.contains("SWYD"),
+            "{:?} still holds our rules after syncing with {v:?}:\n{before}",
+            v.other()
+        );
+        assert!(before.contains(":FOREIGN"), "foreign chain removed");
+        let now = ns.exec(save(v), &[]).expect("save");
+        assert!(
+            now.contains("-j SWYD-SERVICES") && now.contains("default/b/tcp"),
+            "{v:?} lacks our rules:\n{now}"
+        );
+    }
+}

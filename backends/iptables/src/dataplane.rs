@@ -53,6 +53,7 @@ impl IptablesConfig {
             runner,
             sets: SetNames::new(self.family),
             committed: None,
+            other_variant_cleared: false,
         }
     }
 }
@@ -66,6 +67,8 @@ pub struct IptablesDataplane {
     sets: SetNames,
     /// `None` after a failure or before the first sync: the next sync is full.
     committed: Option<Committed>,
+    /// Whether the other variant has been cleared of our rules (once, before the first sync).
+    other_variant_cleared: bool,
 }
 
 impl IptablesDataplane {
@@ -163,6 +166,71 @@ impl IptablesDataplane {
         Ok(existing)
     }
 
+    /// Removes our base-chain jumps and chains from `variant`'s tables (not the sets).
+    async fn remove_rules(&self, variant: Variant) -> Result<(), DataplaneError> {
+        let present: Vec<(Table, Rule)> = {
+            let missing = self.missing_jumps(variant).await?;
+            base_jumps()
+                .into_iter()
+                .filter(|j| !missing.contains(j))
+                .collect()
+        };
+        let existing = self.list_chains(variant).await?;
+        let mut text = String::new();
+        for (table, chains) in [
+            (Table::Filter, &existing.filter),
+            (Table::Nat, &existing.nat),
+        ] {
+            let jumps: Vec<&Rule> = present
+                .iter()
+                .filter(|(t, _)| *t == table)
+                .map(|(_, r)| r)
+                .collect();
+            if chains.is_empty() && jumps.is_empty() {
+                continue;
+            }
+            text.push_str(&format!("*{}\n", table.name()));
+            for c in chains {
+                text.push_str(&format!(":{c} - [0:0]\n"));
+            }
+            for r in jumps {
+                text.push_str(&r.to_string().replacen("-A ", "-D ", 1));
+                text.push('\n');
+            }
+            for c in chains {
+                text.push_str(&format!("-X {c}\n"));
+            }
+            text.push_str("COMMIT\n");
+        }
+        if text.is_empty() {
+            return Ok(());
+        }
+        let restore = variant.restore(self.family);
+        self.runner
+            .restore(
+                &restore,
+                &["--noflush", "--wait"],
+                &text,
+                &Default::default(),
+            )
+            .await
+    }
+
+    /// Removes our rules from the variant not in use. A node that moved between iptables-nft
+    /// and iptables-legacy (an OS upgrade, `--iptables-variant`) would otherwise run both rule
+    /// sets, the other one stale. The sets are shared by both variants and stay. A variant
+    /// whose tools are not installed has nothing to remove.
+    async fn remove_other_variant(&mut self, variant: Variant) -> Result<(), DataplaneError> {
+        let other = variant.other();
+        match self.remove_rules(other).await {
+            Ok(()) | Err(DataplaneError::Unsupported { .. }) => {
+                self.other_variant_cleared = true;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     async fn run_transaction(
         &self,
         variant: Variant,
@@ -237,6 +305,9 @@ impl Dataplane for IptablesDataplane {
     ) -> Result<ApplyStats, DataplaneError> {
         let variant = self.require_variant()?;
         let started = Instant::now();
+        if !self.other_variant_cleared {
+            self.remove_other_variant(variant).await?;
+        }
         let missing = self.missing_jumps(variant).await?;
         let existing = match &self.committed {
             Some(c) => c.existing.clone(),
@@ -273,45 +344,8 @@ impl Dataplane for IptablesDataplane {
             Some(v) => v,
             None => detect_variant(&self.runner, self.family).await?,
         };
-        let present: Vec<(Table, Rule)> = {
-            let missing = self.missing_jumps(variant).await?;
-            base_jumps()
-                .into_iter()
-                .filter(|j| !missing.contains(j))
-                .collect()
-        };
-        let existing = self.list_chains(variant).await?;
-        let mut text = String::new();
-        for (table, chains) in [
-            (Table::Filter, &existing.filter),
-            (Table::Nat, &existing.nat),
-        ] {
-            let jumps: Vec<&Rule> = present
-                .iter()
-                .filter(|(t, _)| *t == table)
-                .map(|(_, r)| r)
-                .collect();
-            if chains.is_empty() && jumps.is_empty() {
-                continue;
-            }
-            text.push_str(&format!("*{}\n", table.name()));
-            for c in chains {
-                text.push_str(&format!(":{c} - [0:0]\n"));
-            }
-            for r in jumps {
-                text.push_str(&r.to_string().replacen("-A ", "-D ", 1));
-                text.push('\n');
-            }
-            for c in chains {
-                text.push_str(&format!("-X {c}\n"));
-            }
-            text.push_str("COMMIT\n");
-        }
+        self.remove_rules(variant).await?;
         let none = Default::default();
-        let restore = variant.restore(self.family);
-        self.runner
-            .restore(&restore, &["--noflush", "--wait"], &text, &none)
-            .await?;
         let ran = self.runner.run("ipset", &["list", "-n"], None).await?;
         let prefix = match self.family {
             IpFamily::V4 => "SWYD4-",

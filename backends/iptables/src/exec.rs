@@ -38,6 +38,14 @@ impl Variant {
     pub fn save(self, family: IpFamily) -> String {
         format!("{}-{}-save", base(family), self.suffix())
     }
+
+    /// The variant this one is not.
+    pub fn other(self) -> Self {
+        match self {
+            Self::Nft => Self::Legacy,
+            Self::Legacy => Self::Nft,
+        }
+    }
 }
 
 fn base(family: IpFamily) -> &'static str {
