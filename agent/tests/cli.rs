@@ -177,9 +177,9 @@ fn malformed_service_is_skipped_with_a_warning_and_others_survive() {
     assert!(out.status.success(), "{}", stderr(&out));
     // Default mode nftables: the rules name the surviving port, nothing of the bad Service.
     let text = stdout(&out);
-    // (It has no endpoints, so it is rejected: an element of the no-endpoint map.)
+    // (It has no endpoints, so it is rejected: an element of the no-endpoint set.)
     assert!(
-        text.contains("10.96.0.2 . tcp . 81 : goto reject-chain"),
+        text.contains("add element ip switchyard no-endpoint-reject { 10.96.0.2 . tcp . 81 }"),
         "{text}"
     );
     assert!(!text.contains("default/bad/"), "{text}");
@@ -209,10 +209,14 @@ fn dry_run_prints_each_backends_own_syntax() {
     let text = stdout(&nft);
     for want in [
         "add table ip switchyard",
-        "add map ip switchyard service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; }",
+        "add map ip switchyard cluster-endpoint-0 { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service ; }",
+        "ip daddr . meta l4proto . th dport @int-cluster-services goto int-cluster",
+        "10.96.0.10 . tcp . 80 : 10.244.1.10 . 8080",
+        "dnat ip to ip daddr . meta l4proto . th dport map @cluster-endpoint-0",
+        // shop/frontend has session affinity: per-service chains.
         "ip daddr . meta l4proto . th dport vmap @service-ips",
-        "10.96.0.10 . tcp . 80 : goto svc-",
-        "meta l4proto tcp dnat to 10.244.1.10:8080",
+        "10.96.0.30 . tcp . 80 : goto svc-",
+        "meta l4proto tcp dnat to 10.244.1.30:8080",
     ] {
         assert!(text.contains(want), "nftables dry-run lacks {want:?}:\n{text}");
     }

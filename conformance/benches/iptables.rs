@@ -19,6 +19,10 @@ use switchyard_conformance::topology::Topology;
 use switchyard_core::{diff, Dataplane};
 use switchyard_iptables::{IptablesConfig, IptablesDataplane, Variant};
 
+/// The agent's allocator, so the figures are what the agent runs.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SAMPLES: usize = 4000;
 const WARMUP: usize = 1500;
 /// Largest scale at which the declarations-first order is also timed (it is quadratic in

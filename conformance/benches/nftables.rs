@@ -2,8 +2,10 @@
 //!
 //! Fixed scenario, so figures compare across commits:
 //! - control plane: full sync of 1k and 10k services x 10 endpoints into a fresh namespace, then
-//!   one endpoint changed (incremental sync, median of 20); baseline: `nft -f` of the identical
-//!   ruleset text (our `render` output) into another fresh namespace, in the same run; peak RSS.
+//!   incremental syncs: one endpoint replaced (median of 50), then one endpoint added (the first
+//!   round brings an endpoint count no service had; median of the other 49); baseline: `nft -f`
+//!   of the identical ruleset text (our `render` output) into another fresh namespace, in the
+//!   same run; peak RSS.
 //! - datapath: connect-to-first-byte from a pod on the node to a pod on the other node, through
 //!   a ClusterIP and straight to the pod IP, at 100 and 10k services (the others with one
 //!   endpoint each), against the floor measured in the same topology after removing the rules:
@@ -16,6 +18,10 @@ use switchyard_conformance::synthetic::{add_service, cluster, plan_of, scales};
 use switchyard_conformance::topology::{From, Topology};
 use switchyard_core::{diff, Dataplane, IpFamily};
 use switchyard_nftables::NftablesDataplane;
+
+/// The agent's allocator, so the figures are what the agent runs.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SAMPLES: usize = 4000;
 const WARMUP: usize = 1500;
@@ -31,7 +37,7 @@ fn main() -> anyhow::Result<()> {
         }
         if let [(a, ia), .., (b, ib)] = incr.as_slice() {
             println!(
-                "control incremental at {b} vs {a} services: ratio={:.2}",
+                "control incremental (1 endpoint replaced) at {b} vs {a} services: ratio={:.2}",
                 ib.as_secs_f64() / ia.as_secs_f64()
             );
         }
@@ -46,66 +52,102 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime")
-        .block_on(f)
+}
+
+/// Runs a future on a throwaway runtime (setup and teardown steps, not timed).
+fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+    runtime().block_on(f)
+}
+
+/// Incremental syncs, each changing one endpoint of a different service.
+#[derive(Debug, Default)]
+struct Rounds {
+    total: Vec<Duration>,
+    kernel: Vec<Duration>,
+    diff: Vec<Duration>,
+}
+
+impl Rounds {
+    fn median(v: &[Duration]) -> Duration {
+        let mut v = v.to_vec();
+        v.sort();
+        v.get(v.len() / 2).copied().unwrap_or_default()
+    }
+}
+
+/// Incremental syncs per series: enough for a stable median of sub-millisecond times.
+const ROUNDS: usize = 50;
+
+/// Applies `change` to `ROUNDS` different services, one incremental sync each.
+fn rounds(
+    rt: &tokio::runtime::Runtime,
+    dp: &mut NftablesDataplane,
+    state: &mut switchyard_core::model::ClusterState,
+    prev: &mut switchyard_core::ProxyPlan,
+    n: usize,
+    first_service: usize,
+    change: impl Fn(&mut switchyard_core::model::EndpointSlice, usize),
+) -> anyhow::Result<Rounds> {
+    let mut r = Rounds::default();
+    for round in 0..ROUNDS {
+        let slice = state
+            .endpoint_slices
+            .values_mut()
+            .nth((first_service + round * 7) % n)
+            .ok_or_else(|| anyhow::anyhow!("no slice"))?;
+        change(slice, round);
+        let next = plan_of(state);
+        let t = Instant::now();
+        let changes = diff(prev, &next);
+        r.diff.push(t.elapsed());
+        let t = Instant::now();
+        let stats = rt.block_on(dp.apply(&next, Some(&changes)))?;
+        r.total.push(t.elapsed());
+        r.kernel.push(stats.kernel_time);
+        anyhow::ensure!(
+            !stats.full && stats.service_ports_written == 1,
+            "not a one-service incremental sync: {stats:?}"
+        );
+        *prev = next;
+    }
+    Ok(r)
 }
 
 /// Full and incremental sync at `n` services; returns the median incremental time.
 fn control_plane(n: usize) -> anyhow::Result<Duration> {
     let state = cluster(n, 10);
     let plan = plan_of(&state);
-    let mut changed = state.clone();
     let ns = Netns::create(&format!("{}-nftb", unique_prefix()))?;
     let path = ns.path();
     let plan2 = plan.clone();
-    let (full, incr, text, diff_time, kernel) = std::thread::spawn(move || -> anyhow::Result<_> {
+    let (full, replaced, added, text) = std::thread::spawn(move || -> anyhow::Result<_> {
         enter_path(&path)?;
+        // One runtime for the whole run, as in the agent.
+        let rt = runtime();
         let mut dp = NftablesDataplane::new(IpFamily::V4);
-        block(dp.probe())?;
+        rt.block_on(dp.probe())?;
         let text = dp.render(&plan2, None);
         let t = Instant::now();
-        block(dp.apply(&plan2, None))?;
+        rt.block_on(dp.apply(&plan2, None))?;
         let full = t.elapsed();
-        // 20 incremental syncs, each changing one endpoint of a different service.
+        let mut state = state;
         let mut prev = plan2;
-        let mut incr = Vec::new();
-        let mut diff_time = Vec::new();
-        let mut kernel = Vec::new();
-        for round in 0..20usize {
-            let slice = changed
-                .endpoint_slices
-                .values_mut()
-                .nth((n / 2 + round * 7) % n)
-                .ok_or_else(|| anyhow::anyhow!("no slice"))?;
-            slice.endpoints[0].addresses = vec![format!("10.246.0.{}", round + 1)];
-            let next = plan_of(&changed);
-            let t = Instant::now();
-            let changes = diff(&prev, &next);
-            diff_time.push(t.elapsed());
-            let t = Instant::now();
-            let stats = block(dp.apply(&next, Some(&changes)))?;
-            incr.push(t.elapsed());
-            kernel.push(stats.kernel_time);
-            anyhow::ensure!(
-                !stats.full && stats.service_ports_written == 1,
-                "not a one-service incremental sync: {stats:?}"
-            );
-            prev = next;
-        }
-        incr.sort();
-        diff_time.sort();
-        kernel.sort();
-        Ok((
-            full,
-            incr[incr.len() / 2],
-            text,
-            diff_time[diff_time.len() / 2],
-            kernel[kernel.len() / 2],
-        ))
+        // One endpoint replaced by another (same count: elements only).
+        let replaced = rounds(&rt, &mut dp, &mut state, &mut prev, n, n / 2, |s, round| {
+            s.endpoints[0].addresses = vec![format!("10.246.0.{}", round + 1)];
+        })?;
+        // One endpoint added (10 -> 11: the first round brings a count no service had).
+        let added = rounds(&rt, &mut dp, &mut state, &mut prev, n, n / 3, |s, round| {
+            let mut e = s.endpoints[0].clone();
+            e.addresses = vec![format!("10.247.0.{}", round + 1)];
+            s.endpoints.push(e);
+        })?;
+        Ok((full, replaced, added, text))
     })
     .join()
     .map_err(|_| anyhow::anyhow!("benchmark thread panicked"))??;
@@ -114,16 +156,27 @@ fn control_plane(n: usize) -> anyhow::Result<Duration> {
     let base = timed_in(&base_ns, "nft", &["-f", "/dev/stdin"], &text)?;
     drop(ns);
     println!(
-        "control nftables services={n:>6} endpoints=10 ops={:>7}  full={:>8.1} ms  baseline(nft -f same ruleset)={:>8.1} ms  ratio={:.2}  incremental(1 endpoint, median of 20)={:>6.2} ms (kernel {:.2} ms; + plan diff {:.2} ms)",
+        "control nftables services={n:>6} endpoints=10 ops={:>7}  full={:>8.1} ms  baseline(nft -f same ruleset)={:>8.1} ms  ratio={:.2}",
         text.lines().count(),
         ms(full),
         ms(base),
         full.as_secs_f64() / base.as_secs_f64(),
-        ms(incr),
-        ms(kernel),
-        ms(diff_time)
     );
-    Ok(incr)
+    println!(
+        "control nftables services={n:>6} incremental, 1 endpoint replaced (median of {ROUNDS})={:>6.2} ms (kernel {:.2} ms; + plan diff {:.2} ms)",
+        ms(Rounds::median(&replaced.total)),
+        ms(Rounds::median(&replaced.kernel)),
+        ms(Rounds::median(&replaced.diff)),
+    );
+    println!(
+        "control nftables services={n:>6} incremental, 1 endpoint added: first (new count cluster-wide)={:>6.2} ms (kernel {:.2} ms), then median of {}={:>6.2} ms (kernel {:.2} ms)",
+        ms(added.total[0]),
+        ms(added.kernel[0]),
+        ROUNDS - 1,
+        ms(Rounds::median(&added.total[1..])),
+        ms(Rounds::median(&added.kernel[1..])),
+    );
+    Ok(Rounds::median(&replaced.total))
 }
 
 fn datapath() -> anyhow::Result<()> {

@@ -3,17 +3,18 @@
 use crate::matrix::{Cell, Matrix};
 use crate::netns::{require_root, Netns};
 use crate::probe::{Observed, Probe};
-use crate::scenario::{Check, Expect, Requirement, Scenario, Step};
+use crate::scenario::{Check, Expect, NodeSettings, Requirement, Scenario, Step};
 use crate::topology::{Topology, CLUSTER_CIDR, NODE_NAME};
 use anyhow::{anyhow, bail, Context as _};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_agent::source::Manifests;
 use switchyard_core::{
-    diff, explain, plan, Dataplane, IpFamily, Protocol, ProxyConfig, ProxyPlan, Verdict,
+    diff, explain, plan, Dataplane, IpFamily, NodePortAddresses, Protocol, ProxyConfig, ProxyPlan,
+    Verdict,
 };
 
 /// Builds a dataplane that programs the node namespace at the given path. Called on a thread
@@ -178,7 +179,7 @@ async fn steps(
         let at = |what: &str| format!("step {} ({what})", i + 1);
         match step {
             Step::Apply(yaml) => {
-                let plan = plan_for(yaml, s.node.masquerade_all).with_context(|| at("apply"))?;
+                let plan = plan_for(yaml, s.node).with_context(|| at("apply"))?;
                 let changes = last
                     .as_ref()
                     .map(|old| diff(old, &plan))
@@ -262,13 +263,16 @@ fn verify_clean(backend: &Backend, topo: &Topology) -> anyhow::Result<()> {
 
 /// The plan for a scenario's manifests, as node-a with the suite's node settings. Scenario
 /// manifests must be clean: a warning is a bug in the table.
-pub fn plan_for(yaml: &str, masquerade_all: bool) -> anyhow::Result<ProxyPlan> {
+pub fn plan_for(yaml: &str, node: NodeSettings) -> anyhow::Result<ProxyPlan> {
     let mut m = Manifests::default();
     m.add_text(Path::new("scenario.yaml"), yaml)?;
     let state = m.to_state(NODE_NAME);
-    let config = ProxyConfig::new(IpFamily::V4, NODE_NAME)
+    let mut config = ProxyConfig::new(IpFamily::V4, NODE_NAME)
         .with_cluster_cidrs([CLUSTER_CIDR.parse()?])
-        .with_masquerade_all(masquerade_all);
+        .with_masquerade_all(node.masquerade_all);
+    if node.nodeports_on_all_addresses {
+        config = config.with_node_port_addresses(NodePortAddresses::All);
+    }
     let plan = plan(&state, &config);
     if let Some(w) = plan.warnings.first() {
         bail!("scenario manifests are malformed: {w}");
@@ -311,7 +315,7 @@ fn agree_with_explain(
     expect: &Expect,
     verdict: &Verdict,
     src: IpAddr,
-) -> anyhow::Result<BTreeMap<IpAddr, u16>> {
+) -> anyhow::Result<BTreeMap<IpAddr, BTreeSet<u16>>> {
     match (expect, verdict) {
         (
             Expect::Pods { pods, masq }
@@ -327,9 +331,11 @@ fn agree_with_explain(
                 .iter()
                 .map(|p| topo.origin(crate::topology::From::Pod(p)).map(|(_, ip)| ip))
                 .collect::<anyhow::Result<_>>()?;
+            // A pod may be several endpoints (one per port).
             let mut got: Vec<IpAddr> = endpoints.iter().map(|e| e.ip).collect();
             let mut want_sorted = want.clone();
             got.sort();
+            got.dedup();
             want_sorted.sort();
             if got != want_sorted {
                 bail!("explain's endpoints are {got:?}, the scenario expects {want_sorted:?}");
@@ -338,7 +344,11 @@ fn agree_with_explain(
             if (*masquerade || hairpin_only) != *masq {
                 bail!("explain says masquerade={masquerade} (hairpin={hairpin_only}), the scenario expects {masq}");
             }
-            Ok(endpoints.iter().map(|e| (e.ip, e.port)).collect())
+            let mut ports: BTreeMap<IpAddr, BTreeSet<u16>> = BTreeMap::new();
+            for e in endpoints {
+                ports.entry(e.ip).or_default().insert(e.port);
+            }
+            Ok(ports)
         }
         (Expect::Reject, Verdict::Reject)
         | (Expect::Drop, Verdict::Drop)
@@ -353,7 +363,7 @@ fn judge(
     expect: &Expect,
     observed: &[Observed],
     src: IpAddr,
-    ports: &BTreeMap<IpAddr, u16>,
+    ports: &BTreeMap<IpAddr, BTreeSet<u16>>,
 ) -> anyhow::Result<()> {
     let summary = || {
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
@@ -381,8 +391,8 @@ fn judge(
                 *count += 1;
                 let pod_ip = topo.pods.iter().find(|p| p.name == pod).map(|p| p.ip);
                 if let Some(want) = pod_ip.and_then(|ip| ports.get(&ip)) {
-                    if want != port {
-                        bail!("{pod} answered on port {port}, the plan says {want}");
+                    if !want.contains(port) {
+                        bail!("{pod} answered on port {port}, the plan says {want:?}");
                     }
                 }
                 let masqueraded = *peer != src;

@@ -22,6 +22,8 @@ pub struct Scenario {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NodeSettings {
     pub masquerade_all: bool,
+    /// `--nodeport-addresses` matching every local address, instead of the node's primary one.
+    pub nodeports_on_all_addresses: bool,
 }
 
 /// Kernel features some scenarios need.

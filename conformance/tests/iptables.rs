@@ -51,7 +51,7 @@ fn three_services(b_eps: &[&str]) -> ProxyPlan {
         svc("c", "10.96.0.3").http().yaml(),
         http_slice("c", &ready(&["pod-b2"])),
     ]);
-    plan_for(&yaml, false).expect("plan")
+    plan_for(&yaml, Default::default()).expect("plan")
 }
 
 #[test]
@@ -105,7 +105,7 @@ fn kernel_holds_every_rule_render_printed() {
                     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster.yaml"),
                 )
                 .expect("example"),
-                false,
+                Default::default(),
             )
             .expect("plan");
             let rendered = dp.render(&plan, None);
@@ -219,7 +219,7 @@ fn failed_restore_names_line_and_service_keeps_rules_and_forces_full_sync() {
                 svc("c", "10.96.0.3").http().yaml(),
                 http_slice("c", &ready(&["pod-b2"])),
             ]);
-            let second = plan_for(&yaml, false).expect("plan");
+            let second = plan_for(&yaml, Default::default()).expect("plan");
             let err = dp
                 .apply(&second, Some(&diff(&first, &second)))
                 .await

@@ -39,7 +39,7 @@ fn example_plan() -> ProxyPlan {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster.yaml"),
     )
     .expect("example");
-    plan_for(&text, false).expect("plan")
+    plan_for(&text, Default::default()).expect("plan")
 }
 
 /// Sorted (chain, rule) pairs, and the elements of each set or map.
@@ -152,10 +152,11 @@ fn nft_list_matches_our_printer() {
     });
 }
 
-fn services(b_eps: &[&str]) -> ProxyPlan {
+/// Services a and c (data path) and b (session affinity: per-service chains).
+fn services(a_eps: &[&str], b_eps: &[&str]) -> ProxyPlan {
     let yaml = manifest(&[
         svc("a", "10.96.0.1").http().yaml(),
-        http_slice("a", &ready(&["pod-a1"])),
+        http_slice("a", &ready(a_eps)),
         svc("b", "10.96.0.2")
             .http()
             .spec("sessionAffinity: ClientIP")
@@ -164,15 +165,80 @@ fn services(b_eps: &[&str]) -> ProxyPlan {
         svc("c", "10.96.0.3").http().yaml(),
         http_slice("c", &ready(&["pod-b2"])),
     ]);
-    plan_for(&yaml, false).expect("plan")
+    plan_for(&yaml, Default::default()).expect("plan")
+}
+
+fn list(ns: &Netns) -> String {
+    ns.exec("nft", &["list", "table", "ip", "switchyard"])
+        .expect("nft list")
+}
+
+/// The lines of an `nft -f` text that change rules or chains (anything but elements).
+fn rule_changes(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| !l.starts_with("add element") && !l.starts_with("delete element"))
+        .collect()
+}
+
+#[test]
+fn endpoint_changes_on_the_data_path_are_elements_only() {
+    in_netns(IpFamily::V4, |ns, dp| {
+        let first = services(&["pod-a1"], &["pod-a2"]);
+        block(dp.apply(&first, None)).expect("full");
+
+        // One endpoint replaced by another: same count, so only slot-map elements and the
+        // hairpin pairs change. No rule is added, so the kernel validates nothing.
+        let second = services(&["pod-a3"], &["pod-a2"]);
+        let text = dp.render(&second, Some(&diff(&first, &second)));
+        assert!(rule_changes(&text).is_empty(), "rules changed:\n{text}");
+        assert!(
+            text.contains("delete element ip switchyard cluster-endpoint-0 { 10.96.0.1 . tcp . 80 }")
+                && text.contains(
+                    "add element ip switchyard cluster-endpoint-0 { 10.96.0.1 . tcp . 80 : 10.244.1.12 . 8080 }"
+                ),
+            "{text}"
+        );
+        let stats = block(dp.apply(&second, Some(&diff(&first, &second)))).expect("partial");
+        assert!(!stats.full && stats.service_ports_written == 1, "{stats:?}");
+        let now = list(ns);
+        assert!(
+            now.contains("10.96.0.1 . tcp . 80 : 10.244.1.12 . 8080")
+                && !now.contains("10.244.1.10 . 10.244.1.10"),
+            "new endpoint in, old hairpin pair out:\n{now}"
+        );
+
+        // A second endpoint: a count no service had, so the shared pick for two endpoints
+        // appears (rules in shared chains only), and goes again when a is back to one.
+        let third = services(&["pod-a3", "pod-b1"], &["pod-a2"]);
+        let text = dp.render(&third, Some(&diff(&second, &third)));
+        let changed = rule_changes(&text);
+        assert!(
+            changed.iter().all(|l| l.contains("cluster-")) && !changed.is_empty(),
+            "only shared pick objects may change:\n{text}"
+        );
+        assert!(!text.contains("default/"), "no per-service object:\n{text}");
+        block(dp.apply(&third, Some(&diff(&second, &third)))).expect("partial");
+        let now = list(ns);
+        assert!(
+            now.contains("10.96.0.1 . tcp . 80 : 10.244.2.10 . 8080")
+                && now.contains("chain cluster-pick-0-2"),
+            "{now}"
+        );
+        block(dp.apply(&second, Some(&diff(&third, &second)))).expect("partial back");
+        let now = list(ns);
+        assert!(
+            !now.contains("cluster-pick-0-2") && !now.contains("cluster-endpoint-1"),
+            "the two-endpoint pick outlived its last user:\n{now}"
+        );
+    });
 }
 
 #[test]
 fn partial_sync_touches_only_the_changed_service() {
     in_netns(IpFamily::V4, |ns, dp| {
-        let first = services(&["pod-a2"]);
+        let first = services(&["pod-a1"], &["pod-a2"]);
         block(dp.apply(&first, None)).expect("full");
-        let second = services(&["pod-a2", "pod-b1"]);
+        let second = services(&["pod-a1"], &["pod-a2", "pod-b1"]);
         let changes = diff(&first, &second);
         let text = dp.render(&second, Some(&changes));
         assert!(
@@ -180,19 +246,17 @@ fn partial_sync_touches_only_the_changed_service() {
             "{text}"
         );
         assert!(
-            !text.contains("default/a/") && !text.contains("default/c/"),
+            !text.contains("10.96.0.1 ") && !text.contains("10.96.0.3 "),
             "partial touches others:\n{text}"
         );
         let stats = block(dp.apply(&second, Some(&changes))).expect("partial");
         assert!(!stats.full && stats.service_ports_written == 1, "{stats:?}");
-        let listing = ns
-            .exec("nft", &["list", "table", "ip", "switchyard"])
-            .expect("list");
+        let listing = list(ns);
         assert!(listing.contains("dnat to 10.244.2.10:8080"), "{listing}");
         assert_eq!(
             listing.matches("dnat to").count(),
-            4,
-            "one dnat per endpoint:\n{listing}"
+            2,
+            "one dnat rule per endpoint of the affinity service:\n{listing}"
         );
         assert_eq!(
             listing.matches("set aff-").count(),
@@ -202,9 +266,7 @@ fn partial_sync_touches_only_the_changed_service() {
         // Back to one endpoint: the removed endpoint's chain and affinity set are gone.
         let changes = diff(&second, &first);
         block(dp.apply(&first, Some(&changes))).expect("partial back");
-        let listing = ns
-            .exec("nft", &["list", "table", "ip", "switchyard"])
-            .expect("list");
+        let listing = list(ns);
         assert!(
             !listing.contains("10.244.2.10"),
             "stale endpoint survived:\n{listing}"
@@ -216,11 +278,9 @@ fn partial_sync_touches_only_the_changed_service() {
 #[test]
 fn kernel_error_names_object_and_service_keeps_rules_and_forces_full_sync() {
     in_netns(IpFamily::V4, |ns, dp| {
-        let first = services(&["pod-a2"]);
+        let first = services(&["pod-a1"], &["pod-a2"]);
         block(dp.apply(&first, None)).expect("full");
-        let listing = ns
-            .exec("nft", &["list", "table", "ip", "switchyard"])
-            .expect("list");
+        let listing = list(ns);
         let chain = listing
             .lines()
             .find_map(|l| {
@@ -245,7 +305,8 @@ fn kernel_error_names_object_and_service_keeps_rules_and_forces_full_sync() {
         ns.exec("nft", &["delete", "chain", "ip", "switchyard", &chain])
             .expect("delete");
 
-        let second = services(&["pod-b1"]);
+        // The same batch also changes a (data path): none of it may become visible.
+        let second = services(&["pod-a3"], &["pod-b1"]);
         let err = block(dp.apply(&second, Some(&diff(&first, &second))))
             .expect_err("flushing the missing chain must fail");
         let text = err.to_string();
@@ -257,27 +318,58 @@ fn kernel_error_names_object_and_service_keeps_rules_and_forces_full_sync() {
             text.contains(&chain) && text.contains("default/b/tcp"),
             "error must name chain and service: {text}"
         );
-        let kept = ns
-            .exec("nft", &["list", "table", "ip", "switchyard"])
-            .expect("list");
+        let kept = list(ns);
         assert!(
-            kept.contains("dnat to 10.244.1.10:8080") && kept.contains("dnat to 10.244.2.11:8080"),
+            kept.contains("10.96.0.1 . tcp . 80 : 10.244.1.10 . 8080")
+                && kept.contains("10.96.0.3 . tcp . 80 : 10.244.2.11 . 8080"),
             "the batch must not half-apply:\n{kept}"
         );
         assert!(
-            !kept.contains("10.244.2.10"),
+            !kept.contains("10.244.2.10") && !kept.contains("10.244.1.12"),
             "nothing of the failed batch may be visible:\n{kept}"
         );
 
         let stats = block(dp.apply(&second, Some(&diff(&first, &second)))).expect("retry");
         assert!(stats.full, "after a failure the next sync must be full");
-        let now = ns
-            .exec("nft", &["list", "table", "ip", "switchyard"])
-            .expect("list");
+        let now = list(ns);
         assert!(
-            now.contains("dnat to 10.244.2.10:8080") && !now.contains("10.244.1.11"),
+            now.contains("dnat to 10.244.2.10:8080")
+                && now.contains("10.96.0.1 . tcp . 80 : 10.244.1.12 . 8080")
+                && !now.contains("10.244.1.11"),
             "{now}"
         );
+    });
+}
+
+#[test]
+fn element_error_names_the_map_and_the_service() {
+    in_netns(IpFamily::V4, |ns, dp| {
+        let first = services(&["pod-a1"], &["pod-a2"]);
+        block(dp.apply(&first, None)).expect("full");
+        // Someone deletes a's endpoint element behind our back; our delete of it then fails.
+        ns.exec(
+            "nft",
+            &[
+                "delete",
+                "element",
+                "ip",
+                "switchyard",
+                "cluster-endpoint-0",
+                "{ 10.96.0.1 . tcp . 80 }",
+            ],
+        )
+        .expect("delete element");
+        let second = services(&["pod-a3"], &["pod-a2"]);
+        let err = block(dp.apply(&second, Some(&diff(&first, &second))))
+            .expect_err("deleting a missing element must fail");
+        let text = err.to_string();
+        assert!(
+            text.contains("cluster-endpoint-0") && text.contains("default/a/tcp"),
+            "error must name the map and the service: {text}"
+        );
+        let stats = block(dp.apply(&second, Some(&diff(&first, &second)))).expect("retry");
+        assert!(stats.full, "after a failure the next sync must be full");
+        assert!(list(ns).contains("10.96.0.1 . tcp . 80 : 10.244.1.12 . 8080"));
     });
 }
 
@@ -297,12 +389,18 @@ fn ipv6_table_is_programmed() {
         let listing = ns
             .exec("nft", &["list", "table", "ip6", "switchyard"])
             .expect("list");
-        assert!(listing.contains("dnat to [fd00:244::10]:8080"), "{listing}");
         assert!(
-            listing.contains("fd00:96::10 . tcp . 80 : goto svc-"),
+            listing.contains("fd00:96::10 . tcp . 80 : fd00:244::10 . 8080")
+                && listing.contains("tcp . 30080 : fd00:244::10 . 8080"),
+            "cluster IP and NodePort on every local address:\n{listing}"
+        );
+        assert!(
+            listing.contains(
+                "dnat ip6 to ip6 daddr . meta l4proto . th dport map @cluster-endpoint-0"
+            ) && listing.contains("dnat ip6 to meta l4proto . th dport map @np-cluster-endpoint-0")
+                && listing.contains("ip6 saddr . ip6 daddr @hairpin"),
             "{listing}"
         );
-        assert!(listing.contains("tcp . 30080 : goto ext-"), "{listing}");
         block(dp.cleanup()).expect("cleanup");
         let tables = ns.exec("nft", &["list", "tables"]).expect("tables");
         assert!(!tables.contains("switchyard"), "{tables}");

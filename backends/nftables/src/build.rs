@@ -1,30 +1,63 @@
 //! Full and partial transactions, and what the backend remembers between syncs.
+//!
+//! Both are computed from [`Bundle`]s: a full sync creates one bundle (skeleton, shared
+//! structure, every service port); a partial sync compares the touched service ports' bundles,
+//! and the shared structure, before and after, and emits only the difference.
 
-use crate::names as n;
-use crate::objects::{Elem, Key, Op};
-use crate::render::{self, ServiceObjects};
+use crate::objects::{Chain, Elem, Key, Op};
+use crate::render::{self, Bundle, Need, ServiceObjects, Slots};
 use crate::tx::Transaction;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
-use switchyard_core::plan::ProxyPlan;
+use switchyard_core::plan::{ProxyPlan, ServicePortName};
 use switchyard_core::Changes;
+
+/// A shared element: (set, key).
+type SharedElem = (&'static str, Key);
 
 /// What the last successful sync committed.
 #[derive(Debug, Clone)]
 pub struct Committed {
     pub plan: ProxyPlan,
-    /// How many service ports use each cluster IP (the `cluster-ips` set holds each once).
-    pub cluster_ips: BTreeMap<IpAddr, usize>,
+    /// How many service ports hold each shared element (cluster IPs, hairpin pairs).
+    refs: BTreeMap<SharedElem, usize>,
+    /// How many service ports need each shared object.
+    needs: BTreeMap<Need, usize>,
+    /// The slot order in the kernel of each data-path service port.
+    slots: BTreeMap<ServicePortName, Slots>,
+}
+
+/// How a partial sync changes the committed state besides the plan.
+#[derive(Debug, Default)]
+pub struct Delta {
+    refs: BTreeMap<SharedElem, isize>,
+    needs: BTreeMap<Need, isize>,
+    slots: BTreeMap<ServicePortName, Slots>,
+}
+
+fn apply_counts<K: Ord + Clone>(counts: &mut BTreeMap<K, usize>, delta: &BTreeMap<K, isize>) {
+    for (k, d) in delta {
+        let now = counts
+            .get(k)
+            .copied()
+            .unwrap_or(0)
+            .saturating_add_signed(*d);
+        if now == 0 {
+            counts.remove(k);
+        } else {
+            counts.insert(k.clone(), now);
+        }
+    }
+}
+
+fn count_after<K: Ord>(counts: &BTreeMap<K, usize>, delta: &BTreeMap<K, isize>, k: &K) -> usize {
+    let d = delta.get(k).copied().unwrap_or(0);
+    counts.get(k).copied().unwrap_or(0).saturating_add_signed(d)
 }
 
 impl Committed {
-    /// Records a successful partial sync: only the touched service ports are copied.
-    pub fn advance(
-        &mut self,
-        plan: &ProxyPlan,
-        changes: &Changes,
-        cluster_ips: BTreeMap<IpAddr, usize>,
-    ) {
+    /// Records a successful partial sync: only the touched service ports are copied, so a
+    /// partial sync costs O(changes), not O(services).
+    pub fn advance(&mut self, plan: &ProxyPlan, changes: &Changes, delta: Delta) {
         for name in changes.touched() {
             match plan.services.get(name) {
                 Some(svc) => {
@@ -35,11 +68,63 @@ impl Committed {
                 }
             }
         }
-        self.cluster_ips = cluster_ips;
+        apply_counts(&mut self.refs, &delta.refs);
+        apply_counts(&mut self.needs, &delta.needs);
+        for (name, slots) in delta.slots {
+            if slots.is_empty() {
+                self.slots.remove(&name);
+            } else {
+                self.slots.insert(name, slots);
+            }
+        }
     }
 }
 
-/// Groups elements per map, in map order, as add or delete operations.
+/// Who owns what, to name the service port in kernel errors.
+#[derive(Debug, Default)]
+struct Owners {
+    objects: BTreeMap<String, String>,
+    keys: BTreeMap<Key, String>,
+}
+
+impl Owners {
+    fn note(&mut self, o: &ServiceObjects, name: &ServicePortName) {
+        let label = name.to_string();
+        for c in o.own.chains.keys().chain(o.own.sets.keys()) {
+            self.objects.insert(c.clone(), label.clone());
+        }
+        for (_, e) in &o.own.elems {
+            self.keys.insert(e.key, label.clone());
+        }
+    }
+}
+
+/// Operations that create a bundle in a table that lacks it, in an order that never references
+/// a missing object: chains, sets, rules, elements.
+fn creation_ops(b: Bundle, ops: &mut Vec<Op>) {
+    for name in b.chains.keys() {
+        ops.push(Op::AddChain(Chain {
+            name: name.clone(),
+            base: b.hooks.get(name).copied(),
+        }));
+    }
+    ops.extend(b.sets.into_values().map(Op::AddSet));
+    for (chain, rules) in b.chains {
+        push_rules(&chain, rules, ops);
+    }
+    ops.extend(elem_ops(b.elems, true));
+}
+
+fn push_rules(chain: &str, rules: Vec<Vec<crate::stmt::Stmt>>, ops: &mut Vec<Op>) {
+    ops.extend(rules.into_iter().map(|stmts| {
+        Op::AddRule(crate::objects::Rule {
+            chain: chain.to_string(),
+            stmts,
+        })
+    }));
+}
+
+/// Groups elements per set, in set order, as add or delete operations.
 fn elem_ops(elems: impl IntoIterator<Item = (String, Elem)>, add: bool) -> Vec<Op> {
     let mut by_set: BTreeMap<String, Vec<Elem>> = BTreeMap::new();
     for (set, e) in elems {
@@ -57,196 +142,166 @@ fn elem_ops(elems: impl IntoIterator<Item = (String, Elem)>, add: bool) -> Vec<O
         .collect()
 }
 
-fn note_owner(owners: &mut BTreeMap<String, String>, o: &ServiceObjects, name: &str) {
-    for c in &o.chains {
-        owners.insert(c.clone(), name.to_string());
+/// The operations that turn `before` into `after`, in an order that never references a
+/// missing object: new chains and sets, rewritten chains, elements (deleted before added, so
+/// a changed value is a delete and an add of its key), then what is gone.
+fn diff_ops(before: Bundle, after: Bundle) -> Vec<Op> {
+    let mut ops = Vec::new();
+    for name in after
+        .chains
+        .keys()
+        .filter(|c| !before.chains.contains_key(*c))
+    {
+        ops.push(Op::AddChain(Chain {
+            name: name.clone(),
+            base: None,
+        }));
     }
-    for s in &o.sets {
-        owners.insert(s.name.clone(), name.to_string());
+    for (name, set) in &after.sets {
+        if !before.sets.contains_key(name) {
+            ops.push(Op::AddSet(set.clone()));
+        }
     }
+    for (name, rules) in &before.chains {
+        if after.chains.get(name) != Some(rules) && !rules.is_empty() {
+            ops.push(Op::FlushChain(name.clone()));
+        }
+    }
+    for (name, rules) in &after.chains {
+        if before.chains.get(name) != Some(rules) {
+            push_rules(name, rules.clone(), &mut ops);
+        }
+    }
+    let gone: Vec<(String, Elem)> = before.elems.difference(&after.elems).cloned().collect();
+    let new: Vec<(String, Elem)> = after.elems.difference(&before.elems).cloned().collect();
+    ops.extend(elem_ops(gone, false));
+    ops.extend(elem_ops(new, true));
+    for name in before
+        .chains
+        .keys()
+        .filter(|c| !after.chains.contains_key(*c))
+    {
+        ops.push(Op::DeleteChain(name.clone()));
+    }
+    for name in before.sets.keys().filter(|s| !after.sets.contains_key(*s)) {
+        ops.push(Op::DeleteSet(name.clone()));
+    }
+    ops
 }
 
 /// A full sync: the table is replaced whole in one batch (`add`, `delete`, `add` table, then
 /// everything), so there is never a moment without rules and nothing stale survives.
 pub fn full(plan: &ProxyPlan) -> (Transaction, Committed) {
-    let (chains, sets, rules) = render::skeleton(plan);
+    let mut all = render::skeleton(plan);
+    let mut owners = Owners::default();
+    let mut refs: BTreeMap<SharedElem, usize> = BTreeMap::new();
+    let mut needs: BTreeMap<Need, usize> = BTreeMap::new();
+    let mut slots = BTreeMap::new();
+    for (name, svc) in &plan.services {
+        let mut o = render::service(plan, name, svc, None);
+        owners.note(&o, name);
+        if !o.slots.is_empty() {
+            slots.insert(name.clone(), std::mem::take(&mut o.slots));
+        }
+        for e in o.shared_elems {
+            *refs.entry(e).or_default() += 1;
+        }
+        for n in o.needs {
+            *needs.entry(n).or_default() += 1;
+        }
+        all.merge(o.own);
+    }
+    all.merge(render::structure(plan, needs.keys()));
+    for (set, key) in refs.keys() {
+        all.elem(set, Elem::key(*key));
+    }
     let mut ops = vec![Op::AddTable, Op::DeleteTable, Op::AddTable];
-    ops.extend(chains);
-    let mut owners = BTreeMap::new();
-    let objects: Vec<ServiceObjects> = plan
-        .services
-        .iter()
-        .map(|(name, svc)| {
-            let o = render::service(plan, name, svc);
-            note_owner(&mut owners, &o, &name.to_string());
-            o
-        })
-        .collect();
-    for o in &objects {
-        ops.extend(o.chains.iter().map(|c| {
-            Op::AddChain(crate::objects::Chain {
-                name: c.clone(),
-                base: None,
-            })
-        }));
-    }
-    ops.extend(sets);
-    for o in &objects {
-        ops.extend(o.sets.iter().cloned().map(Op::AddSet));
-    }
-    ops.extend(rules);
-    let mut elems = Vec::new();
-    for o in objects {
-        ops.extend(o.rules);
-        elems.extend(o.elems);
-    }
-    let mut cluster_ips: BTreeMap<IpAddr, usize> = BTreeMap::new();
-    for svc in plan.services.values() {
-        *cluster_ips.entry(svc.cluster_ip).or_default() += 1;
-    }
-    elems.extend(cluster_ips.keys().map(|ip| {
-        (
-            n::CLUSTER_IPS.to_string(),
-            Elem {
-                key: Key::Addr(*ip),
-                verdict: None,
-            },
-        )
-    }));
-    ops.extend(elem_ops(elems, true));
+    creation_ops(all, &mut ops);
     let tx = Transaction {
         family: plan.family,
         full: true,
         ops,
-        owners,
+        owners: owners.objects,
+        key_owners: owners.keys,
         service_ports: plan.services.len(),
     };
     let committed = Committed {
         plan: plan.clone(),
-        cluster_ips,
+        refs,
+        needs,
+        slots,
     };
     (tx, committed)
 }
 
-/// A partial sync: only the touched service ports' chains, sets and elements change.
+/// A partial sync: only the touched service ports' objects, and the shared objects whose
+/// need appeared or vanished, change.
 ///
-/// Returns the transaction and the cluster-IP counts after it; on success the caller records
-/// the touched ports in its committed plan (`Committed::advance`), so a partial sync costs
-/// O(changes), not O(services): the committed plan is never cloned whole.
-pub fn partial(
-    old: &Committed,
-    plan: &ProxyPlan,
-    changes: &Changes,
-) -> (Transaction, BTreeMap<IpAddr, usize>) {
-    let mut add_chains = Vec::new();
-    let mut add_sets = Vec::new();
-    let mut flush = Vec::new();
-    let mut rules = Vec::new();
-    let mut del_elems = Vec::new();
-    let mut add_elems = Vec::new();
-    let mut del_chains = Vec::new();
-    let mut del_sets = Vec::new();
-    let mut owners = BTreeMap::new();
-    let mut cluster_ips = old.cluster_ips.clone();
-
+/// Returns the transaction and how the reference counts change; on success the caller
+/// records both (`Committed::advance`).
+pub fn partial(old: &Committed, plan: &ProxyPlan, changes: &Changes) -> (Transaction, Delta) {
+    let mut before = Bundle::default();
+    let mut after = Bundle::default();
+    let mut owners = Owners::default();
+    let mut delta = Delta::default();
     for name in changes.touched() {
-        let label = name.to_string();
-        let before = old
-            .plan
-            .services
-            .get(name)
-            .map(|s| render::service(&old.plan, name, s))
-            .unwrap_or_default();
-        let after = plan
-            .services
-            .get(name)
-            .map(|s| render::service(plan, name, s))
-            .unwrap_or_default();
-        note_owner(&mut owners, &before, &label);
-        note_owner(&mut owners, &after, &label);
-        for c in after.chains.difference(&before.chains) {
-            add_chains.push(Op::AddChain(crate::objects::Chain {
-                name: c.clone(),
-                base: None,
-            }));
+        let kept = old.slots.get(name);
+        let render_in = |p: &ProxyPlan| {
+            p.services
+                .get(name)
+                .map(|s| render::service(p, name, s, kept))
+                .unwrap_or_default()
+        };
+        let (b, mut a) = (render_in(&old.plan), render_in(plan));
+        delta
+            .slots
+            .insert(name.clone(), std::mem::take(&mut a.slots));
+        owners.note(&b, name);
+        owners.note(&a, name);
+        for e in b.shared_elems {
+            *delta.refs.entry(e).or_default() -= 1;
         }
-        for c in &before.chains {
-            flush.push(Op::FlushChain(c.clone()));
-            if !after.chains.contains(c) {
-                del_chains.push(Op::DeleteChain(c.clone()));
-            }
+        for e in a.shared_elems {
+            *delta.refs.entry(e).or_default() += 1;
         }
-        let old_sets: BTreeSet<&String> = before.sets.iter().map(|s| &s.name).collect();
-        let new_sets: BTreeSet<&String> = after.sets.iter().map(|s| &s.name).collect();
-        add_sets.extend(
-            after
-                .sets
-                .iter()
-                .filter(|s| !old_sets.contains(&s.name))
-                .cloned()
-                .map(Op::AddSet),
-        );
-        del_sets.extend(
-            old_sets
-                .difference(&new_sets)
-                .map(|s| Op::DeleteSet((*s).clone())),
-        );
-        del_elems.extend(before.elems.difference(&after.elems).cloned());
-        add_elems.extend(after.elems.difference(&before.elems).cloned());
-        rules.extend(after.rules);
-
-        if let Some(s) = old.plan.services.get(name) {
-            if let Some(count) = cluster_ips.get_mut(&s.cluster_ip) {
-                *count -= 1;
-                if *count == 0 {
-                    cluster_ips.remove(&s.cluster_ip);
-                    del_elems.push((
-                        n::CLUSTER_IPS.into(),
-                        Elem {
-                            key: Key::Addr(s.cluster_ip),
-                            verdict: None,
-                        },
-                    ));
-                }
-            }
+        for n in b.needs {
+            *delta.needs.entry(n).or_default() -= 1;
         }
-        if let Some(s) = plan.services.get(name) {
-            let count = cluster_ips.entry(s.cluster_ip).or_default();
-            *count += 1;
-            if *count == 1 {
-                add_elems.push((
-                    n::CLUSTER_IPS.into(),
-                    Elem {
-                        key: Key::Addr(s.cluster_ip),
-                        verdict: None,
-                    },
-                ));
-            }
+        for n in a.needs {
+            *delta.needs.entry(n).or_default() += 1;
+        }
+        before.merge(b.own);
+        after.merge(a.own);
+    }
+    for (e, _) in delta.refs.iter().filter(|(_, d)| **d != 0) {
+        let was = old.refs.get(e).copied().unwrap_or(0);
+        let now = count_after(&old.refs, &delta.refs, e);
+        let (set, key) = *e;
+        if was == 0 && now > 0 {
+            after.elem(set, Elem::key(key));
+        } else if was > 0 && now == 0 {
+            before.elem(set, Elem::key(key));
         }
     }
-    // A cluster IP removed and re-added in the same sync is neither.
-    let readded: BTreeSet<(String, Elem)> = del_elems
-        .iter()
-        .filter(|e| add_elems.contains(e))
-        .cloned()
+    let needs_after: BTreeSet<Need> = old
+        .needs
+        .keys()
+        .chain(delta.needs.keys())
+        .filter(|n| count_after(&old.needs, &delta.needs, n) > 0)
+        .copied()
         .collect();
-    del_elems.retain(|e| !readded.contains(e));
-    add_elems.retain(|e| !readded.contains(e));
-
-    let mut ops = add_chains;
-    ops.extend(add_sets);
-    ops.extend(flush);
-    ops.extend(rules);
-    ops.extend(elem_ops(del_elems, false));
-    ops.extend(elem_ops(add_elems, true));
-    ops.extend(del_chains);
-    ops.extend(del_sets);
+    if old.needs.keys().ne(needs_after.iter()) {
+        before.merge(render::structure(&old.plan, old.needs.keys()));
+        after.merge(render::structure(plan, &needs_after));
+    }
+    let ops = diff_ops(before, after);
     let tx = Transaction {
         family: plan.family,
         full: false,
         ops,
-        owners,
+        owners: owners.objects,
+        key_owners: owners.keys,
         service_ports: changes.touched().count(),
     };
-    (tx, cluster_ips)
+    (tx, delta)
 }

@@ -53,6 +53,16 @@ impl NftablesDataplane {
         }
     }
 
+    /// `send`, timed: encoding, the kernel's processing of the batch, and its answer.
+    fn timed_send(
+        &mut self,
+        tx: &Transaction,
+    ) -> Result<(usize, std::time::Duration), DataplaneError> {
+        let t = Instant::now();
+        let operations = self.send(tx)?;
+        Ok((operations, t.elapsed()))
+    }
+
     /// Sends a transaction as one batch; maps a kernel error to the object and service.
     fn send(&mut self, tx: &Transaction) -> Result<usize, DataplaneError> {
         let first = self.seq;
@@ -115,6 +125,7 @@ impl Dataplane for NftablesDataplane {
             full: false,
             ops: vec![Op::AddTable],
             owners: Default::default(),
+            key_owners: Default::default(),
             service_ports: 0,
         };
         match self.send(&tx) {
@@ -137,37 +148,34 @@ impl Dataplane for NftablesDataplane {
         changes: Option<&Changes>,
     ) -> Result<ApplyStats, DataplaneError> {
         let started = Instant::now();
-        let kernel_started: Instant;
         // Take the committed state until this batch succeeds: after any failure it stays
         // `None`, so the next sync is full. The kernel applies a batch atomically, so the old
         // rules stay in force meanwhile.
-        let (tx, operations) = match (changes, self.committed.take()) {
+        let (tx, operations, kernel_time) = match (changes, self.committed.take()) {
             (Some(c), Some(mut old)) if !c.requires_full_sync() => {
-                let (tx, cluster_ips) = build::partial(&old, plan, c);
-                kernel_started = Instant::now();
-                let operations = self.send(&tx)?;
-                old.advance(plan, c, cluster_ips);
+                let (tx, delta) = build::partial(&old, plan, c);
+                let (operations, kernel_time) = self.timed_send(&tx)?;
+                old.advance(plan, c, delta);
                 self.committed = Some(old);
-                (tx, operations)
+                (tx, operations, kernel_time)
             }
             _ => {
                 let (tx, committed) = build::full(plan);
-                kernel_started = Instant::now();
-                let operations = self.send(&tx)?;
+                let (operations, kernel_time) = self.timed_send(&tx)?;
                 self.committed = Some(committed);
-                (tx, operations)
+                (tx, operations, kernel_time)
             }
         };
         tracing::debug!(
-            build_ms = (kernel_started - started).as_secs_f64() * 1000.0,
-            kernel_ms = kernel_started.elapsed().as_secs_f64() * 1000.0,
+            total_ms = started.elapsed().as_secs_f64() * 1000.0,
+            kernel_ms = kernel_time.as_secs_f64() * 1000.0,
             "nftables sync"
         );
         Ok(ApplyStats {
             full: tx.full,
             service_ports_written: tx.service_ports,
             operations,
-            kernel_time: kernel_started.elapsed(),
+            kernel_time,
         })
     }
 
@@ -182,6 +190,7 @@ impl Dataplane for NftablesDataplane {
             full: true,
             ops: vec![Op::AddTable, Op::DeleteTable],
             owners: Default::default(),
+            key_owners: Default::default(),
             service_ports: 0,
         };
         self.send(&tx).map(drop)

@@ -28,6 +28,8 @@ pub enum MetaKey {
 pub enum CmpOp {
     Eq = 0,
     Neq = 1,
+    /// Unsigned, byte-wise (`memcmp`): compare big-endian data only.
+    Lt = 2,
 }
 
 /// A verdict as data.
@@ -87,6 +89,16 @@ pub enum Expr {
     },
     /// `ct state` into a register.
     CtState {
+        dreg: u32,
+    },
+    /// `ct status` (the `IPS_*` bits) into a register.
+    CtStatus {
+        dreg: u32,
+    },
+    /// Host to network byte order of 32-bit words, so `<` compares numbers (`cmp` is
+    /// byte-wise): what `nft` emits before comparing a `numgen` result.
+    HostToNetwork32 {
+        sreg: u32,
         dreg: u32,
     },
     /// `fib <saddr|daddr> type` into a register.
@@ -154,7 +166,8 @@ impl Expr {
             Self::Lookup { .. } => "lookup",
             Self::Immediate { .. } | Self::ImmediateVerdict(_) => "immediate",
             Self::Numgen { .. } => "numgen",
-            Self::CtState { .. } => "ct",
+            Self::CtState { .. } | Self::CtStatus { .. } => "ct",
+            Self::HostToNetwork32 { .. } => "byteorder",
             Self::FibAddrType { .. } => "fib",
             Self::Dnat { .. } => "nat",
             Self::MasqueradeFullyRandom => "masq",
@@ -240,6 +253,17 @@ impl Expr {
             Self::CtState { dreg } => {
                 w.be32(1, *dreg); // NFTA_CT_DREG
                 w.be32(2, 0); // NFTA_CT_KEY = NFT_CT_STATE
+            }
+            Self::CtStatus { dreg } => {
+                w.be32(1, *dreg); // NFTA_CT_DREG
+                w.be32(2, 2); // NFTA_CT_KEY = NFT_CT_STATUS
+            }
+            Self::HostToNetwork32 { sreg, dreg } => {
+                w.be32(1, *sreg); // NFTA_BYTEORDER_SREG
+                w.be32(2, *dreg); // NFTA_BYTEORDER_DREG
+                w.be32(3, 1); // NFTA_BYTEORDER_OP = NFT_BYTEORDER_HTON
+                w.be32(4, 4); // NFTA_BYTEORDER_LEN
+                w.be32(5, 4); // NFTA_BYTEORDER_SIZE
             }
             Self::FibAddrType { daddr, dreg } => {
                 w.be32(1, *dreg); // NFTA_FIB_DREG

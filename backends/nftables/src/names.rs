@@ -1,9 +1,14 @@
 //! Every name this backend creates in its table, from one scheme.
 //!
-//! Per-service chains read `<kind>-<hash>-<namespace>/<service>/<port>/<proto>`: the hash keeps
-//! them unique per family and endpoint, the rest lets an operator read `nft list table ip
-//! switchyard`. Everything lives in the `switchyard` table, so ownership is the table itself.
+//! Shared objects (the data path every service without session affinity uses) are named after
+//! what they do: `int-cluster`, `ext-masq-to-cluster`, `cluster-count`, `cluster-pick-0-3`,
+//! `cluster-dnat-2` / map `cluster-endpoint-2`; NodePorts on every local address prefix them
+//! with `np-`. Per-service chains (session affinity, source ranges) read
+//! `<kind>-<hash>-<namespace>/<service>/<port>/<proto>`: the hash keeps them unique per family
+//! and endpoint, the rest lets an operator read `nft list table ip switchyard`. Everything
+//! lives in the `switchyard` table, so ownership is the table itself.
 
+use crate::stmt::KeySrc;
 use switchyard_core::plan::{Endpoint, IpFamily, ServicePortName};
 
 pub const NAT_PREROUTING: &str = "nat-prerouting";
@@ -21,13 +26,65 @@ pub const MASQUERADING: &str = "masquerading";
 pub const MARK_MASQ: &str = "mark-for-masquerade";
 pub const MASQ_OUTSIDE: &str = "masquerade-outside-pods";
 
-/// Verdict maps and sets.
+/// `fib daddr type local` traffic looks for NodePorts here (all-local NodePorts only).
+pub const NODE_PORTS: &str = "node-ports";
+
+/// Verdict maps (to per-service chains) and sets.
 pub const SERVICE_IPS: &str = "service-ips";
 pub const SERVICE_NODEPORTS: &str = "service-nodeports";
-pub const NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
-pub const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
 pub const FIREWALL_IPS: &str = "firewall-ips";
 pub const CLUSTER_IPS: &str = "cluster-ips";
+/// Endpoint addresses paired with themselves: `saddr . daddr` after DNAT is a hairpin.
+pub const HAIRPIN: &str = "hairpin";
+
+/// The set of service keys that have no endpoint: rejected, or (Local policy) dropped.
+pub fn no_endpoint(src: KeySrc, reject: bool) -> &'static str {
+    match (src, reject) {
+        (KeySrc::Vip, true) => "no-endpoint-reject",
+        (KeySrc::Vip, false) => "no-endpoint-drop",
+        (KeySrc::Port, true) => "no-endpoint-reject-nodeports",
+        (KeySrc::Port, false) => "no-endpoint-drop-nodeports",
+    }
+}
+
+fn src_prefix(src: KeySrc) -> &'static str {
+    match src {
+        KeySrc::Vip => "",
+        KeySrc::Port => "np-",
+    }
+}
+
+/// A shared nat behaviour: its chain, and the set of service keys that take it.
+pub fn shape_chain(src: KeySrc, shape: &str) -> String {
+    format!("{}{shape}", src_prefix(src))
+}
+
+pub fn shape_set(src: KeySrc, shape: &str) -> String {
+    format!("{}{shape}-services", src_prefix(src))
+}
+
+/// Root of the search by endpoint count of one endpoint kind (`cluster` or `local`); `range`
+/// names an inner node covering the counts `lo..=hi`.
+pub fn count_chain(src: KeySrc, kind: &str, range: Option<(u32, u32)>) -> String {
+    match range {
+        None => format!("{}{kind}-count", src_prefix(src)),
+        Some((lo, hi)) => format!("{}{kind}-count-{lo}-{hi}", src_prefix(src)),
+    }
+}
+
+/// Uniform choice among the endpoint slots `from..to`.
+pub fn pick_chain(src: KeySrc, kind: &str, from: u32, to: u32) -> String {
+    format!("{}{kind}-pick-{from}-{to}", src_prefix(src))
+}
+
+/// DNAT to slot `i`; the map holding slot `i` of every service key.
+pub fn dnat_chain(src: KeySrc, kind: &str, i: u32) -> String {
+    format!("{}{kind}-dnat-{i}", src_prefix(src))
+}
+
+pub fn endpoint_map(src: KeySrc, kind: &str, i: u32) -> String {
+    format!("{}{kind}-endpoint-{i}", src_prefix(src))
+}
 
 /// kube-proxy's masquerade mark bit, so operators recognise it.
 pub const MASQ_MARK: u32 = 0x4000;

@@ -2,12 +2,10 @@
 //! prints itself as an `nft` command.
 
 use crate::expr::{write_value, write_verdict, Verdict};
-use crate::netlink::{
-    Batch, MsgType, Writer, NFPROTO_IPV4, NFPROTO_IPV6, NLM_F_APPEND, NLM_F_CREATE,
-};
-use crate::stmt::{family_word, Stmt};
+use crate::netlink::{Batch, MsgType, Writer, NLM_F_APPEND, NLM_F_CREATE};
+use crate::stmt::{family_word, nfproto, Stmt};
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use switchyard_core::plan::{IpFamily, Protocol};
 
 /// Our table's name, in both families.
@@ -49,6 +47,8 @@ pub enum Key {
     Addr(IpAddr),
     AddrProtoPort(IpAddr, Protocol, u16),
     ProtoPort(Protocol, u16),
+    /// `saddr . daddr` (the hairpin set holds each endpoint address paired with itself).
+    AddrPair(IpAddr, IpAddr),
 }
 
 /// Key types, as `nft` names them.
@@ -57,31 +57,63 @@ pub enum KeyType {
     Addr,
     AddrProtoPort,
     ProtoPort,
+    AddrPair,
 }
 
-/// A named set or verdict map.
+/// What a set maps its keys to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetData {
+    /// A plain set.
+    None,
+    /// A verdict map (`: verdict`).
+    Verdict,
+    /// A DNAT map (`: ipv4_addr . inet_service`): address and port of an endpoint.
+    Endpoint,
+}
+
+/// A named set or map.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Set {
     pub name: String,
     pub key: KeyType,
-    /// A verdict map (`: verdict`).
-    pub map: bool,
+    pub data: SetData,
     /// `flags dynamic,timeout; timeout Ns` (affinity sets).
     pub timeout_seconds: Option<u32>,
 }
 
-/// One element: a key and, in a verdict map, its verdict.
+impl Set {
+    /// A set or map without timeouts.
+    pub fn new(name: impl Into<String>, key: KeyType, data: SetData) -> Self {
+        Self {
+            name: name.into(),
+            key,
+            data,
+            timeout_seconds: None,
+        }
+    }
+}
+
+/// One element: a key and, in a map, its value.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Elem {
     pub key: Key,
-    pub verdict: Option<VerdictKey>,
+    pub data: Option<ElemData>,
 }
 
-/// A verdict in an element (ordered, so elements can live in sets).
+impl Elem {
+    /// An element of a plain set.
+    pub fn key(key: Key) -> Self {
+        Self { key, data: None }
+    }
+}
+
+/// The value of a map element (ordered, so elements can live in sets).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum VerdictKey {
+pub enum ElemData {
+    /// `: goto <chain>` in a verdict map.
     Goto(String),
-    Drop,
+    /// `: <addr> . <port>` in a DNAT map.
+    Endpoint(SocketAddr),
 }
 
 /// A rule: statements appended to a chain.
@@ -109,13 +141,6 @@ pub enum Op {
 /// Most elements per message: an attribute nest is limited to 64 KiB.
 pub const ELEMS_PER_MESSAGE: usize = 512;
 
-fn nfproto(f: IpFamily) -> u8 {
-    match f {
-        IpFamily::V4 => NFPROTO_IPV4,
-        IpFamily::V6 => NFPROTO_IPV6,
-    }
-}
-
 /// nft's datatype numbers, for `NFTA_SET_KEY_TYPE` (so `nft list` can print our sets).
 const TYPE_IPV4_ADDR: u32 = 7;
 const TYPE_IPV6_ADDR: u32 = 8;
@@ -142,6 +167,7 @@ impl KeyType {
                 alen + 8,
             ),
             Self::ProtoPort => ((TYPE_INET_PROTO << TYPE_BITS) | TYPE_INET_SERVICE, 8),
+            Self::AddrPair => ((addr << TYPE_BITS) | addr, 2 * alen),
         }
     }
 
@@ -152,17 +178,56 @@ impl KeyType {
             (Self::AddrProtoPort, IpFamily::V4) => "ipv4_addr . inet_proto . inet_service",
             (Self::AddrProtoPort, IpFamily::V6) => "ipv6_addr . inet_proto . inet_service",
             (Self::ProtoPort, _) => "inet_proto . inet_service",
+            (Self::AddrPair, IpFamily::V4) => "ipv4_addr . ipv4_addr",
+            (Self::AddrPair, IpFamily::V6) => "ipv6_addr . ipv6_addr",
         }
     }
+}
+
+impl SetData {
+    /// (`NFTA_SET_DATA_TYPE`, `NFTA_SET_DATA_LEN`) for a map.
+    fn encoding(self, f: IpFamily) -> Option<(u32, u32)> {
+        let (addr, alen) = KeyType::addr_type(f);
+        match self {
+            Self::None => None,
+            Self::Verdict => Some((TYPE_VERDICT, 0)),
+            Self::Endpoint => Some(((addr << TYPE_BITS) | TYPE_INET_SERVICE, alen + 4)),
+        }
+    }
+
+    fn text(self, f: IpFamily) -> &'static str {
+        match (self, f) {
+            (Self::None, _) => "",
+            (Self::Verdict, _) => " : verdict",
+            (Self::Endpoint, IpFamily::V4) => " : ipv4_addr . inet_service",
+            (Self::Endpoint, IpFamily::V6) => " : ipv6_addr . inet_service",
+        }
+    }
+}
+
+/// Address then port, the port padded to a 32-bit register: a DNAT map's value.
+fn endpoint_bytes(to: &SocketAddr) -> Vec<u8> {
+    let mut v = ip_bytes(&to.ip());
+    v.extend_from_slice(&to.port().to_be_bytes());
+    v.extend_from_slice(&[0, 0]);
+    v
+}
+
+fn ip_bytes(ip: &IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+fn endpoint_text(to: &SocketAddr) -> String {
+    format!("{} . {}", to.ip(), to.port())
 }
 
 impl Key {
     /// Register layout: each field padded to 4 bytes; protocol one byte, port big-endian.
     fn bytes(&self) -> Vec<u8> {
-        let ip = |ip: &IpAddr| match ip {
-            IpAddr::V4(a) => a.octets().to_vec(),
-            IpAddr::V6(a) => a.octets().to_vec(),
-        };
+        let ip = ip_bytes;
         let proto_port = |p: &Protocol, port: &u16| {
             let mut v = vec![p.number(), 0, 0, 0];
             v.extend_from_slice(&port.to_be_bytes());
@@ -177,6 +242,11 @@ impl Key {
                 v
             }
             Self::ProtoPort(p, port) => proto_port(p, port),
+            Self::AddrPair(a, b) => {
+                let mut v = ip(a);
+                v.extend(ip(b));
+                v
+            }
         }
     }
 
@@ -185,6 +255,7 @@ impl Key {
             Self::Addr(a) => a.to_string(),
             Self::AddrProtoPort(a, p, port) => format!("{a} . {} . {port}", p.lower()),
             Self::ProtoPort(p, port) => format!("{} . {port}", p.lower()),
+            Self::AddrPair(a, b) => format!("{a} . {b}"),
         }
     }
 }
@@ -228,7 +299,8 @@ impl Op {
                     table(w);
                     w.str(2, &s.name); // NFTA_SET_NAME
                     let mut flags = 0u32;
-                    if s.map {
+                    let data = s.data.encoding(f);
+                    if data.is_some() {
                         flags |= 0x8; // NFT_SET_MAP
                     }
                     if s.timeout_seconds.is_some() {
@@ -237,9 +309,9 @@ impl Op {
                     w.be32(3, flags); // NFTA_SET_FLAGS
                     w.be32(4, ktype); // NFTA_SET_KEY_TYPE
                     w.be32(5, klen); // NFTA_SET_KEY_LEN
-                    if s.map {
-                        w.be32(6, TYPE_VERDICT); // NFTA_SET_DATA_TYPE
-                        w.be32(7, 0); // NFTA_SET_DATA_LEN
+                    if let Some((dtype, dlen)) = data {
+                        w.be32(6, dtype); // NFTA_SET_DATA_TYPE
+                        w.be32(7, dlen); // NFTA_SET_DATA_LEN
                     }
                     w.be32(10, id); // NFTA_SET_ID
                     if let Some(t) = s.timeout_seconds {
@@ -291,13 +363,16 @@ impl Op {
                                 for e in chunk {
                                     w.nest(1, |w| {
                                         w.nest(1, |w| write_value(w, &e.key.bytes())); // NFTA_SET_ELEM_KEY
-                                        if let (Some(v), MsgType::NewSetElem) = (&e.verdict, kind) {
-                                            let v = match v {
-                                                VerdictKey::Goto(c) => Verdict::Goto(c.clone()),
-                                                VerdictKey::Drop => Verdict::Drop,
-                                            };
-                                            w.nest(2, |w| write_verdict(w, &v));
-                                            // NFTA_SET_ELEM_DATA
+                                                                                       // NFTA_SET_ELEM_DATA
+                                        match (&e.data, kind) {
+                                            (Some(ElemData::Goto(c)), MsgType::NewSetElem) => {
+                                                let v = Verdict::Goto(c.clone());
+                                                w.nest(2, |w| write_verdict(w, &v));
+                                            }
+                                            (Some(ElemData::Endpoint(to)), MsgType::NewSetElem) => {
+                                                w.nest(2, |w| write_value(w, &endpoint_bytes(to)));
+                                            }
+                                            _ => {}
                                         }
                                     });
                                 }
@@ -327,8 +402,12 @@ impl Op {
             Self::FlushChain(n) => writeln!(out, "flush chain {fam} {TABLE} {n}"),
             Self::DeleteChain(n) => writeln!(out, "delete chain {fam} {TABLE} {n}"),
             Self::AddSet(s) => {
-                let what = if s.map { "map" } else { "set" };
-                let data = if s.map { " : verdict" } else { "" };
+                let what = if s.data == SetData::None {
+                    "set"
+                } else {
+                    "map"
+                };
+                let data = s.data.text(f);
                 let extra = match s.timeout_seconds {
                     Some(t) => format!(" flags dynamic,timeout ; timeout {t}s ;"),
                     None => String::new(),
@@ -362,11 +441,13 @@ impl Op {
                             out.push_str(", ");
                         }
                         out.push_str(&e.key.text());
-                        match (&e.verdict, verb) {
-                            (Some(VerdictKey::Goto(c)), "add") => {
+                        match (&e.data, verb) {
+                            (Some(ElemData::Goto(c)), "add") => {
                                 let _ = write!(out, " : goto {c}");
                             }
-                            (Some(VerdictKey::Drop), "add") => out.push_str(" : drop"),
+                            (Some(ElemData::Endpoint(to)), "add") => {
+                                let _ = write!(out, " : {}", endpoint_text(to));
+                            }
                             _ => {}
                         }
                     }

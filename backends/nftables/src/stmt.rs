@@ -8,13 +8,78 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use switchyard_core::plan::{IpFamily, Protocol};
 
+/// Which packet fields make a service key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KeySrc {
+    /// `ip daddr . meta l4proto . th dport`: cluster, external and load-balancer IPs, and
+    /// NodePorts on listed node addresses.
+    Vip,
+    /// `meta l4proto . th dport`: NodePorts on every local address (`--nodeport-addresses`
+    /// matching all local addresses), reached after `fib daddr type local`.
+    Port,
+}
+
+impl KeySrc {
+    /// Loads the key into `REG0` onwards (each field padded to a 32-bit register).
+    fn load(self, f: IpFamily, out: &mut Vec<Expr>) {
+        let mut reg = REG0;
+        if self == Self::Vip {
+            out.push(Expr::Payload {
+                base: Base::Network,
+                offset: daddr_offset(f),
+                len: addr_len(f),
+                dreg: REG0,
+            });
+            reg += addr_len(f) / 4;
+        }
+        out.push(Expr::Meta {
+            key: MetaKey::L4Proto,
+            dreg: reg,
+        });
+        out.push(Expr::Payload {
+            base: Base::Transport,
+            offset: 2,
+            len: 2,
+            dreg: reg + 1,
+        });
+    }
+
+    fn text(self, f: IpFamily) -> String {
+        match self {
+            Self::Vip => format!("{} daddr . meta l4proto . th dport", family_word(f)),
+            Self::Port => "meta l4proto . th dport".to_string(),
+        }
+    }
+}
+
 /// One statement of a rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stmt {
+    /// `<key> @set`: the packet's service key is in the set (or is a key of the map).
+    KeyInSet {
+        src: KeySrc,
+        set: String,
+    },
+    /// `dnat ip to <key> map @map`: DNAT to the address and port the map holds for the key.
+    DnatMap {
+        src: KeySrc,
+        map: String,
+    },
+    /// `ip saddr . ip daddr @set`
+    SaddrDaddrInSet(String),
+    /// `ct status dnat`: the connection was DNATed.
+    CtStatusDnat,
+    /// `fib daddr type local`
+    FibDaddrLocal,
+    /// `numgen random mod modulus < bound`: true with probability bound/modulus.
+    Below {
+        modulus: u32,
+        bound: u32,
+    },
     /// `ip daddr . meta l4proto . th dport vmap @map`
     DispatchVmap(String),
-    /// `fib daddr type local meta l4proto . th dport vmap @map`
-    LocalPortVmap(String),
+    /// `meta l4proto . th dport vmap @map` (after `fib daddr type local`)
+    PortVmap(String),
     /// `ip saddr [!=] net`
     Saddr {
         net: IpNet,
@@ -72,6 +137,13 @@ fn daddr_offset(f: IpFamily) -> u32 {
     }
 }
 
+pub(crate) fn nfproto(f: IpFamily) -> u8 {
+    match f {
+        IpFamily::V4 => crate::netlink::NFPROTO_IPV4,
+        IpFamily::V6 => crate::netlink::NFPROTO_IPV6,
+    }
+}
+
 pub fn family_word(f: IpFamily) -> &'static str {
     match f {
         IpFamily::V4 => "ip",
@@ -90,6 +162,23 @@ fn ip_bytes(ip: &IpAddr) -> Vec<u8> {
 const RTN_LOCAL: u32 = 2;
 /// `NF_CT_STATE_BIT(IP_CT_NEW)`.
 const CT_STATE_NEW: u32 = 1 << 3;
+/// `IPS_DST_NAT`.
+const CT_STATUS_DNAT: u32 = 1 << 5;
+
+/// `dreg = sreg & bit; dreg != 0`, on a host-order 32-bit value.
+fn bit_set(reg: u32, bit: u32, out: &mut Vec<Expr>) {
+    out.push(Expr::Bitwise {
+        sreg: reg,
+        dreg: reg,
+        mask: bit.to_ne_bytes().to_vec(),
+        xor: vec![0; 4],
+    });
+    out.push(Expr::Cmp {
+        sreg: reg,
+        op: CmpOp::Neq,
+        data: vec![0; 4],
+    });
+}
 
 /// `meta l4proto . th dport` into `reg` and `reg + 1`, then a verdict-map lookup of the key
 /// that starts at `REG0` (the address, when one was loaded first, or the protocol itself).
@@ -132,14 +221,74 @@ impl Stmt {
             dreg: REG0,
         };
         match self {
+            Self::KeyInSet { src, set } => {
+                src.load(f, out);
+                out.push(Expr::Lookup {
+                    set: set.clone(),
+                    sreg: REG0,
+                    dreg: None,
+                    invert: false,
+                });
+            }
+            Self::DnatMap { src, map } => {
+                src.load(f, out);
+                out.push(Expr::Lookup {
+                    set: map.clone(),
+                    sreg: REG0,
+                    dreg: Some(REG0),
+                    invert: false,
+                });
+                out.push(Expr::Dnat {
+                    family: nfproto(f),
+                    addr: REG0,
+                    port: Some(REG0 + addr_len(f) / 4),
+                });
+            }
+            Self::SaddrDaddrInSet(set) => {
+                out.push(Expr::Payload {
+                    base: Base::Network,
+                    offset: saddr_offset(f),
+                    len: addr_len(f),
+                    dreg: REG0,
+                });
+                out.push(Expr::Payload {
+                    base: Base::Network,
+                    offset: daddr_offset(f),
+                    len: addr_len(f),
+                    dreg: REG0 + addr_len(f) / 4,
+                });
+                out.push(Expr::Lookup {
+                    set: set.clone(),
+                    sreg: REG0,
+                    dreg: None,
+                    invert: false,
+                });
+            }
+            Self::CtStatusDnat => {
+                out.push(Expr::CtStatus { dreg: REG0 });
+                bit_set(REG0, CT_STATUS_DNAT, out);
+            }
+            Self::FibDaddrLocal => fib_local(true, out),
+            Self::Below { modulus, bound } => {
+                out.push(Expr::Numgen {
+                    dreg: REG0,
+                    modulus: *modulus,
+                });
+                out.push(Expr::HostToNetwork32 {
+                    sreg: REG0,
+                    dreg: REG0,
+                });
+                out.push(Expr::Cmp {
+                    sreg: REG0,
+                    op: CmpOp::Lt,
+                    data: bound.to_be_bytes().to_vec(),
+                });
+            }
             Self::DispatchVmap(map) => {
                 out.push(daddr);
                 proto_port_vmap(REG0 + addr_len(f) / 4, map, out);
             }
-            Self::LocalPortVmap(map) => {
-                fib_local(true, out);
-                proto_port_vmap(REG0, map, out);
-            }
+            Self::PortVmap(map) => proto_port_vmap(REG0, map, out),
             Self::Saddr { net, negate } => {
                 let len = addr_len(f);
                 out.push(Expr::Payload {
@@ -189,17 +338,7 @@ impl Stmt {
             Self::FibSaddrLocal => fib_local(false, out),
             Self::CtStateNew => {
                 out.push(Expr::CtState { dreg: REG0 });
-                out.push(Expr::Bitwise {
-                    sreg: REG0,
-                    dreg: REG0,
-                    mask: CT_STATE_NEW.to_ne_bytes().to_vec(),
-                    xor: vec![0; 4],
-                });
-                out.push(Expr::Cmp {
-                    sreg: REG0,
-                    op: CmpOp::Neq,
-                    data: vec![0; 4],
-                });
+                bit_set(REG0, CT_STATE_NEW, out);
             }
             Self::L4Proto(p) => {
                 out.push(Expr::Meta {
@@ -272,12 +411,8 @@ impl Stmt {
                     dreg: port_reg,
                     data: to.port().to_be_bytes().to_vec(),
                 });
-                let family = match f {
-                    IpFamily::V4 => crate::netlink::NFPROTO_IPV4,
-                    IpFamily::V6 => crate::netlink::NFPROTO_IPV6,
-                };
                 out.push(Expr::Dnat {
-                    family,
+                    family: nfproto(f),
                     addr: REG0,
                     port: Some(port_reg),
                 });
@@ -314,11 +449,14 @@ impl Stmt {
     pub fn text(&self, f: IpFamily, out: &mut String) {
         let fam = family_word(f);
         let _ = match self {
+            Self::KeyInSet { src, set } => write!(out, "{} @{set}", src.text(f)),
+            Self::DnatMap { src, map } => write!(out, "dnat {fam} to {} map @{map}", src.text(f)),
+            Self::SaddrDaddrInSet(s) => write!(out, "{fam} saddr . {fam} daddr @{s}"),
+            Self::CtStatusDnat => write!(out, "ct status dnat"),
+            Self::FibDaddrLocal => write!(out, "fib daddr type local"),
+            Self::Below { modulus, bound } => write!(out, "numgen random mod {modulus} < {bound}"),
             Self::DispatchVmap(m) => write!(out, "{fam} daddr . meta l4proto . th dport vmap @{m}"),
-            Self::LocalPortVmap(m) => write!(
-                out,
-                "fib daddr type local meta l4proto . th dport vmap @{m}"
-            ),
+            Self::PortVmap(m) => write!(out, "meta l4proto . th dport vmap @{m}"),
             Self::Saddr { net, negate } => {
                 let op = if *negate { "!= " } else { "" };
                 if net.prefix_len() == net.max_prefix_len() {

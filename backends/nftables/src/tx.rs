@@ -2,7 +2,7 @@
 //! one atomic netlink batch.
 
 use crate::netlink::Batch;
-use crate::objects::Op;
+use crate::objects::{ElemData, Key, Op};
 use std::collections::BTreeMap;
 use std::fmt::{self, Display, Formatter};
 use switchyard_core::plan::IpFamily;
@@ -14,6 +14,8 @@ pub struct Transaction {
     pub ops: Vec<Op>,
     /// Which service port each per-service chain or set belongs to, to name it in errors.
     pub owners: BTreeMap<String, String>,
+    /// Which service port each element key belongs to (a key has one owner).
+    pub key_owners: BTreeMap<Key, String>,
     /// Service ports written.
     pub service_ports: usize,
 }
@@ -61,9 +63,9 @@ impl Transaction {
             Op::AddSet(s) => s.name.as_str(),
             Op::AddRule(r) => r.chain.as_str(),
             Op::AddElems { elems, .. } | Op::DeleteElems { elems, .. } => {
-                return elems.iter().find_map(|e| match &e.verdict {
-                    Some(crate::objects::VerdictKey::Goto(c)) => self.owners.get(c),
-                    _ => None,
+                return elems.iter().find_map(|e| match &e.data {
+                    Some(ElemData::Goto(c)) => self.owners.get(c),
+                    _ => self.key_owners.get(&e.key),
                 })
             }
             Op::AddTable | Op::DeleteTable => return None,

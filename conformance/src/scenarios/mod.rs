@@ -207,8 +207,7 @@ mod tests {
             );
             for st in &s.steps {
                 if let Step::Apply(y) = st {
-                    plan_for(y, s.node.masquerade_all)
-                        .unwrap_or_else(|e| panic!("{}: {e:#}", s.name));
+                    plan_for(y, s.node).unwrap_or_else(|e| panic!("{}: {e:#}", s.name));
                 }
             }
         }

@@ -1,0 +1,128 @@
+//! The table's fixed part: base chains, the filter and masquerade chains, and the sets every
+//! sync keeps. Depends only on node-level settings (a change of those is a full sync).
+
+use super::{goto, jump, Bundle};
+use crate::expr::Verdict;
+use crate::names as n;
+use crate::objects::{Hook, KeyType, Set, SetData};
+use crate::stmt::{KeySrc, Stmt};
+use switchyard_core::plan::{ClusterMasquerade, NodePortListen, ProxyPlan};
+
+pub fn skeleton(plan: &ProxyPlan) -> Bundle {
+    let all_local = plan.node_port_addresses == NodePortListen::AllLocal;
+    let mut b = Bundle::default();
+    for (name, kind, hook, prio) in [
+        (n::NAT_PREROUTING, "nat", Hook::Prerouting, -100),
+        (n::NAT_OUTPUT, "nat", Hook::Output, -100),
+        (n::NAT_POSTROUTING, "nat", Hook::Postrouting, 100),
+        (n::FILTER_PREROUTING, "filter", Hook::Prerouting, -110),
+        (n::FILTER_OUTPUT_FIREWALL, "filter", Hook::Output, -110),
+        (n::FILTER_INPUT, "filter", Hook::Input, 0),
+        (n::FILTER_FORWARD, "filter", Hook::Forward, 0),
+        (n::FILTER_OUTPUT, "filter", Hook::Output, 0),
+    ] {
+        b.hooks.insert(name.to_string(), (kind, hook, prio));
+    }
+
+    b.set(Set::new(
+        n::SERVICE_IPS,
+        KeyType::AddrProtoPort,
+        SetData::Verdict,
+    ));
+    b.set(Set::new(
+        n::FIREWALL_IPS,
+        KeyType::AddrProtoPort,
+        SetData::Verdict,
+    ));
+    b.set(Set::new(n::CLUSTER_IPS, KeyType::Addr, SetData::None));
+    b.set(Set::new(n::HAIRPIN, KeyType::AddrPair, SetData::None));
+    let sources: &[KeySrc] = if all_local {
+        b.set(Set::new(
+            n::SERVICE_NODEPORTS,
+            KeyType::ProtoPort,
+            SetData::Verdict,
+        ));
+        &[KeySrc::Vip, KeySrc::Port]
+    } else {
+        &[KeySrc::Vip]
+    };
+
+    b.rule(n::NAT_PREROUTING, vec![jump(n::SERVICES)]);
+    b.rule(n::NAT_OUTPUT, vec![jump(n::SERVICES)]);
+    b.rule(n::NAT_POSTROUTING, vec![jump(n::MASQUERADING)]);
+    for c in [n::FILTER_PREROUTING, n::FILTER_OUTPUT_FIREWALL] {
+        b.rule(c, vec![Stmt::DispatchVmap(n::FIREWALL_IPS.into())]);
+    }
+    for c in [n::FILTER_INPUT, n::FILTER_FORWARD, n::FILTER_OUTPUT] {
+        b.rule(c, vec![Stmt::CtStateNew, jump(n::SERVICE_FILTER)]);
+    }
+
+    // Service traffic the nat chains did not translate: its target is reject or drop.
+    for &src in sources {
+        for reject in [true, false] {
+            let set = n::no_endpoint(src, reject);
+            let key_type = match src {
+                KeySrc::Vip => KeyType::AddrProtoPort,
+                KeySrc::Port => KeyType::ProtoPort,
+            };
+            b.set(Set::new(set, key_type, SetData::None));
+            let mut stmts = Vec::new();
+            if src == KeySrc::Port {
+                stmts.push(Stmt::FibDaddrLocal);
+            }
+            stmts.push(Stmt::KeyInSet {
+                src,
+                set: set.to_string(),
+            });
+            stmts.push(if reject {
+                goto(n::REJECT)
+            } else {
+                Stmt::Verdict(Verdict::Drop)
+            });
+            b.rule(n::SERVICE_FILTER, stmts);
+        }
+    }
+    b.rule(
+        n::SERVICE_FILTER,
+        vec![Stmt::DaddrInSet(n::CLUSTER_IPS.into()), goto(n::REJECT)],
+    );
+    b.rule(n::REJECT, vec![Stmt::Reject { tcp_reset: true }]);
+    b.rule(n::REJECT, vec![Stmt::Reject { tcp_reset: false }]);
+
+    // Masquerade: hairpin connections (an endpoint reached through a service from its own
+    // address: the reply would otherwise bypass the node), then whatever was marked.
+    b.rule(
+        n::MASQUERADING,
+        vec![
+            Stmt::CtStatusDnat,
+            Stmt::SaddrDaddrInSet(n::HAIRPIN.into()),
+            jump(n::MARK_MASQ),
+        ],
+    );
+    b.rule(
+        n::MASQUERADING,
+        vec![
+            Stmt::MarkClear(n::MASQ_MARK),
+            Stmt::Verdict(Verdict::Return),
+        ],
+    );
+    b.rule(n::MASQUERADING, vec![Stmt::MarkXor(n::MASQ_MARK)]);
+    b.rule(n::MASQUERADING, vec![Stmt::Masquerade]);
+    b.rule(n::MARK_MASQ, vec![Stmt::MarkOr(n::MASQ_MARK)]);
+    if let ClusterMasquerade::FromOutside(cidrs) = &plan.cluster_masquerade {
+        for c in cidrs {
+            b.rule(
+                n::MASQ_OUTSIDE,
+                vec![
+                    Stmt::Saddr {
+                        net: *c,
+                        negate: false,
+                    },
+                    Stmt::Verdict(Verdict::Return),
+                ],
+            );
+        }
+        b.rule(n::MASQ_OUTSIDE, vec![jump(n::MARK_MASQ)]);
+    }
+    b
+}
