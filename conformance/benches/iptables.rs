@@ -9,11 +9,14 @@
 //! - datapath, per variant: connect-to-first-byte from a pod on the node to a pod on the other
 //!   node, through a ClusterIP and straight to the pod IP, at 100 and 10k services (the others
 //!   with one endpoint each), against the floor measured in the same topology after removing
-//!   the rules: connection tracking and NAT hooks on, no rules.
+//!   the rules: connection tracking and NAT hooks on, no rules; then the 10k pod-IP / floor
+//!   comparison again as three back-to-back pairs (the median pair ratio is the figure).
 
 use std::time::{Duration, Instant};
 use switchyard_conformance::netns::{require_root, timed_in, unique_prefix, Netns};
-use switchyard_conformance::probe::{connect_latencies, floor_latencies, quantile_us};
+use switchyard_conformance::probe::{
+    connect_latencies, floor_latencies, interleaved_p50s, pairs_summary, quantile_us,
+};
 use switchyard_conformance::synthetic::{add_service, cluster, plan_of, scales};
 use switchyard_conformance::topology::Topology;
 use switchyard_core::{diff, Dataplane};
@@ -25,6 +28,8 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SAMPLES: usize = 4000;
 const WARMUP: usize = 1500;
+/// Interleaved rules-on / rules-off pairs for the non-service ratio at 10k services.
+const PAIRS: usize = 3;
 /// Largest scale at which the declarations-first order is also timed (it is quadratic in
 /// iptables-nft: ~3 s at 1k, ~26 s at 2k).
 const DECLARATIONS_FIRST_MAX: usize = 1000;
@@ -174,6 +179,7 @@ fn datapath(rt: &tokio::runtime::Runtime, v: Variant) -> anyhow::Result<()> {
     let mut svc100 = None;
     let mut direct100: Option<Vec<Duration>> = None;
     let mut direct10k = None;
+    let mut plan10k = None;
     for n in [100usize, 10_000] {
         // n-1 synthetic services plus the target, numbered last (highest address).
         // One endpoint per other service: they are never walked by the measured connection.
@@ -210,6 +216,7 @@ fn datapath(rt: &tokio::runtime::Runtime, v: Variant) -> anyhow::Result<()> {
                 Some(("vs 100 services", d100)),
             );
             direct10k = Some(direct);
+            plan10k = Some(plan);
         }
     }
     // The floor again, after removing every rule: the reference for every ratio. A fresh
@@ -226,6 +233,26 @@ fn datapath(rt: &tokio::runtime::Runtime, v: Variant) -> anyhow::Result<()> {
             "pod IP",
             d,
             Some(("vs floor after", &after)),
+        );
+    }
+    // The same comparison in back-to-back pairs (rules on, rules off), so drift cancels.
+    if let Some(plan) = &plan10k {
+        let dp = std::cell::RefCell::new(dp);
+        let pairs = interleaved_p50s(
+            PAIRS,
+            || {
+                rt.block_on(dp.borrow_mut().apply(plan, None))?;
+                connect_latencies(&client, pod, SAMPLES, WARMUP)
+            },
+            || {
+                rt.block_on(dp.borrow_mut().cleanup())?;
+                floor_latencies(&topo.node, &client, pod, SAMPLES, WARMUP)
+            },
+        )?;
+        println!(
+            "datapath {:16}   10000 services pod IP    vs floor, {}",
+            name(v),
+            pairs_summary(&pairs)
         );
     }
     Ok(())

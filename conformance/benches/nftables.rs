@@ -9,11 +9,14 @@
 //! - datapath: connect-to-first-byte from a pod on the node to a pod on the other node, through
 //!   a ClusterIP and straight to the pod IP, at 100 and 10k services (the others with one
 //!   endpoint each), against the floor measured in the same topology after removing the rules:
-//!   connection tracking and NAT hooks on, no rules.
+//!   connection tracking and NAT hooks on, no rules; then the 10k / floor comparisons again as
+//!   three back-to-back pairs (the median pair ratio is the figure).
 
 use std::time::{Duration, Instant};
 use switchyard_conformance::netns::{enter_path, require_root, timed_in, unique_prefix, Netns};
-use switchyard_conformance::probe::{connect_latencies, floor_latencies, quantile_us};
+use switchyard_conformance::probe::{
+    connect_latencies, floor_latencies, interleaved_p50s, pairs_summary, quantile_us,
+};
 use switchyard_conformance::synthetic::{add_service, cluster, plan_of, scales};
 use switchyard_conformance::topology::{From, Topology};
 use switchyard_core::{diff, Dataplane, IpFamily};
@@ -25,6 +28,8 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SAMPLES: usize = 4000;
 const WARMUP: usize = 1500;
+/// Interleaved rules-on / rules-off pairs for the 10k-service ratios against the floor.
+const PAIRS: usize = 3;
 
 fn main() -> anyhow::Result<()> {
     require_root()?;
@@ -205,6 +210,7 @@ fn datapath() -> anyhow::Result<()> {
         }
     });
     let mut results = Vec::new();
+    let mut plan10k = None;
     for n in [100usize, 10_000] {
         // One endpoint per other service, as in the iptables benchmark (never walked by the
         // measured connection).
@@ -217,8 +223,11 @@ fn datapath() -> anyhow::Result<()> {
             .map(|s| s.cluster_ip)
             .max()
             .ok_or_else(|| anyhow::anyhow!("empty plan"))?;
-        tx.send(Some(Some(plan)))?;
+        tx.send(Some(Some(plan.clone())))?;
         done_rx.recv()??;
+        if n == 10_000 {
+            plan10k = Some((plan, vip_ip));
+        }
         let svc = connect_latencies(
             &client,
             std::net::SocketAddr::new(vip_ip, 80),
@@ -265,6 +274,31 @@ fn datapath() -> anyhow::Result<()> {
             d10k,
             Some(("vs floor after", &after)),
         );
+    }
+    // The same comparisons in back-to-back pairs (rules on, rules off), so drift cancels.
+    if let Some((plan, vip_ip)) = plan10k {
+        for (path, dst) in [
+            ("ClusterIP", std::net::SocketAddr::new(vip_ip, 80)),
+            ("pod IP", pod),
+        ] {
+            let pairs = interleaved_p50s(
+                PAIRS,
+                || {
+                    tx.send(Some(Some(plan.clone())))?;
+                    done_rx.recv()??;
+                    connect_latencies(&client, dst, SAMPLES, WARMUP)
+                },
+                || {
+                    tx.send(Some(None))?;
+                    done_rx.recv()??;
+                    floor_latencies(&topo.node, &client, pod, SAMPLES, WARMUP)
+                },
+            )?;
+            println!(
+                "datapath nftables   10000 services {path:9} vs floor, {}",
+                pairs_summary(&pairs)
+            );
+        }
     }
     tx.send(None)?;
     let _ = worker.join();

@@ -121,35 +121,152 @@ fn parse_ours(text: &str) -> Parsed {
     (rules, elems)
 }
 
+/// Applies `plan`, lists the table, and compares every rule and element with our printer.
+fn assert_listing_matches_printer(ns: &Netns, dp: &mut NftablesDataplane, plan: &ProxyPlan) {
+    let ours = dp.render(plan, None);
+    block(dp.apply(plan, None)).expect("apply");
+    let fam = match plan.family {
+        IpFamily::V4 => "ip",
+        IpFamily::V6 => "ip6",
+    };
+    let listing = ns
+        .exec("nft", &["list", "table", fam, "switchyard"])
+        .expect("nft list");
+    let (kernel_rules, mut kernel_elems) = parse_listing(&listing);
+    let (our_rules, mut our_elems) = parse_ours(&ours);
+    assert!(our_rules.len() > 50, "the plan should render many rules");
+    let missing: Vec<_> = our_rules
+        .iter()
+        .filter(|r| !kernel_rules.contains(r))
+        .collect();
+    let extra: Vec<_> = kernel_rules
+        .iter()
+        .filter(|r| !our_rules.contains(r))
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "printer vs kernel:\nonly ours: {missing:#?}\nonly kernel: {extra:#?}"
+    );
+    for v in kernel_elems.values_mut().chain(our_elems.values_mut()) {
+        v.sort();
+    }
+    assert_eq!(kernel_elems, our_elems, "map and set elements differ");
+}
+
 #[test]
 fn nft_list_matches_our_printer() {
     in_netns(IpFamily::V4, |ns, dp| {
-        let plan = example_plan();
-        let ours = dp.render(&plan, None);
-        block(dp.apply(&plan, None)).expect("apply");
-        let listing = ns
-            .exec("nft", &["list", "table", "ip", "switchyard"])
-            .expect("nft list");
-        let (kernel_rules, mut kernel_elems) = parse_listing(&listing);
-        let (our_rules, mut our_elems) = parse_ours(&ours);
-        assert!(our_rules.len() > 50, "the example should render many rules");
-        let missing: Vec<_> = our_rules
-            .iter()
-            .filter(|r| !kernel_rules.contains(r))
-            .collect();
-        let extra: Vec<_> = kernel_rules
-            .iter()
-            .filter(|r| !our_rules.contains(r))
-            .collect();
-        assert!(
-            missing.is_empty() && extra.is_empty(),
-            "printer vs kernel:\nonly ours: {missing:#?}\nonly kernel: {extra:#?}"
-        );
-        for v in kernel_elems.values_mut().chain(our_elems.values_mut()) {
-            v.sort();
-        }
-        assert_eq!(kernel_elems, our_elems, "map and set elements differ");
+        assert_listing_matches_printer(ns, dp, &example_plan());
     });
+}
+
+/// A plan that makes the backend emit every statement and object kind it has: NodePorts on
+/// every local address (the `np-` objects), 20 endpoints (the halving pick), both traffic
+/// policies Local with short-circuit, session affinity on a NodePort (per-service chains
+/// behind `service-nodeports`), source ranges, no-endpoint reject and drop.
+fn feature_plan(family: IpFamily) -> ProxyPlan {
+    let (node, vip, ep, ext, cidr, range, kind) = match family {
+        IpFamily::V4 => (
+            "192.168.0.10",
+            "10.96.0.",
+            "10.244.1.",
+            "198.51.100.",
+            "10.244.0.0/16",
+            "203.0.113.0/24",
+            "IPv4",
+        ),
+        IpFamily::V6 => (
+            "fd00:1::10",
+            "fd00:96::",
+            "fd00:244::",
+            "2001:db8:5::",
+            "fd00:244::/56",
+            "2001:db8:7::/48",
+            "IPv6",
+        ),
+    };
+    let service = |name: &str, ip: u32, spec: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  clusterIP: {vip}{ip}\n  ipFamilies: [{kind}]\n{spec}"
+        )
+    };
+    let slice = |name: &str, eps: &[(u32, &str)]| {
+        let mut y = format!(
+            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-x, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: {kind}\nports: [{{name: '', port: 8080, protocol: TCP}}]\nendpoints:\n"
+        );
+        for (i, node) in eps {
+            y.push_str(&format!("- addresses: ['{ep}{i}']\n  nodeName: {node}\n"));
+        }
+        y
+    };
+    let twenty: Vec<(u32, &str)> = (10..30)
+        .map(|i| (i, if i < 15 { "n1" } else { "n2" }))
+        .collect();
+    let mut yaml = format!(
+        "apiVersion: v1\nkind: Node\nmetadata: {{name: n1}}\nstatus:\n  addresses: [{{type: InternalIP, address: '{node}'}}]\n"
+    );
+    yaml += &service(
+        "big",
+        1,
+        "  type: NodePort\n  ports: [{port: 80, targetPort: 8080, nodePort: 30100}]\n",
+    );
+    yaml += &slice("big", &twenty);
+    yaml += &service("local", 2, "  type: NodePort\n  externalTrafficPolicy: Local\n  internalTrafficPolicy: Local\n  ports: [{port: 80, targetPort: 8080, nodePort: 30101}]\n");
+    yaml += &slice("local", &[(40, "n1"), (41, "n1"), (42, "n2")]);
+    yaml += &service("sticky", 3, "  type: NodePort\n  sessionAffinity: ClientIP\n  ports: [{port: 80, targetPort: 8080, nodePort: 30102}]\n");
+    yaml += &slice("sticky", &[(50, "n1"), (51, "n2")]);
+    yaml += &service("lb", 4, &format!("  type: LoadBalancer\n  externalIPs: ['{ext}7']\n  loadBalancerSourceRanges: ['{range}']\n  ports: [{{port: 80, targetPort: 8080, nodePort: 30104}}]\n"));
+    yaml += &format!("status:\n  loadBalancer:\n    ingress:\n    - ip: '{ext}9'\n");
+    yaml += &slice("lb", &[(60, "n2")]);
+    yaml += &service("none", 5, "  ports: [{port: 80}]\n");
+    yaml += &service("remote-only", 6, "  type: NodePort\n  externalTrafficPolicy: Local\n  ports: [{port: 80, targetPort: 8080, nodePort: 30103}]\n");
+    yaml += &slice("remote-only", &[(70, "n2")]);
+    let mut m = switchyard_agent::source::Manifests::default();
+    m.add_text(Path::new("features.yaml"), &yaml).expect("yaml");
+    let config = switchyard_core::ProxyConfig::new(family, "n1")
+        .with_cluster_cidrs([cidr.parse().expect("cidr")])
+        .with_node_port_addresses(switchyard_core::NodePortAddresses::All);
+    let plan = switchyard_core::plan(&m.to_state("n1"), &config);
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    plan
+}
+
+#[test]
+fn nft_list_matches_our_printer_for_every_statement_in_both_families() {
+    for family in [IpFamily::V4, IpFamily::V6] {
+        in_netns(family, move |ns, dp| {
+            let plan = feature_plan(family);
+            let text = dp.render(&plan, None);
+            // Every statement form, so a printer/kernel mismatch in any of them shows.
+            for want in [
+                "daddr . meta l4proto . th dport @int-cluster-services goto int-cluster",
+                "fib daddr type local goto node-ports",
+                "meta l4proto . th dport @np-ext-sc-to-local-services goto np-ext-sc-to-local",
+                "meta l4proto . th dport vmap @service-nodeports",
+                "to meta l4proto . th dport map @np-cluster-endpoint-19",
+                "numgen random mod 20 < 10 goto cluster-pick-0-10",
+                "numgen random mod 10 0 goto cluster-dnat-10",
+                "@np-cluster-endpoint-2 goto np-cluster-count-3-20",
+                "ct status dnat",
+                "saddr . ",
+                "fib saddr type local jump mark-for-masquerade",
+                "fib daddr type local meta l4proto . th dport @no-endpoint-drop-nodeports drop",
+                "@no-endpoint-reject goto reject-chain",
+                "update @aff-",
+                "vmap @firewall-ips",
+                "reject with tcp reset",
+                "masquerade fully-random",
+                "meta mark set meta mark | 0x00004000",
+                "ct state new jump service-filter",
+            ] {
+                assert!(
+                    text.contains(want),
+                    "{family}: render lacks {want:?}:\n{text}"
+                );
+            }
+            assert_listing_matches_printer(ns, dp, &plan);
+        });
+    }
 }
 
 /// Services a and c (data path) and b (session affinity: per-service chains).

@@ -4,8 +4,9 @@
 //! structure, every service port); a partial sync compares the touched service ports' bundles,
 //! and the shared structure, before and after, and emits only the difference.
 
-use crate::objects::{Chain, Elem, Key, Op};
+use crate::objects::{Chain, Elem, Key, Op, Rule};
 use crate::render::{self, Bundle, Need, ServiceObjects, Slots};
+use crate::stmt::Stmt;
 use crate::tx::Transaction;
 use std::collections::{BTreeMap, BTreeSet};
 use switchyard_core::plan::{ProxyPlan, ServicePortName};
@@ -115,9 +116,9 @@ fn creation_ops(b: Bundle, ops: &mut Vec<Op>) {
     ops.extend(elem_ops(b.elems, true));
 }
 
-fn push_rules(chain: &str, rules: Vec<Vec<crate::stmt::Stmt>>, ops: &mut Vec<Op>) {
+fn push_rules(chain: &str, rules: Vec<Vec<Stmt>>, ops: &mut Vec<Op>) {
     ops.extend(rules.into_iter().map(|stmts| {
-        Op::AddRule(crate::objects::Rule {
+        Op::AddRule(Rule {
             chain: chain.to_string(),
             stmts,
         })

@@ -165,8 +165,9 @@ const CT_STATE_NEW: u32 = 1 << 3;
 /// `IPS_DST_NAT`.
 const CT_STATUS_DNAT: u32 = 1 << 5;
 
-/// `dreg = sreg & bit; dreg != 0`, on a host-order 32-bit value.
-fn bit_set(reg: u32, bit: u32, out: &mut Vec<Expr>) {
+/// `reg & bit` compared with zero (`Neq`: the bit is set, `Eq`: it is clear), on a host-order
+/// 32-bit value.
+fn test_bit(reg: u32, bit: u32, op: CmpOp, out: &mut Vec<Expr>) {
     out.push(Expr::Bitwise {
         sreg: reg,
         dreg: reg,
@@ -175,7 +176,7 @@ fn bit_set(reg: u32, bit: u32, out: &mut Vec<Expr>) {
     });
     out.push(Expr::Cmp {
         sreg: reg,
-        op: CmpOp::Neq,
+        op,
         data: vec![0; 4],
     });
 }
@@ -266,7 +267,7 @@ impl Stmt {
             }
             Self::CtStatusDnat => {
                 out.push(Expr::CtStatus { dreg: REG0 });
-                bit_set(REG0, CT_STATUS_DNAT, out);
+                test_bit(REG0, CT_STATUS_DNAT, CmpOp::Neq, out);
             }
             Self::FibDaddrLocal => fib_local(true, out),
             Self::Below { modulus, bound } => {
@@ -338,7 +339,7 @@ impl Stmt {
             Self::FibSaddrLocal => fib_local(false, out),
             Self::CtStateNew => {
                 out.push(Expr::CtState { dreg: REG0 });
-                bit_set(REG0, CT_STATE_NEW, out);
+                test_bit(REG0, CT_STATE_NEW, CmpOp::Neq, out);
             }
             Self::L4Proto(p) => {
                 out.push(Expr::Meta {
@@ -367,17 +368,7 @@ impl Stmt {
                     key: MetaKey::Mark,
                     dreg: REG0,
                 });
-                out.push(Expr::Bitwise {
-                    sreg: REG0,
-                    dreg: REG0,
-                    mask: bit.to_ne_bytes().to_vec(),
-                    xor: vec![0; 4],
-                });
-                out.push(Expr::Cmp {
-                    sreg: REG0,
-                    op: CmpOp::Eq,
-                    data: vec![0; 4],
-                });
+                test_bit(REG0, *bit, CmpOp::Eq, out);
             }
             Self::MarkXor(bit) | Self::MarkOr(bit) => {
                 let mask = if matches!(self, Self::MarkOr(_)) {

@@ -14,9 +14,9 @@
 //! number of affinity services, not with the rest (DESIGN-NOTES 38).
 
 use super::service::Keys;
-use super::{goto, jump, Need, ServiceObjects};
+use super::{goto, jump, Bundle, Need, ServiceObjects};
 use crate::names::{self as n, ServiceChains};
-use crate::objects::{Elem, ElemData, KeyType, Set, SetData};
+use crate::objects::{Elem, ElemData, Key, KeyType, Set, SetData};
 use crate::stmt::{KeySrc, Stmt};
 use ipnet::IpNet;
 use std::collections::BTreeSet;
@@ -39,21 +39,20 @@ pub fn service(
         Target::Local => Some(c.local.clone()),
         Target::Reject | Target::Drop => None,
     };
-    let dispatch =
-        |b: &mut super::Bundle, needs: &mut BTreeSet<Need>, src: KeySrc, key, to: &str| {
-            let map = match src {
-                KeySrc::Vip => n::SERVICE_IPS,
-                KeySrc::Port => n::SERVICE_NODEPORTS,
-            };
-            needs.insert(Need::ChainDispatch(src));
-            b.elem(
-                map,
-                Elem {
-                    key,
-                    data: Some(ElemData::Goto(to.to_string())),
-                },
-            );
+    let dispatch = |b: &mut Bundle, needs: &mut BTreeSet<Need>, src: KeySrc, key: Key, to: &str| {
+        let map = match src {
+            KeySrc::Vip => n::SERVICE_IPS,
+            KeySrc::Port => n::SERVICE_NODEPORTS,
         };
+        needs.insert(Need::ChainDispatch(src));
+        b.elem(
+            map,
+            Elem {
+                key,
+                data: Some(ElemData::Goto(to.to_string())),
+            },
+        );
+    };
 
     // Cluster IP.
     if let Some(to) = policy_chain(svc.internal) {

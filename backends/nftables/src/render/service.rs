@@ -77,34 +77,10 @@ pub fn service(
 }
 
 fn data_path(svc: &ServicePortPlan, keys: &Keys, previous: Option<&Slots>) -> ServiceObjects {
-    let mut o = ServiceObjects::default();
-    let take = |o: &mut ServiceObjects, src: KeySrc, key: Key, shape: Shape, kinds: &[Kind]| {
-        let set = n::shape_set(src, &shape.name());
-        o.own.elem(&set, Elem::key(key));
-        o.needs.insert(Need::Shape(src, shape));
-        for &kind in kinds {
-            let order = o.slots.entry(kind).or_insert_with(|| {
-                let now: Vec<SocketAddr> = endpoints(svc, kind)
-                    .iter()
-                    .map(|e| SocketAddr::new(e.ip, e.port))
-                    .collect();
-                match previous.and_then(|p| p.get(&kind)) {
-                    Some(before) => stable_order(before, &now),
-                    None => now,
-                }
-            });
-            let order = order.clone();
-            slots(o, src, key, kind, &order);
-        }
-    };
+    // Which keys take which shape, and which endpoint kinds each is balanced over.
+    let mut routes: Vec<(KeySrc, Key, Shape, Vec<Kind>)> = Vec::new();
     if let Some(kind) = kind_of(svc.internal) {
-        take(
-            &mut o,
-            KeySrc::Vip,
-            keys.cluster,
-            Shape::Internal(kind),
-            &[kind],
-        );
+        routes.push((KeySrc::Vip, keys.cluster, Shape::Internal(kind), vec![kind]));
     }
     if let Some(ext) = svc.external {
         let to = kind_of(ext.target);
@@ -119,11 +95,37 @@ fn data_path(svc: &ServicePortPlan, keys: &Keys, previous: Option<&Slots>) -> Se
                 kinds.push(Kind::Cluster);
             }
             for &(src, key) in &keys.external {
-                take(&mut o, src, key, shape, &kinds);
+                routes.push((src, key, shape, kinds.clone()));
             }
         }
     }
+    let mut o = ServiceObjects::default();
+    for (src, key, shape, kinds) in routes {
+        o.own
+            .elem(&n::shape_set(src, &shape.name()), Elem::key(key));
+        o.needs.insert(Need::Shape(src, shape));
+        for kind in kinds {
+            let order = o
+                .slots
+                .entry(kind)
+                .or_insert_with(|| slot_order(svc, kind, previous))
+                .clone();
+            slots(&mut o, src, key, kind, &order);
+        }
+    }
     o
+}
+
+/// The endpoints of `kind` in slot order: the kernel's order kept where it can be.
+fn slot_order(svc: &ServicePortPlan, kind: Kind, previous: Option<&Slots>) -> Vec<SocketAddr> {
+    let now: Vec<SocketAddr> = endpoints(svc, kind)
+        .iter()
+        .map(|e| SocketAddr::new(e.ip, e.port))
+        .collect();
+    match previous.and_then(|p| p.get(&kind)) {
+        Some(before) => stable_order(before, &now),
+        None => now,
+    }
 }
 
 fn endpoints(svc: &ServicePortPlan, kind: Kind) -> &[Endpoint] {
