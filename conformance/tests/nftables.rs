@@ -523,3 +523,127 @@ fn ipv6_table_is_programmed() {
         assert!(!tables.contains("switchyard"), "{tables}");
     });
 }
+
+/// The listing with the slot number taken out of the DNAT slot maps' names: a partial sync
+/// keeps endpoints in their slots, a full sync numbers them afresh, and both are right as
+/// long as each key maps to the same endpoints.
+fn normalized(listing: &str) -> Parsed {
+    let (rules, elems) = parse_listing(listing);
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (set, mut v) in elems {
+        let name = match set.rsplit_once("-endpoint-") {
+            Some((kind, i)) if i.parse::<u32>().is_ok() => format!("{kind}-endpoint-*"),
+            _ => set,
+        };
+        out.entry(name).or_default().append(&mut v);
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    (rules, out)
+}
+
+#[test]
+fn partial_syncs_end_where_a_full_sync_would() {
+    let step = |a: &[&str], c: &[&str], b_affinity: bool, c_local: bool, with_d: bool| {
+        let mut objects = vec![
+            svc("a", "10.96.0.1").http().yaml(),
+            http_slice("a", &ready(a)),
+        ];
+        let b = svc("b", "10.96.0.2").http();
+        let b = if b_affinity {
+            b.spec("sessionAffinity: ClientIP")
+        } else {
+            b
+        };
+        objects.push(b.yaml());
+        objects.push(http_slice("b", &ready(&["pod-a2", "pod-b1"])));
+        let c_svc = svc("c", "10.96.0.3")
+            .type_("NodePort")
+            .port("", "TCP", 80, 8080, Some(30080));
+        let c_svc = if c_local {
+            c_svc.spec("externalTrafficPolicy: Local")
+        } else {
+            c_svc
+        };
+        objects.push(c_svc.yaml());
+        objects.push(http_slice("c", &ready(c)));
+        if with_d {
+            objects.push(
+                svc("d", "10.96.0.4")
+                    .http()
+                    .spec("sessionAffinity: ClientIP")
+                    .yaml(),
+            );
+            objects.push(http_slice(
+                "d",
+                &ready(&["pod-a1", "pod-a2", "pod-a3", "pod-b1"]),
+            ));
+        }
+        plan_for(&manifest(&objects), Default::default()).expect("plan")
+    };
+    let plans = [
+        step(&["pod-a1"], &["pod-a2", "pod-b2"], true, false, false),
+        // a grows to a count nobody had; c shrinks; d (affinity) appears.
+        step(
+            &["pod-a1", "pod-a3", "pod-b3"],
+            &["pod-b2"],
+            true,
+            false,
+            true,
+        ),
+        // b leaves the chain path; a's first endpoint replaced; c turns Local.
+        step(
+            &["pod-b1", "pod-a3", "pod-b3"],
+            &["pod-b2", "pod-a1"],
+            false,
+            true,
+            true,
+        ),
+        // a loses every endpoint (reject); d goes; c back to Cluster.
+        step(&[], &["pod-a1", "pod-a2", "pod-a3"], false, false, false),
+        // Back to the start: b back on the chain path.
+        step(&["pod-a1"], &["pod-a2", "pod-b2"], true, false, false),
+    ];
+    in_netns(IpFamily::V4, move |ns, dp| {
+        block(dp.apply(&plans[0], None)).expect("full");
+        for (i, pair) in plans.windows(2).enumerate() {
+            let stats =
+                block(dp.apply(&pair[1], Some(&diff(&pair[0], &pair[1])))).expect("partial");
+            assert!(!stats.full, "step {i} was not partial");
+            let reference = Netns::create(&format!("{}-nftref", unique_prefix())).expect("netns");
+            let full_text = NftablesDataplane::new(IpFamily::V4).render(&pair[1], None);
+            switchyard_conformance::netns::timed_in(
+                &reference,
+                "nft",
+                &["-f", "/dev/stdin"],
+                &full_text,
+            )
+            .expect("full sync by nft -f");
+            let want = normalized(&list(&reference));
+            let got = normalized(&list(ns));
+            let only = |x: &Parsed, y: &Parsed| -> Vec<String> {
+                let mut d: Vec<String> =
+                    x.0.iter()
+                        .filter(|r| !y.0.contains(r))
+                        .map(|r| format!("{r:?}"))
+                        .collect();
+                for (set, v) in &x.1 {
+                    for e in v
+                        .iter()
+                        .filter(|e| !y.1.get(set).is_some_and(|w| w.contains(e)))
+                    {
+                        d.push(format!("{set}: {e}"));
+                    }
+                }
+                d
+            };
+            assert!(
+                want == got,
+                "step {i}: after partial syncs the table differs from a full sync\nonly after partials: {:#?}\nonly in full sync: {:#?}",
+                only(&got, &want),
+                only(&want, &got)
+            );
+        }
+    });
+}
