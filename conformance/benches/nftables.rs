@@ -3,7 +3,9 @@
 //! Fixed scenario, so figures compare across commits:
 //! - control plane: full sync of 1k and 10k services x 10 endpoints into a fresh namespace, then
 //!   incremental syncs: one endpoint replaced (median of 50), then one endpoint added (the first
-//!   round brings an endpoint count no service had; median of the other 49); baseline: `nft -f`
+//!   round brings an endpoint count no service had; median of the other 49), each right after
+//!   re-planning the cluster as the agent does; then the backend alone (two precomputed plans
+//!   alternated, nothing between the syncs to evict the caches); baseline: `nft -f`
 //!   of the identical ruleset text (our `render` output) into another fresh namespace, in the
 //!   same run; peak RSS.
 //! - datapath: connect-to-first-byte from a pod on the node to a pod on the other node, through
@@ -40,10 +42,11 @@ fn main() -> anyhow::Result<()> {
         for n in scales() {
             incr.push((n, control_plane(n)?));
         }
-        if let [(a, ia), .., (b, ib)] = incr.as_slice() {
+        if let [(a, (ia, alone_a)), .., (b, (ib, alone_b))] = incr.as_slice() {
             println!(
-                "control incremental (1 endpoint replaced) at {b} vs {a} services: ratio={:.2}",
-                ib.as_secs_f64() / ia.as_secs_f64()
+                "control incremental (1 endpoint replaced) at {b} vs {a} services: ratio={:.2} after re-planning, {:.2} backend alone",
+                ib.as_secs_f64() / ia.as_secs_f64(),
+                alone_b.as_secs_f64() / alone_a.as_secs_f64()
             );
         }
         println!(
@@ -123,14 +126,15 @@ fn rounds(
     Ok(r)
 }
 
-/// Full and incremental sync at `n` services; returns the median incremental time.
-fn control_plane(n: usize) -> anyhow::Result<Duration> {
+/// Full and incremental sync at `n` services; returns the median incremental times after
+/// re-planning (as the agent syncs) and of the backend alone.
+fn control_plane(n: usize) -> anyhow::Result<(Duration, Duration)> {
     let state = cluster(n, 10);
     let plan = plan_of(&state);
     let ns = Netns::create(&format!("{}-nftb", unique_prefix()))?;
     let path = ns.path();
     let plan2 = plan.clone();
-    let (full, replaced, added, text) = std::thread::spawn(move || -> anyhow::Result<_> {
+    let (full, replaced, added, alone, text) = std::thread::spawn(move || -> anyhow::Result<_> {
         enter_path(&path)?;
         // One runtime for the whole run, as in the agent.
         let rt = runtime();
@@ -152,7 +156,25 @@ fn control_plane(n: usize) -> anyhow::Result<Duration> {
             e.addresses = vec![format!("10.247.0.{}", round + 1)];
             s.endpoints.push(e);
         })?;
-        Ok((full, replaced, added, text))
+        // The backend alone: two precomputed plans (one endpoint apart) applied alternately,
+        // so no re-planning of the whole cluster runs between syncs and evicts the caches.
+        let mut other = state.clone();
+        let slice = other
+            .endpoint_slices
+            .values_mut()
+            .nth(n / 5)
+            .ok_or_else(|| anyhow::anyhow!("no slice"))?;
+        slice.endpoints[0].addresses = vec!["10.248.0.1".into()];
+        let (a, b) = (prev.clone(), plan_of(&other));
+        let (ab, ba) = (diff(&a, &b), diff(&b, &a));
+        let mut alone = Vec::new();
+        for i in 0..ROUNDS {
+            let (p, c) = if i % 2 == 0 { (&b, &ab) } else { (&a, &ba) };
+            let t = Instant::now();
+            rt.block_on(dp.apply(p, Some(c)))?;
+            alone.push(t.elapsed());
+        }
+        Ok((full, replaced, added, alone, text))
     })
     .join()
     .map_err(|_| anyhow::anyhow!("benchmark thread panicked"))??;
@@ -181,7 +203,11 @@ fn control_plane(n: usize) -> anyhow::Result<Duration> {
         ms(Rounds::median(&added.total[1..])),
         ms(Rounds::median(&added.kernel[1..])),
     );
-    Ok(Rounds::median(&replaced.total))
+    println!(
+        "control nftables services={n:>6} incremental, backend alone (2 precomputed plans alternated, no re-planning between; median of {ROUNDS})={:>6.3} ms",
+        ms(Rounds::median(&alone)),
+    );
+    Ok((Rounds::median(&replaced.total), Rounds::median(&alone)))
 }
 
 fn datapath() -> anyhow::Result<()> {
