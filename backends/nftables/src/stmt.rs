@@ -181,19 +181,9 @@ fn test_bit(reg: u32, bit: u32, op: CmpOp, out: &mut Vec<Expr>) {
     });
 }
 
-/// `meta l4proto . th dport` into `reg` and `reg + 1`, then a verdict-map lookup of the key
-/// that starts at `REG0` (the address, when one was loaded first, or the protocol itself).
-fn proto_port_vmap(reg: u32, map: &str, out: &mut Vec<Expr>) {
-    out.push(Expr::Meta {
-        key: MetaKey::L4Proto,
-        dreg: reg,
-    });
-    out.push(Expr::Payload {
-        base: Base::Transport,
-        offset: 2,
-        len: 2,
-        dreg: reg + 1,
-    });
+/// The service key, then a verdict-map lookup of it.
+fn key_vmap(src: KeySrc, map: &str, f: IpFamily, out: &mut Vec<Expr>) {
+    src.load(f, out);
     out.push(Expr::Lookup {
         set: map.to_string(),
         sreg: REG0,
@@ -285,11 +275,8 @@ impl Stmt {
                     data: bound.to_be_bytes().to_vec(),
                 });
             }
-            Self::DispatchVmap(map) => {
-                out.push(daddr);
-                proto_port_vmap(REG0 + addr_len(f) / 4, map, out);
-            }
-            Self::PortVmap(map) => proto_port_vmap(REG0, map, out),
+            Self::DispatchVmap(map) => key_vmap(KeySrc::Vip, map, f, out),
+            Self::PortVmap(map) => key_vmap(KeySrc::Port, map, f, out),
             Self::Saddr { net, negate } => {
                 let len = addr_len(f);
                 out.push(Expr::Payload {
