@@ -36,12 +36,8 @@ pub struct Delta {
 }
 
 fn apply_counts<K: Ord + Clone>(counts: &mut BTreeMap<K, usize>, delta: &BTreeMap<K, isize>) {
-    for (k, d) in delta {
-        let now = counts
-            .get(k)
-            .copied()
-            .unwrap_or(0)
-            .saturating_add_signed(*d);
+    for k in delta.keys() {
+        let now = count_after(counts, delta, k);
         if now == 0 {
             counts.remove(k);
         } else {

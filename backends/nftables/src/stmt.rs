@@ -24,12 +24,7 @@ impl KeySrc {
     fn load(self, f: IpFamily, out: &mut Vec<Expr>) {
         let mut reg = REG0;
         if self == Self::Vip {
-            out.push(Expr::Payload {
-                base: Base::Network,
-                offset: daddr_offset(f),
-                len: addr_len(f),
-                dreg: REG0,
-            });
+            out.push(load_addr(f, false, REG0));
             reg += addr_len(f) / 4;
         }
         out.push(Expr::Meta {
@@ -137,6 +132,30 @@ fn daddr_offset(f: IpFamily) -> u32 {
     }
 }
 
+/// The packet's source (`saddr`) or destination address into `dreg`.
+fn load_addr(f: IpFamily, source: bool, dreg: u32) -> Expr {
+    Expr::Payload {
+        base: Base::Network,
+        offset: if source {
+            saddr_offset(f)
+        } else {
+            daddr_offset(f)
+        },
+        len: addr_len(f),
+        dreg,
+    }
+}
+
+/// Membership of the key that starts at `REG0` in `set` (or among a map's keys).
+fn member_of(set: &str) -> Expr {
+    Expr::Lookup {
+        set: set.to_string(),
+        sreg: REG0,
+        dreg: None,
+        invert: false,
+    }
+}
+
 pub(crate) fn nfproto(f: IpFamily) -> u8 {
     match f {
         IpFamily::V4 => crate::netlink::NFPROTO_IPV4,
@@ -205,21 +224,10 @@ fn fib_local(daddr: bool, out: &mut Vec<Expr>) {
 impl Stmt {
     /// The expressions implementing this statement.
     pub fn exprs(&self, f: IpFamily, out: &mut Vec<Expr>) {
-        let daddr = Expr::Payload {
-            base: Base::Network,
-            offset: daddr_offset(f),
-            len: addr_len(f),
-            dreg: REG0,
-        };
         match self {
             Self::KeyInSet { src, set } => {
                 src.load(f, out);
-                out.push(Expr::Lookup {
-                    set: set.clone(),
-                    sreg: REG0,
-                    dreg: None,
-                    invert: false,
-                });
+                out.push(member_of(set));
             }
             Self::DnatMap { src, map } => {
                 src.load(f, out);
@@ -236,24 +244,9 @@ impl Stmt {
                 });
             }
             Self::SaddrDaddrInSet(set) => {
-                out.push(Expr::Payload {
-                    base: Base::Network,
-                    offset: saddr_offset(f),
-                    len: addr_len(f),
-                    dreg: REG0,
-                });
-                out.push(Expr::Payload {
-                    base: Base::Network,
-                    offset: daddr_offset(f),
-                    len: addr_len(f),
-                    dreg: REG0 + addr_len(f) / 4,
-                });
-                out.push(Expr::Lookup {
-                    set: set.clone(),
-                    sreg: REG0,
-                    dreg: None,
-                    invert: false,
-                });
+                out.push(load_addr(f, true, REG0));
+                out.push(load_addr(f, false, REG0 + addr_len(f) / 4));
+                out.push(member_of(set));
             }
             Self::CtStatusDnat => {
                 out.push(Expr::CtStatus { dreg: REG0 });
@@ -279,12 +272,7 @@ impl Stmt {
             Self::PortVmap(map) => key_vmap(KeySrc::Port, map, f, out),
             Self::Saddr { net, negate } => {
                 let len = addr_len(f);
-                out.push(Expr::Payload {
-                    base: Base::Network,
-                    offset: saddr_offset(f),
-                    len,
-                    dreg: REG0,
-                });
+                out.push(load_addr(f, true, REG0));
                 if net.prefix_len() < net.max_prefix_len() {
                     out.push(Expr::Bitwise {
                         sreg: REG0,
@@ -300,28 +288,9 @@ impl Stmt {
                     data: ip_bytes(&net.network()),
                 });
             }
-            Self::DaddrInSet(set) => {
-                out.push(daddr);
-                out.push(Expr::Lookup {
-                    set: set.clone(),
-                    sreg: REG0,
-                    dreg: None,
-                    invert: false,
-                });
-            }
-            Self::SaddrInSet(set) => {
-                out.push(Expr::Payload {
-                    base: Base::Network,
-                    offset: saddr_offset(f),
-                    len: addr_len(f),
-                    dreg: REG0,
-                });
-                out.push(Expr::Lookup {
-                    set: set.clone(),
-                    sreg: REG0,
-                    dreg: None,
-                    invert: false,
-                });
+            Self::DaddrInSet(set) | Self::SaddrInSet(set) => {
+                out.push(load_addr(f, matches!(self, Self::SaddrInSet(_)), REG0));
+                out.push(member_of(set));
             }
             Self::FibSaddrLocal => fib_local(false, out),
             Self::CtStateNew => {
@@ -408,12 +377,7 @@ impl Stmt {
                 });
             }
             Self::UpdateSaddr(set) => {
-                out.push(Expr::Payload {
-                    base: Base::Network,
-                    offset: saddr_offset(f),
-                    len: addr_len(f),
-                    dreg: REG0,
-                });
+                out.push(load_addr(f, true, REG0));
                 out.push(Expr::DynsetUpdate {
                     set: set.clone(),
                     sreg: REG0,
