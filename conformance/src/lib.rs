@@ -21,6 +21,7 @@ pub mod scenario;
 pub mod scenarios;
 pub mod synthetic;
 pub mod topology;
+pub mod vm;
 
 pub use matrix::{Cell, Matrix};
 pub use runner::{run, Backend, Options};

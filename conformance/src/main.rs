@@ -2,7 +2,10 @@
 
 use clap::Parser;
 use std::process::ExitCode;
-use switchyard_conformance::{backends, run, scenarios, Options};
+use std::time::Duration;
+use switchyard_conformance::vm::conformance::VmMatrix;
+use switchyard_conformance::vm::Kernel;
+use switchyard_conformance::{backends, run, scenarios, Matrix, Options};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -26,6 +29,14 @@ struct Args {
     /// List the scenarios and exit.
     #[arg(long)]
     list: bool,
+    /// Kernels, comma-separated: `host` (this machine's), `debian-6.1`, `debian-6.12`. Other
+    /// kernels boot in a qemu VM (cached under /var/cache/switchyard-vm) running this binary;
+    /// their columns are named `<backend>@<kernel>`.
+    #[arg(long, value_delimiter = ',', default_value = "host")]
+    kernel: Vec<String>,
+    /// Seconds one VM kernel may take for its whole matrix (boot included).
+    #[arg(long, default_value_t = 2400)]
+    vm_timeout: u64,
 }
 
 fn main() -> ExitCode {
@@ -42,14 +53,63 @@ fn main() -> ExitCode {
         for m in &args.mode {
             list.extend(backends::by_mode(m)?);
         }
-        let matrix = run(
-            &list,
-            &table,
-            &Options {
+        let mut vm_kernels = Vec::new();
+        let mut host = false;
+        for k in &args.kernel {
+            match k.as_str() {
+                "host" => host = true,
+                other => vm_kernels.push(other.parse::<Kernel>()?),
+            }
+        }
+        let mut matrix: Option<Matrix> = None;
+        if host {
+            matrix = Some(run(
+                &list,
+                &table,
+                &Options {
+                    filter: args.scenario.clone(),
+                    parallel: args.parallel,
+                },
+            )?);
+        }
+        for kernel in vm_kernels {
+            let vm = VmMatrix {
+                kernel,
+                exe: std::env::current_exe()?,
+                modes: args.mode.clone(),
                 filter: args.scenario.clone(),
                 parallel: args.parallel,
-            },
-        )?;
+                timeout: Duration::from_secs(args.vm_timeout),
+            }
+            .run()?;
+            eprintln!(
+                "switchyard-conformance: {kernel}: {} in {:.1}s{}",
+                vm.error.as_deref().unwrap_or("ran"),
+                vm.elapsed.as_secs_f64(),
+                if vm.modules_failed.is_empty() {
+                    String::new()
+                } else {
+                    format!("; modules not loaded: {}", vm.modules_failed.join(" "))
+                }
+            );
+            if vm.error.is_some() || vm.matrix.failures() > 0 {
+                if let Some(console) = &vm.console {
+                    let path =
+                        std::env::temp_dir().join(format!("switchyard-vm-{kernel}.console.log"));
+                    if std::fs::write(&path, console).is_ok() {
+                        eprintln!(
+                            "switchyard-conformance: {kernel}: guest console in {}",
+                            path.display()
+                        );
+                    }
+                }
+            }
+            match &mut matrix {
+                Some(m) => m.append_columns(&vm.matrix),
+                None => matrix = Some(vm.matrix),
+            }
+        }
+        let matrix = matrix.ok_or_else(|| anyhow::anyhow!("--kernel lists no kernel"))?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&matrix)?);
         } else {

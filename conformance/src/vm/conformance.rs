@@ -1,0 +1,212 @@
+//! The conformance matrix of some modes, run inside a guest kernel: the conformance binary boots
+//! as the payload, runs `--mode ... --json` there, and its matrix comes back with each column
+//! renamed `<backend>@<kernel>` (e.g. `nftables@debian-6.1`).
+//!
+//! Nothing is silently missing: when the guest cannot boot, times out, or prints no matrix,
+//! every expected cell is a FAIL naming the reason, so the merged table has the same shape
+//! whatever happened.
+
+use super::{Kernel, Payload, Vm, VmError};
+use crate::matrix::Matrix;
+use crate::{backends, scenarios};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// One guest run of the matrix.
+#[derive(Debug, Clone)]
+pub struct VmMatrix {
+    pub kernel: Kernel,
+    /// A `switchyard-conformance` binary (the CLI passes itself).
+    pub exe: PathBuf,
+    /// `--mode` values, as on the command line.
+    pub modes: Vec<String>,
+    pub filter: Option<String>,
+    /// `--parallel` inside the guest.
+    pub parallel: usize,
+    pub timeout: Duration,
+}
+
+/// The matrix and what the guest said, for reports.
+#[derive(Debug)]
+pub struct VmMatrixRun {
+    pub matrix: Matrix,
+    /// Why the run as a whole failed, if it did (every cell then says so too).
+    pub error: Option<String>,
+    /// The guest console (kernel messages, the guest run's stderr), when it booted.
+    pub console: Option<String>,
+    /// Modules the guest could not load at boot.
+    pub modules_failed: Vec<String>,
+    pub elapsed: Duration,
+}
+
+impl VmMatrix {
+    /// Column names this run must produce, in order.
+    pub fn columns(&self) -> Result<Vec<String>, anyhow::Error> {
+        let mut names = Vec::new();
+        for m in &self.modes {
+            names.extend(backends::by_mode(m)?.into_iter().map(|b| b.name));
+        }
+        Ok(names)
+    }
+
+    /// Scenario names this run must produce, in table order.
+    pub fn scenarios(&self) -> Vec<String> {
+        scenarios::all()
+            .iter()
+            .filter(|s| {
+                self.filter
+                    .as_ref()
+                    .is_none_or(|f| s.name.contains(f.as_str()))
+            })
+            .map(|s| s.name.to_string())
+            .collect()
+    }
+
+    pub fn run(&self) -> Result<VmMatrixRun, anyhow::Error> {
+        let started = Instant::now();
+        let columns = self.columns()?;
+        let rows = self.scenarios();
+        let failed =
+            |why: String, console: Option<String>, modules_failed: Vec<String>| VmMatrixRun {
+                matrix: self.rename(Matrix::all_failed(&rows, &columns, &why, started.elapsed())),
+                error: Some(why),
+                console,
+                modules_failed,
+                elapsed: started.elapsed(),
+            };
+        let vm = match Vm::new(self.kernel) {
+            Ok(vm) => vm,
+            Err(e) => {
+                return Ok(failed(
+                    format!("could not prepare the VM: {e}"),
+                    None,
+                    vec![],
+                ))
+            }
+        };
+        let mut command = vec![
+            "/payload/switchyard-conformance".to_string(),
+            "--kernel".into(),
+            "host".into(),
+            "--mode".into(),
+            self.modes.join(","),
+            "--json".into(),
+            "--parallel".into(),
+            self.parallel.to_string(),
+        ];
+        if let Some(f) = &self.filter {
+            command.extend(["--scenario".into(), f.clone()]);
+        }
+        let exe = Stripped::new(&self.exe);
+        let payload = Payload::new(command)
+            .file(exe.path(), "/payload/switchyard-conformance")
+            .env("RUST_BACKTRACE", "1")
+            .timeout(self.timeout);
+        let out = match vm.run(&payload) {
+            Ok(out) => out,
+            Err(e) => {
+                let console = e.console().map(str::to_string);
+                return Ok(failed(
+                    format!("VM run failed: {}", first_line(&e)),
+                    console,
+                    vec![],
+                ));
+            }
+        };
+        let parsed = serde_json::Deserializer::from_str(
+            out.stdout
+                .get(out.stdout.find('{').unwrap_or(0)..)
+                .unwrap_or(""),
+        )
+        .into_iter::<Matrix>()
+        .next();
+        let guest = match parsed {
+            Some(Ok(m)) => m,
+            other => {
+                let why = match other {
+                    Some(Err(e)) => format!("unreadable JSON ({e})"),
+                    _ => "no JSON".into(),
+                };
+                return Ok(failed(
+                    format!(
+                        "the guest printed no matrix ({why}; exit status {}): {}",
+                        out.exit_code,
+                        super::tail(&out.console, 3).replace('\n', " | ")
+                    ),
+                    Some(out.console),
+                    out.modules_failed,
+                ));
+            }
+        };
+        let mut matrix = Matrix::all_failed(
+            &rows,
+            &columns,
+            "the guest's matrix has no cell for it",
+            out.elapsed,
+        );
+        matrix.fill_from(&guest);
+        Ok(VmMatrixRun {
+            matrix: self.rename(matrix),
+            error: None,
+            console: Some(out.console),
+            modules_failed: out.modules_failed,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    fn rename(&self, mut m: Matrix) -> Matrix {
+        for b in &mut m.backends {
+            *b = format!("{b}@{}", self.kernel);
+        }
+        m
+    }
+}
+
+fn first_line(e: &VmError) -> String {
+    let text = e.to_string();
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or_default().to_string();
+    let rest = lines.filter(|l| !l.trim().is_empty()).last();
+    match rest {
+        Some(last) => format!("{first} (console ends: {})", last.trim()),
+        None => first,
+    }
+}
+
+/// A copy of a binary without debug info (a debug build of the suite is ~120 MB, 20 MB
+/// stripped; every byte goes through the initramfs into guest RAM). Falls back to the binary
+/// itself when `strip` is missing or fails. The copy is removed on drop.
+struct Stripped {
+    copy: Option<PathBuf>,
+    original: PathBuf,
+}
+
+impl Stripped {
+    fn new(exe: &std::path::Path) -> Self {
+        let copy =
+            std::env::temp_dir().join(format!("switchyard-vm-payload-{}", std::process::id()));
+        let ok = std::process::Command::new("strip")
+            .arg("--strip-debug")
+            .arg("-o")
+            .arg(&copy)
+            .arg(exe)
+            .status()
+            .is_ok_and(|s| s.success());
+        Self {
+            copy: ok.then_some(copy),
+            original: exe.to_path_buf(),
+        }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.copy.as_deref().unwrap_or(&self.original)
+    }
+}
+
+impl Drop for Stripped {
+    fn drop(&mut self) {
+        if let Some(c) = &self.copy {
+            let _ = std::fs::remove_file(c);
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The VM harness (root, qemu from bookworm-backports; .ci/install-deps installs both): the
+//! harness itself (exit codes, timeouts) and the conformance matrix of every shipped mode on
+//! Debian's 6.1 and 6.12 kernels. Without qemu the tests fail and say what to install.
+
+use std::time::{Duration, Instant};
+use switchyard_conformance::matrix::Cell;
+use switchyard_conformance::netns::require_root;
+use switchyard_conformance::vm::conformance::VmMatrix;
+use switchyard_conformance::vm::{Kernel, Payload, Vm, VmError};
+
+fn vm(kernel: Kernel) -> Vm {
+    require_root().expect("root");
+    match Vm::new(kernel) {
+        Ok(vm) => vm,
+        Err(e) => panic!("cannot prepare the {kernel} VM: {e}"),
+    }
+}
+
+#[test]
+fn payload_exit_code_and_stdout_come_back() {
+    let vm = vm(Kernel::Debian61);
+    let started = Instant::now();
+    let out = vm
+        .run(
+            &Payload::new([
+                "/bin/sh",
+                "-c",
+                "echo hello from $(uname -r); echo oops >&2; exit 3",
+            ])
+            .timeout(Duration::from_secs(180)),
+        )
+        .expect("boot");
+    println!(
+        "boot+run: {:.1}s\n{}",
+        started.elapsed().as_secs_f64(),
+        out.console
+    );
+    assert_eq!(out.exit_code, 3, "{}", out.console);
+    assert_eq!(
+        out.stdout.trim(),
+        format!("hello from {}", vm.kernel().release)
+    );
+    assert!(out.console.contains("oops"), "stderr goes to the console");
+}
+
+#[test]
+fn hung_payload_hits_the_timeout() {
+    let vm = vm(Kernel::Debian61);
+    let started = Instant::now();
+    let err = vm
+        .run(&Payload::new(["sleep", "3600"]).timeout(Duration::from_secs(40)))
+        .expect_err("must time out");
+    assert!(matches!(err, VmError::Timeout { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn guest_has_no_network_device_and_the_tools_run() {
+    let vm = vm(Kernel::Debian612);
+    let script = "ls /sys/class/net; nft --version; iptables-nft -V; iptables-legacy -V; ipset --version; ip netns add t && ip netns exec t ip link show && echo netns-ok";
+    let out = vm
+        .run(&Payload::new(["/bin/sh", "-c", script]).timeout(Duration::from_secs(180)))
+        .expect("boot");
+    println!("{}\n{}", out.stdout, out.console);
+    assert_eq!(out.exit_code, 0, "{}", out.console);
+    assert_eq!(
+        out.stdout.lines().next(),
+        Some("lo"),
+        "only loopback:\n{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("netns-ok"));
+}
+
+/// Every cell of nftables, iptables-nft and iptables-legacy on one kernel: pass, or n/a with a
+/// reason; never FAIL, never missing.
+fn matrix_passes(kernel: Kernel) {
+    require_root().expect("root");
+    let run = VmMatrix {
+        kernel,
+        exe: env!("CARGO_BIN_EXE_switchyard-conformance").into(),
+        modes: vec!["nftables".into(), "iptables".into()],
+        filter: None,
+        parallel: 4,
+        timeout: Duration::from_secs(2400),
+    }
+    .run()
+    .expect("vm matrix");
+    println!("{}", run.matrix);
+    println!(
+        "{kernel}: {:.1}s, modules not loaded: {:?}",
+        run.elapsed.as_secs_f64(),
+        run.modules_failed
+    );
+    if let Some(e) = &run.error {
+        panic!(
+            "{kernel}: {e}\n{}",
+            run.console
+                .as_deref()
+                .map(|c| tail(c, 60))
+                .unwrap_or_default()
+        );
+    }
+    assert_eq!(run.matrix.backends.len(), 3);
+    for (scenario, cells) in &run.matrix.rows {
+        for (backend, cell) in run.matrix.backends.iter().zip(cells) {
+            assert!(
+                !matches!(cell, Cell::Fail(_)),
+                "{scenario} [{backend}]: {cell:?}\n{}",
+                run.matrix
+            );
+        }
+    }
+    assert!(
+        run.matrix.passes() >= 100,
+        "too few passing cells:\n{}",
+        run.matrix
+    );
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[test]
+fn conformance_matrix_on_debian_6_1() {
+    matrix_passes(Kernel::Debian61);
+}
+
+#[test]
+fn conformance_matrix_on_debian_6_12() {
+    matrix_passes(Kernel::Debian612);
+}
