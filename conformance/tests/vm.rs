@@ -2,11 +2,20 @@
 //! harness itself (exit codes, timeouts) and the conformance matrix of every shipped mode on
 //! Debian's 6.1 and 6.12 kernels. Without qemu the tests fail and say what to install.
 
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use switchyard_conformance::matrix::Cell;
 use switchyard_conformance::netns::require_root;
 use switchyard_conformance::vm::conformance::VmMatrix;
 use switchyard_conformance::vm::{Kernel, Payload, Vm, VmError};
+
+/// One VM at a time: each is given both cores (TCG runs a vCPU per host thread), so boot and
+/// matrix times stay predictable and the timeouts meaningful.
+static ONE_VM: Mutex<()> = Mutex::new(());
+
+fn one_vm() -> MutexGuard<'static, ()> {
+    ONE_VM.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn vm(kernel: Kernel) -> Vm {
     require_root().expect("root");
@@ -18,6 +27,7 @@ fn vm(kernel: Kernel) -> Vm {
 
 #[test]
 fn payload_exit_code_and_stdout_come_back() {
+    let _one = one_vm();
     let vm = vm(Kernel::Debian61);
     let started = Instant::now();
     let out = vm
@@ -45,6 +55,7 @@ fn payload_exit_code_and_stdout_come_back() {
 
 #[test]
 fn hung_payload_hits_the_timeout() {
+    let _one = one_vm();
     let vm = vm(Kernel::Debian61);
     let started = Instant::now();
     let err = vm
@@ -56,8 +67,11 @@ fn hung_payload_hits_the_timeout() {
 
 #[test]
 fn guest_has_no_network_device_and_the_tools_run() {
+    let _one = one_vm();
     let vm = vm(Kernel::Debian612);
-    let script = "ls /sys/class/net; nft --version; iptables-nft -V; iptables-legacy -V; ipset --version; ip netns add t && ip netns exec t ip link show && echo netns-ok";
+    // busybox sh prefers its applets: host tools by path.
+    let script = "ls /sys/class/net; nft --version; iptables-nft -V; iptables-legacy -V; \
+        ipset --version; /usr/sbin/ip netns add t && /usr/sbin/ip netns exec t /usr/sbin/ip link show && echo netns-ok";
     let out = vm
         .run(&Payload::new(["/bin/sh", "-c", script]).timeout(Duration::from_secs(180)))
         .expect("boot");
@@ -75,6 +89,7 @@ fn guest_has_no_network_device_and_the_tools_run() {
 /// Every cell of nftables, iptables-nft and iptables-legacy on one kernel: pass, or n/a with a
 /// reason; never FAIL, never missing.
 fn matrix_passes(kernel: Kernel) {
+    let _one = one_vm();
     require_root().expect("root");
     let run = VmMatrix {
         kernel,

@@ -117,6 +117,8 @@ mkdir -p /run/netns /var/run /var/lib
 echo /sbin/modprobe > /proc/sys/kernel/modprobe
 echo "switchyard-vm: kernel $(uname -r) up after $(cut -d' ' -f1 /proc/uptime)s"
 failed=""
+# Without the option `dummy` creates dummy0: the guest starts with loopback only.
+modprobe dummy numdummies=0 2>/dev/null || failed=" dummy"
 for m in {modules}; do
   modprobe "$m" 2>/dev/null || failed="$failed $m"
 done
@@ -381,8 +383,16 @@ pub fn payload_image(
     for (k, v) in env {
         script.push_str(&format!("export {k}={}\n", sh_quote(v)));
     }
-    script.push_str("exec");
-    for w in command {
+    // busybox sh runs its own applet for a bare name (it is built with "standalone shell"), so
+    // a bare program name is looked up on PATH here: the host's `ip` must win over busybox's.
+    let program = command.first().map(String::as_str).unwrap_or("true");
+    script.push_str(&format!("p={}\n", sh_quote(program)));
+    script.push_str(
+        "case $p in */*) ;; *) for d in /usr/sbin /usr/bin /sbin /bin; do \
+         if [ -x \"$d/$p\" ]; then p=\"$d/$p\"; break; fi; done ;; esac\n",
+    );
+    script.push_str("exec \"$p\"");
+    for w in command.iter().skip(1) {
         script.push(' ');
         script.push_str(&sh_quote(w));
     }

@@ -20,7 +20,9 @@ pub struct Payload {
     /// Host file → absolute guest path. ELF files bring their shared libraries along.
     pub files: Vec<(PathBuf, String)>,
     /// The command line; the first word is a guest path or a name on the guest's `PATH`
-    /// (`/usr/sbin:/usr/bin:/sbin:/bin`). Runs in `/payload`.
+    /// (`/usr/sbin:/usr/bin:/sbin:/bin`). Runs in `/payload`. Note that busybox `sh -c` runs
+    /// busybox's own applet for a bare name (`ip`, `nsenter`, `sysctl`): in scripts, call the
+    /// host tools by path (`/usr/sbin/ip`, `/usr/sbin/nft`, `/usr/sbin/iptables-nft`, ...).
     pub command: Vec<String>,
     pub env: Vec<(String, String)>,
     /// For the whole boot, payload included.
