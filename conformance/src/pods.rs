@@ -57,6 +57,11 @@ impl PodServer {
                             }
                         };
                         tasks.push(tokio::spawn(serve_tcp(tcp, pod, port)));
+                        // SCTP where the kernel has it (the probes need a listener to tell
+                        // "reached the pod" from "refused"); same reply as TCP.
+                        if let Some(sctp) = sctp_listener(addr) {
+                            tasks.push(tokio::spawn(serve_tcp(sctp, pod, port)));
+                        }
                         tasks.push(tokio::spawn(serve_udp(udp, pod, port)));
                     }
                     let _ = ready_tx.send(Ok(()));
@@ -83,6 +88,29 @@ impl Drop for PodServer {
             let _ = t.join();
         }
     }
+}
+
+/// A one-to-one style SCTP listener, driven through tokio's `TcpListener`: `accept`, `write`
+/// and `shutdown` mean the same on a SOCK_STREAM SCTP socket, so the TCP server code serves it.
+/// `None` when the kernel has no SCTP.
+fn sctp_listener(addr: SocketAddr) -> Option<tokio::net::TcpListener> {
+    use nix::sys::socket::{
+        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockProtocol, SockType, SockaddrIn,
+    };
+    use std::os::fd::AsRawFd as _;
+    let SocketAddr::V4(v4) = addr else {
+        return None;
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        SockProtocol::Sctp,
+    )
+    .ok()?;
+    bind(fd.as_raw_fd(), &SockaddrIn::from(v4)).ok()?;
+    listen(&fd, Backlog::new(64).ok()?).ok()?;
+    tokio::net::TcpListener::from_std(std::net::TcpListener::from(fd)).ok()
 }
 
 /// The reply line: `<pod> <port> <peer-ip>`.

@@ -65,9 +65,46 @@ pub fn once(dst: SocketAddr, proto: Protocol, timeout: Duration) -> Observed {
     match proto {
         Protocol::Tcp => tcp(dst, timeout),
         Protocol::Udp => udp(dst, timeout),
-        Protocol::Sctp => {
-            Observed::Failed("SCTP probes are not supported by this kernel or client".into())
-        }
+        Protocol::Sctp => sctp(dst, timeout),
+    }
+}
+
+/// A one-to-one style SCTP association, used like a TCP stream. A blocking SCTP `connect`
+/// honours `SO_SNDTIMEO` and gives `EINPROGRESS` when it expires (no answer to INIT); an
+/// ABORT from a port without listener gives `ECONNREFUSED`.
+fn sctp(dst: SocketAddr, timeout: Duration) -> Observed {
+    use nix::sys::socket::{
+        connect, socket, AddressFamily, SockFlag, SockProtocol, SockType, SockaddrIn,
+    };
+    use std::os::fd::AsRawFd as _;
+    let SocketAddr::V4(v4) = dst else {
+        return Observed::Failed("SCTP probes are IPv4 only".into());
+    };
+    let fd = match socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::Sctp,
+    ) {
+        Ok(fd) => fd,
+        Err(e) => return Observed::Failed(format!("cannot open an SCTP socket: {e}")),
+    };
+    let mut stream = TcpStream::from(fd);
+    if let Err(e) = stream
+        .set_write_timeout(Some(timeout))
+        .and_then(|_| stream.set_read_timeout(Some(timeout)))
+    {
+        return Observed::Failed(e.to_string());
+    }
+    match connect(stream.as_raw_fd(), &SockaddrIn::from(v4)) {
+        Ok(()) => {}
+        Err(nix::errno::Errno::EINPROGRESS) => return Observed::TimedOut,
+        Err(e) => return classify(&std::io::Error::from(e)),
+    }
+    let mut text = String::new();
+    match stream.read_to_string(&mut text) {
+        Ok(_) => parse(&text),
+        Err(e) => classify(&e),
     }
 }
 
