@@ -166,7 +166,7 @@ fn first_line(e: &VmError) -> String {
     let text = e.to_string();
     let mut lines = text.lines();
     let first = lines.next().unwrap_or_default().to_string();
-    let rest = lines.filter(|l| !l.trim().is_empty()).last();
+    let rest = lines.rfind(|l| !l.trim().is_empty());
     match rest {
         Some(last) => format!("{first} (console ends: {})", last.trim()),
         None => first,
