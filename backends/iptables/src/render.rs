@@ -206,7 +206,7 @@ pub fn filter_table(plan: &ProxyPlan, sets: &SetNames, filter: &mut TableChanges
 pub fn all_local_node_port_rules(plan: &ProxyPlan) -> Vec<Rule> {
     let mut out = Vec::new();
     for (name, svc) in &plan.services {
-        let (Some(np), Some(ext)) = (svc.node_port, svc.external) else {
+        let (Some(np), Some(ext)) = (svc.node_port, svc.external.as_ref().map(crate::interim_old_external)) else {
             continue;
         };
         if matches!(ext.target, PlanTarget::Cluster | PlanTarget::Local) || ext.short_circuit {
@@ -225,7 +225,7 @@ pub fn all_local_node_port_rules(plan: &ProxyPlan) -> Vec<Rule> {
 fn all_local_node_port_filter_rules(plan: &ProxyPlan) -> Vec<Rule> {
     let mut out = Vec::new();
     for (name, svc) in &plan.services {
-        let (Some(np), Some(ext)) = (svc.node_port, svc.external) else {
+        let (Some(np), Some(ext)) = (svc.node_port, svc.external.as_ref().map(crate::interim_old_external)) else {
             continue;
         };
         let target = match ext.target {
@@ -303,7 +303,7 @@ pub fn service(
     };
 
     // Cluster-IP entry.
-    if let Some(to) = policy_chain(svc.internal) {
+    if let Some(to) = policy_chain(svc.internal.fallback()) {
         chains.insert(c.svc.clone());
         match &plan.cluster_masquerade {
             ClusterMasquerade::All => {
@@ -318,7 +318,7 @@ pub fn service(
     }
 
     // External entry.
-    if let Some(ext) = svc.external {
+    if let Some(ext) = svc.external.as_ref().map(crate::interim_old_external) {
         let to = policy_chain(ext.target);
         if to.is_some() || ext.short_circuit {
             chains.insert(c.ext.clone());

@@ -38,10 +38,10 @@ pub enum Entry {
 pub fn dispatch_entries(plan: &ProxyPlan, svc: &ServicePortPlan) -> Vec<(Key, Entry)> {
     let mut out = Vec::new();
     let dnat = |t: Target| matches!(t, Target::Cluster | Target::Local);
-    if dnat(svc.internal) {
+    if dnat(svc.internal.fallback()) {
         out.push(((svc.cluster_ip, svc.protocol, svc.port), Entry::Cluster));
     }
-    if let Some(ext) = svc.external {
+    if let Some(ext) = svc.external.as_ref().map(crate::interim_old_external) {
         let dispatch = dnat(ext.target) || ext.short_circuit;
         // With source ranges the firewall chain sees every LB connection, DNATed or not: it
         // must drop disallowed sources even when allowed ones would be rejected.
@@ -96,7 +96,7 @@ impl SetContents {
         self.vips
             .extend(dispatch_entries(plan, svc).into_iter().map(|(k, _)| k));
         let cluster_key = (svc.cluster_ip, svc.protocol, svc.port);
-        match svc.internal {
+        match svc.internal.fallback() {
             Target::Reject => {
                 self.reject.insert(cluster_key);
             }
@@ -105,7 +105,7 @@ impl SetContents {
             }
             Target::Cluster | Target::Local => {}
         }
-        if let Some(ext) = svc.external {
+        if let Some(ext) = svc.external.as_ref().map(crate::interim_old_external) {
             let keys = external_keys(plan, svc);
             match ext.target {
                 Target::Reject => self.reject.extend(keys),

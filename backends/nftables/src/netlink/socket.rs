@@ -106,4 +106,36 @@ impl NfSocket {
             }
         }
     }
+
+    /// Sends one dump request and collects every answer until `NLMSG_DONE`, as (message type,
+    /// payload after the netlink header). `Ok(Err(errno))`: the kernel refused the request.
+    pub fn dump(&self, request: &[u8]) -> io::Result<Result<Vec<(u16, Vec<u8>)>, i32>> {
+        self.sock.send(request, 0)?;
+        let mut out = Vec::new();
+        loop {
+            let (buf, _) = self.sock.recv_from_full()?;
+            let mut off = 0;
+            while off + 16 <= buf.len() {
+                let len =
+                    u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap_or_default()) as usize;
+                let kind = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().unwrap_or_default());
+                if len < 16 || off + len > buf.len() {
+                    break;
+                }
+                match kind {
+                    NLMSG_DONE => return Ok(Ok(out)),
+                    NLMSG_ERROR if len >= 20 => {
+                        let code = i32::from_ne_bytes(
+                            buf[off + 16..off + 20].try_into().unwrap_or_default(),
+                        );
+                        if code != 0 {
+                            return Ok(Err(-code));
+                        }
+                    }
+                    _ => out.push((kind, buf[off + 16..off + len].to_vec())),
+                }
+                off += (len + 3) & !3;
+            }
+        }
+    }
 }
