@@ -49,9 +49,9 @@ fn dry_run_on_the_example_prints_every_service_port() {
         "service-ports: 8",
         "shop/web:http/tcp\n  cluster-ip: 10.96.0.10:80/tcp\n  cluster-endpoints: [10.244.1.10:8080, 10.244.2.10:8080]",
         "shop/api/tcp",
-        "  external: local-endpoints, pods and host short-circuit to cluster",
+        "  external: [192.168.0.10:30123/tcp] -> from pods: cluster-endpoints; from host: cluster-endpoints, masquerade; from any: local-endpoints",
         "shop/batch/tcp",
-        "  internal: reject (no endpoints)",
+        "  internal: [10.96.0.50:8000/tcp] -> from any: reject (no endpoints)",
         "shop/legacy-db:pg/tcp",
         "  cluster-endpoints: [10.244.2.40:5432]",
         "  affinity: ClientIP 600s",
@@ -210,7 +210,7 @@ fn dry_run_prints_each_backends_own_syntax() {
     for want in [
         "add table ip switchyard",
         "add map ip switchyard cluster-endpoint-0 { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service ; }",
-        "ip daddr . meta l4proto . th dport @int-cluster-services goto int-cluster",
+        "ip daddr . meta l4proto . th dport @pod-cluster.masq-cluster-services goto pod-cluster.masq-cluster",
         "10.96.0.10 . tcp . 80 : 10.244.1.10 . 8080",
         "dnat ip to ip daddr . meta l4proto . th dport map @cluster-endpoint-0",
         // shop/frontend has session affinity: per-service chains.

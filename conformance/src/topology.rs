@@ -210,8 +210,20 @@ fn start_sink(client: &Netns) -> anyhow::Result<PodServer> {
     client.exec(
         "nft",
         &[
-            "add", "chain", "ip", "sink", "prerouting", "{", "type", "nat", "hook", "prerouting",
-            "priority", "-100", ";", "}",
+            "add",
+            "chain",
+            "ip",
+            "sink",
+            "prerouting",
+            "{",
+            "type",
+            "nat",
+            "hook",
+            "prerouting",
+            "priority",
+            "-100",
+            ";",
+            "}",
         ],
     )?;
     client.exec(

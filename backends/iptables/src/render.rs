@@ -206,7 +206,10 @@ pub fn filter_table(plan: &ProxyPlan, sets: &SetNames, filter: &mut TableChanges
 pub fn all_local_node_port_rules(plan: &ProxyPlan) -> Vec<Rule> {
     let mut out = Vec::new();
     for (name, svc) in &plan.services {
-        let (Some(np), Some(ext)) = (svc.node_port, svc.external.as_ref().map(crate::interim_old_external)) else {
+        let (Some(np), Some(ext)) = (
+            svc.node_port,
+            svc.external.as_ref().map(crate::interim_old_external),
+        ) else {
             continue;
         };
         if matches!(ext.target, PlanTarget::Cluster | PlanTarget::Local) || ext.short_circuit {
@@ -225,7 +228,10 @@ pub fn all_local_node_port_rules(plan: &ProxyPlan) -> Vec<Rule> {
 fn all_local_node_port_filter_rules(plan: &ProxyPlan) -> Vec<Rule> {
     let mut out = Vec::new();
     for (name, svc) in &plan.services {
-        let (Some(np), Some(ext)) = (svc.node_port, svc.external.as_ref().map(crate::interim_old_external)) else {
+        let (Some(np), Some(ext)) = (
+            svc.node_port,
+            svc.external.as_ref().map(crate::interim_old_external),
+        ) else {
             continue;
         };
         let target = match ext.target {
