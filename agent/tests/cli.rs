@@ -341,7 +341,10 @@ fn hostile_objects_cost_only_themselves_in_the_kernel() {
         ],
     );
     let log = stderr(&out);
-    assert!(out.status.success(), "every valid Service is programmed: {log}");
+    assert!(
+        out.status.success(),
+        "every valid Service is programmed: {log}"
+    );
     // One warning per losing claim, naming the object, the field and the owner.
     for (object, field, owner) in [
         ("evil/grab-nodeport", "spec.externalIPs", "shop/api/tcp"),
