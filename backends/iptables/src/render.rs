@@ -281,11 +281,12 @@ fn any_local_filter_rules(plan: &ProxyPlan) -> Vec<Rule> {
                 let ServiceKey::AnyLocal { protocol, port } = k.key else {
                     continue;
                 };
-                let target = match refuse {
-                    PlanTarget::Reject => Target::Reject {
+                let target = if refuse == PlanTarget::Reject {
+                    Target::Reject {
                         tcp_reset: protocol == Protocol::Tcp,
-                    },
-                    _ => Target::Drop,
+                    }
+                } else {
+                    Target::Drop
                 };
                 out.push(
                     Rule::new(names::NODEPORT_FILTER, target)

@@ -102,8 +102,8 @@ impl SetContents {
         for path in svc.paths() {
             let set = match refusal(path) {
                 Some(Target::Reject) => &mut self.reject,
-                Some(_) => &mut self.drop,
-                None => continue,
+                Some(Target::Drop) => &mut self.drop,
+                _ => continue,
             };
             set.extend(path.keys.iter().filter_map(|k| addr_key(&k.key)));
         }
