@@ -229,7 +229,7 @@ fn the_external_path_short_circuits_by_source_class_and_falls_back_to_the_filter
         ],
         "the last rule (drop) falls off the chain, untranslated"
     );
-    assert_eq!(chain(&lines, &c.svc), [to_cluster.clone()]);
+    assert_eq!(chain(&lines, &c.svc), [to_cluster]);
     let sets = SetContents::for_plan(&p);
     let external_keys = [
         (ip("192.168.0.10"), Protocol::Tcp, 30080),
