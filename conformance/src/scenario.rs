@@ -24,6 +24,11 @@ pub struct NodeSettings {
     pub masquerade_all: bool,
     /// `--nodeport-addresses` matching every local address, instead of the node's primary one.
     pub nodeports_on_all_addresses: bool,
+    /// `--service-cluster-ip-range`: unowned addresses inside it are dropped.
+    pub service_cidr: Option<&'static str>,
+    /// How many planner warnings the manifests must produce: hostile objects (a collision is
+    /// skipped with a warning); any other count fails the scenario.
+    pub warnings: usize,
 }
 
 /// Kernel features some scenarios need.
@@ -51,6 +56,12 @@ pub enum Step {
     CleanupAndVerify,
     /// Clean up with the current backend, then continue with a different one (mode switch).
     SwitchBackend,
+    /// Sync the last plan again in full on the same backend (the periodic and after-error
+    /// resync): what the kernel learned (affinity) must survive it.
+    FullResync,
+    /// A new backend instance, as after an agent restart, probes and syncs the last plan in
+    /// full over the rules the old one left in place.
+    Restart,
 }
 
 /// One expectation: `count` connections from `from` to `to` (`ip:port/proto`).

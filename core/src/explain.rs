@@ -155,12 +155,7 @@ fn find(
     })
 }
 
-fn decide(
-    plan: &ProxyPlan,
-    svc: &ServicePortPlan,
-    via: VipKind,
-    src: IpAddr,
-) -> (Verdict, String) {
+fn decide(plan: &ProxyPlan, svc: &ServicePortPlan, via: VipKind, src: IpAddr) -> (Verdict, String) {
     if via == VipKind::LoadBalancerIp {
         if let Some(ranges) = &svc.source_ranges {
             if !ranges.allows(src, &svc.load_balancer_ips) {
@@ -175,8 +170,7 @@ fn decide(
         VipKind::ClusterIp => Some(&svc.internal),
         _ => svc.external.as_ref(),
     };
-    let Some(rule) = path.and_then(|p| p.rules.iter().find(|r| in_class(plan, r.from, src)))
-    else {
+    let Some(rule) = path.and_then(|p| p.rules.iter().find(|r| in_class(plan, r.from, src))) else {
         return (Verdict::Reject, "service port has no such path".into());
     };
     let why = match (via, rule.from, rule.masquerade) {

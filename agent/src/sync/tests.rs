@@ -133,3 +133,80 @@ async fn backoff_grows_and_caps() {
     assert_eq!(seen[..4], [Some(1), Some(2), Some(4), Some(8)]);
     assert_eq!(seen[9], Some(128));
 }
+
+/// Rejects any transaction holding `poison`, naming it as the kernel error does; records the
+/// service ports of every transaction it commits.
+struct Poisoned {
+    poison: String,
+    committed: Arc<Mutex<Vec<Vec<String>>>>,
+}
+
+#[async_trait]
+impl Dataplane for Poisoned {
+    fn mode(&self) -> Mode {
+        Mode::Other("poisoned".into())
+    }
+    fn family(&self) -> IpFamily {
+        IpFamily::V4
+    }
+    async fn probe(&mut self) -> Result<(), DataplaneError> {
+        Ok(())
+    }
+    async fn apply(
+        &mut self,
+        plan: &ProxyPlan,
+        changes: Option<&Changes>,
+    ) -> Result<ApplyStats, DataplaneError> {
+        let names: Vec<String> = plan.services.keys().map(ToString::to_string).collect();
+        if names.contains(&self.poison) {
+            return Err(DataplaneError::KernelRejected {
+                object: "map ip switchyard cluster-endpoint-0".into(),
+                service: Some(self.poison.clone()),
+                errno: Some(17),
+                message: "File exists".into(),
+            });
+        }
+        self.committed.lock().expect("lock").push(names);
+        Ok(ApplyStats {
+            full: changes.is_none(),
+            ..ApplyStats::default()
+        })
+    }
+    fn render(&self, _plan: &ProxyPlan, _changes: Option<&Changes>) -> String {
+        String::new()
+    }
+    async fn cleanup(&mut self) -> Result<(), DataplaneError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_rejected_service_port_is_isolated_and_the_rest_applied() {
+    let committed = Arc::new(Mutex::new(Vec::new()));
+    let mut s = Syncer::new(vec![Box::new(Poisoned {
+        poison: "default/svc1/tcp".into(),
+        committed: committed.clone(),
+    })]);
+    let out = s.sync(vec![plan_with(&[80, 81, 82])]).await;
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.quarantined, 1);
+    assert_eq!(out.applied.first().map(|a| a.quarantined), Some(1));
+    assert_eq!(
+        committed.lock().expect("lock").clone(),
+        vec![vec![
+            "default/svc0/tcp".to_string(),
+            "default/svc2/tcp".to_string()
+        ]]
+    );
+    assert_eq!(s.quarantined().len(), 1);
+    // The same plan again changes nothing: the quarantined port is not retried every sync.
+    s.sync(vec![plan_with(&[80, 81, 82])]).await;
+    assert_eq!(committed.lock().expect("lock").len(), 1);
+    // The periodic full resync retries it; still broken, it is isolated again.
+    s.force_full();
+    let out = s.sync(vec![plan_with(&[80, 81, 82])]).await;
+    assert!(out.errors.is_empty());
+    assert_eq!(out.quarantined, 1);
+    assert_eq!(committed.lock().expect("lock").len(), 2);
+    assert_eq!(s.retry_backoff(), None);
+}

@@ -328,6 +328,7 @@ impl Dataplane for IptablesDataplane {
             service_ports_written: tx.service_ports,
             operations: tx.operations(),
             kernel_time: started.elapsed(),
+            ..ApplyStats::default()
         })
     }
 

@@ -8,8 +8,8 @@ use crate::objects::{Chain, Elem, ElemData, Key, KeyType, Op, Rule, Set, SetData
 use crate::render::Features;
 use crate::stmt::{KeySrc, Stmt};
 use crate::tx::Transaction;
-use std::net::IpAddr;
 use async_trait::async_trait;
+use std::net::IpAddr;
 use std::time::Instant;
 use switchyard_core::plan::{IpFamily, ProxyPlan};
 use switchyard_core::{ApplyStats, Changes, Dataplane, DataplaneError, Mode};
@@ -115,10 +115,12 @@ impl NftablesDataplane {
         for (set, timeout) in sets {
             let seq = self.seq;
             self.seq = self.seq.wrapping_add(1);
-            let dumped = dump::set_elements(self.socket()?, family, TABLE, &set, seq)
-                .map_err(|source| DataplaneError::Io {
-                    step: format!("reading the affinity entries of set {set}"),
-                    source,
+            let dumped =
+                dump::set_elements(self.socket()?, family, TABLE, &set, seq).map_err(|source| {
+                    DataplaneError::Io {
+                        step: format!("reading the affinity entries of set {set}"),
+                        source,
+                    }
                 })?;
             let elems: Vec<Elem> = dumped
                 .unwrap_or_default()
@@ -303,6 +305,7 @@ impl Dataplane for NftablesDataplane {
             service_ports_written: tx.service_ports,
             operations,
             kernel_time,
+            ..ApplyStats::default()
         })
     }
 

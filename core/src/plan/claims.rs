@@ -93,8 +93,7 @@ impl Claims {
                 self.own(*key, name, VipKind::NodePort);
             }
         }
-        self.cluster_ips
-            .insert(cluster_ip, name.service.clone());
+        self.cluster_ips.insert(cluster_ip, name.service.clone());
         self.own(cluster_key, name, VipKind::ClusterIp);
         true
     }

@@ -18,6 +18,7 @@ use crate::model::{ClusterState, Node, ObjectRef};
 use crate::semantics::{categorize_endpoints, TrafficPolicies};
 use crate::warning::{ObjectKind, Skipped, Warning};
 use claims::Claims;
+use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -200,7 +201,7 @@ pub fn plan(state: &ClusterState, config: &ProxyConfig) -> ProxyPlan {
         node_port_addresses,
         cluster_masquerade,
         pod_cidrs: config.cluster_cidrs.clone(),
-        service_cidrs: config.service_cidrs.clone(),
+        service_cidrs: service_cidrs(state, config, &mut warnings),
         services,
         warnings,
     }
@@ -302,4 +303,32 @@ fn node_port_keys(listen: &NodePortListen, protocol: Protocol, port: u16) -> Vec
             .map(|&ip| ServiceKey::Addr { ip, protocol, port })
             .collect(),
     }
+}
+
+/// The service CIDRs of the family: `--service-cluster-ip-range` plus every ServiceCIDR
+/// object's (an unparsable one is skipped with a warning naming the object and field).
+fn service_cidrs(
+    state: &ClusterState,
+    config: &ProxyConfig,
+    warnings: &mut Vec<Warning>,
+) -> Vec<IpNet> {
+    let mut out = config.service_cidrs.clone();
+    for obj in state.service_cidrs.values() {
+        for (i, raw) in obj.cidrs.iter().enumerate() {
+            match raw.trim().parse::<IpNet>() {
+                Ok(net) if IpFamily::of(&net.addr()) == config.family => out.push(net.trunc()),
+                Ok(_) => {}
+                Err(_) => warnings.push(Warning {
+                    kind: ObjectKind::ServiceCidr,
+                    object: ObjectRef::new("", obj.name.clone()),
+                    field: format!("spec.cidrs[{i}]"),
+                    problem: format!("{raw:?} is not a CIDR"),
+                    skipped: Skipped::Address,
+                }),
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }

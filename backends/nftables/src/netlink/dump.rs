@@ -130,6 +130,9 @@ mod tests {
         let e = parse_elem(&w.buf).expect("element");
         assert_eq!(e.key, vec![10, 244, 1, 5]);
         assert_eq!(e.expires_ms, Some(4321));
-        assert!(parse_elem(&w.buf[..6]).is_none(), "truncated key: no element");
+        assert!(
+            parse_elem(&w.buf[..6]).is_none(),
+            "truncated key: no element"
+        );
     }
 }

@@ -33,7 +33,10 @@ pub fn service(plan: &ProxyPlan, name: &ServicePortName, svc: &ServicePortPlan) 
     };
 
     // Each path that translates: its chain walks the plan's rules; its keys dispatch to it.
-    for (path, chain) in [(Some(&svc.internal), &c.svc), (svc.external.as_ref(), &c.ext)] {
+    for (path, chain) in [
+        (Some(&svc.internal), &c.svc),
+        (svc.external.as_ref(), &c.ext),
+    ] {
         let Some(path) = path.filter(|p| p.translates()) else {
             continue;
         };

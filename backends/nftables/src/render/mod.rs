@@ -47,9 +47,9 @@ use crate::expr::Verdict;
 use crate::names as n;
 use crate::objects::{Elem, Hook, Key, Set};
 use crate::stmt::{KeySrc, Stmt};
-use switchyard_core::plan::{PathRule, ProxyPlan, ServiceKey, SourceClass, Target};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use switchyard_core::plan::{PathRule, ProxyPlan, ServiceKey, SourceClass, Target};
 
 /// The endpoint in each DNAT slot, per endpoint kind, of one service port.
 pub type Slots = BTreeMap<Kind, Vec<SocketAddr>>;

@@ -36,11 +36,19 @@ pub fn service(
 
 /// Each path that translates puts its keys into its shape's set and each key's endpoints into
 /// the slot maps of every endpoint kind its rules send to.
-fn data_path(svc: &ServicePortPlan, previous: Option<&Slots>, features: Features) -> ServiceObjects {
+fn data_path(
+    svc: &ServicePortPlan,
+    previous: Option<&Slots>,
+    features: Features,
+) -> ServiceObjects {
     let mut o = ServiceObjects::default();
     for path in svc.paths().filter(|p| p.translates()) {
         let shape = Shape(path.rules.clone());
-        let kinds: Vec<Kind> = path.endpoint_targets().into_iter().filter_map(kind_of).collect();
+        let kinds: Vec<Kind> = path
+            .endpoint_targets()
+            .into_iter()
+            .filter_map(kind_of)
+            .collect();
         for planned in &path.keys {
             let (src, key) = key_of(&planned.key);
             o.own

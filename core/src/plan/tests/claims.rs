@@ -41,8 +41,17 @@ fn assert_keys_unique(p: &ProxyPlan) {
 
 /// The one warning about `object`, with its field and cost.
 fn warned(p: &ProxyPlan, object: &str) -> (String, Skipped, String) {
-    let ws: Vec<_> = p.warnings.iter().filter(|w| w.object.name == object).collect();
-    assert_eq!(ws.len(), 1, "want one warning for {object}: {:#?}", p.warnings);
+    let ws: Vec<_> = p
+        .warnings
+        .iter()
+        .filter(|w| w.object.name == object)
+        .collect();
+    assert_eq!(
+        ws.len(),
+        1,
+        "want one warning for {object}: {:#?}",
+        p.warnings
+    );
     (ws[0].field.clone(), ws[0].skipped, ws[0].problem.clone())
 }
 
@@ -51,9 +60,14 @@ fn external_ip_on_a_node_address_loses_to_an_older_or_younger_node_port() {
     // The hostile object is the *older* one: age must not matter against an allocated key.
     for listen in [NodePortAddresses::Primary, NodePortAddresses::All] {
         let case = Case::new("np vs external ip")
-            .svc(svc("hostile", "10.96.0.9").external_ip(NODE_IP).created(1).with(|s| {
-                s.ports[0].port = 30080;
-            }))
+            .svc(
+                svc("hostile", "10.96.0.9")
+                    .external_ip(NODE_IP)
+                    .created(1)
+                    .with(|s| {
+                        s.ports[0].port = 30080;
+                    }),
+            )
             .svc(svc("victim", "10.96.0.1").node_port(30080).created(2))
             .config(|c| {
                 c.with_node_port_addresses(listen.clone())
@@ -64,7 +78,10 @@ fn external_ip_on_a_node_address_loses_to_an_older_or_younger_node_port() {
         assert!(planned(&p, "hostile"), "{listen:?}: keeps its cluster IP");
         assert!(ext_ips(&p, "hostile").is_empty(), "{listen:?}");
         let (field, skipped, problem) = warned(&p, "hostile");
-        assert_eq!((field.as_str(), skipped), ("spec.externalIPs", Skipped::Address));
+        assert_eq!(
+            (field.as_str(), skipped),
+            ("spec.externalIPs", Skipped::Address)
+        );
         assert!(problem.contains("default/victim/tcp"), "{problem}");
         assert_keys_unique(&p);
     }
@@ -74,7 +91,11 @@ fn external_ip_on_a_node_address_loses_to_an_older_or_younger_node_port() {
 fn written_addresses_never_take_a_cluster_ip_on_any_port() {
     let case = Case::new("cluster ip hijack")
         .svc(svc("victim", "10.96.0.1").created(5))
-        .svc(svc("by-ext", "10.96.0.2").external_ip("10.96.0.1").created(1))
+        .svc(
+            svc("by-ext", "10.96.0.2")
+                .external_ip("10.96.0.1")
+                .created(1),
+        )
         .svc(
             svc("by-lb", "10.96.0.3")
                 .lb("10.96.0.1", None)
@@ -83,7 +104,10 @@ fn written_addresses_never_take_a_cluster_ip_on_any_port() {
         );
     let p = plan(&case.state, &case.config);
     assert!(ext_ips(&p, "by-ext").is_empty());
-    assert!(lb_ips(&p, "by-lb").is_empty(), "another port of the cluster IP");
+    assert!(
+        lb_ips(&p, "by-lb").is_empty(),
+        "another port of the cluster IP"
+    );
     for name in ["by-ext", "by-lb"] {
         let (_, skipped, problem) = warned(&p, name);
         assert_eq!(skipped, Skipped::Address);
@@ -106,7 +130,11 @@ fn written_addresses_never_take_a_cluster_ip_on_any_port() {
 #[test]
 fn among_written_addresses_the_older_service_wins() {
     let case = Case::new("equals")
-        .svc(svc("young", "10.96.0.2").external_ip("198.51.100.7").created(9))
+        .svc(
+            svc("young", "10.96.0.2")
+                .external_ip("198.51.100.7")
+                .created(9),
+        )
         .svc(svc("old", "10.96.0.1").lb("198.51.100.7", None).created(1));
     let p = plan(&case.state, &case.config);
     assert_eq!(lb_ips(&p, "old"), vec![ip("198.51.100.7")]);
@@ -123,7 +151,10 @@ fn node_ports_are_trusted_unless_a_range_is_given() {
     assert!(p.warnings.is_empty());
     let p = plan(
         &case.state,
-        &case.config.clone().with_node_port_range(Some(30000..=32767)),
+        &case
+            .config
+            .clone()
+            .with_node_port_range(Some(30000..=32767)),
     );
     assert!(!planned(&p, "np"));
     assert_eq!(warned(&p, "np").1, Skipped::Port);
