@@ -164,9 +164,9 @@ pub fn partial(
         nat.declare.push(names::NODEPORTS.into());
         nat.rules.extend(render::any_local_node_port_rules(plan));
     }
-    // The filter table is small and fixed but for those refusals and the service CIDRs, which
-    // `Changes` does not report (it only compares service ports and node settings): rewrite it
-    // whole when either may have changed.
+    // The filter table is small and fixed but for those refusals and the service CIDRs: rewrite
+    // it whole when either may have changed. (`diff` reports a CIDR change as node-level, which
+    // makes the sync full; checking here too keeps a partial sync from ever leaving them stale.)
     if touches_any_local || old.plan.service_cidrs != plan.service_cidrs {
         render::filter_table(plan, sets, &mut filter);
     }
