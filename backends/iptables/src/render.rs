@@ -38,8 +38,8 @@ use switchyard_core::plan::{
 };
 
 /// The built-in chains we hook, and the jump rule each gets. Inserted at position 1 when
-/// missing; the two filter FORWARD jumps match disjoint packets (see `filter_table`), so
-/// their relative order does not matter.
+/// missing; the two filter FORWARD jumps match disjoint packets (see `filter_table` and
+/// DESIGN-NOTES 51), so their relative order does not matter.
 pub fn base_jumps() -> Vec<(Table, Rule)> {
     let mut out = Vec::new();
     for chain in ["PREROUTING", "OUTPUT"] {
@@ -168,7 +168,7 @@ pub fn nat_skeleton(plan: &ProxyPlan, sets: &SetNames, nat: &mut TableChanges) {
 /// policy is DROP (Docker sets it): it drops conntrack-INVALID packets (which nat would not
 /// un-DNAT), accepts packets carrying the masquerade mark, and accepts every packet of a DNATed
 /// connection (both directions). It accepts nothing `SWYD-FILTER` refuses: those are new and
-/// not DNATed, and never carry the masquerade mark (DESIGN-NOTES 50).
+/// not DNATed, and never carry the masquerade mark (DESIGN-NOTES 51).
 pub fn filter_table(plan: &ProxyPlan, sets: &SetNames, filter: &mut TableChanges) {
     filter.declare.push(names::FILTER.into());
     let tcp = || Match::Protocol(Protocol::Tcp);
@@ -252,11 +252,11 @@ pub fn filter_table(plan: &ProxyPlan, sets: &SetNames, filter: &mut TableChanges
 pub fn any_local_node_port_rules(plan: &ProxyPlan) -> Vec<Rule> {
     let mut out = Vec::new();
     for (name, svc) in &plan.services {
-        let chains = ServiceChains::new(name, plan.family);
         for (key, entry) in dispatch_entries(svc) {
             let ServiceKey::AnyLocal { protocol, port } = key else {
                 continue;
             };
+            let chains = ServiceChains::new(name, plan.family);
             out.push(
                 Rule::new(names::NODEPORTS, Target::Jump(chains.entry(entry)))
                     .m(Match::Protocol(protocol))
