@@ -4,7 +4,7 @@
 
 use super::basics::{apply, pods, sc, web};
 use super::*;
-use crate::scenario::{Check, Expect, NodeSettings, Scenario, Step};
+use crate::scenario::{Check, Expect, NodeSettings, Requirement, Scenario, Step};
 use crate::topology::From::{Client, Node, Pod};
 
 /// An old object: it would win every claim among equals.
@@ -108,6 +108,31 @@ pub(super) fn scenarios() -> Vec<Scenario> {
                 Step::Check(vec![Check::new(Client, "192.168.0.10:8080/tcp", pods(&["pod-b2"], true))]),
             ],
         ),
+        Scenario {
+            requires: Some(Requirement::IptablesForward),
+            ..sc(
+                "forward-policy-drop",
+                "with the host's FORWARD policy DROP (Docker), forwarded service traffic still passes",
+                vec![
+                    apply(&[
+                        vec![
+                            svc("np", "10.96.0.46").type_("NodePort").port("", "TCP", 80, 8080, Some(30460)).yaml(),
+                            http_slice("np", &ready(&["pod-b1"])),
+                            svc("np-local", "10.96.0.47").type_("NodePort").port("", "TCP", 80, 8080, Some(30470)).spec("externalTrafficPolicy: Local").yaml(),
+                            http_slice("np-local", &ready(&["pod-a2"])),
+                        ],
+                        web(&["pod-b2"]),
+                    ]
+                    .concat()),
+                    Step::ForwardPolicyDrop,
+                    Step::Check(vec![
+                        Check::new(Client, "192.168.0.10:30460/tcp", pods(&["pod-b1"], true)),
+                        Check::new(Client, "192.168.0.10:30470/tcp", pods(&["pod-a2"], false)),
+                        Check::new(Pod("pod-a1"), "10.96.0.10:80/tcp", pods(&["pod-b2"], false)),
+                    ]),
+                ],
+            )
+        },
         sc(
             "affinity-survives-resync-and-restart",
             "a ClientIP-affine client keeps its endpoint across a full resync and an agent restart",
