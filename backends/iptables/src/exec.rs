@@ -298,7 +298,11 @@ mod tests {
             &owners,
         );
         assert!(e.to_string().contains("(for ns/a/tcp)"), "{e}");
-        assert_eq!(e.service_port(), Some("ns/a/tcp"), "the agent isolates this port");
+        assert_eq!(
+            e.service_port(),
+            Some("ns/a/tcp"),
+            "the agent isolates this port"
+        );
     }
 
     #[test]
