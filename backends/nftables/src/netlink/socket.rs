@@ -16,6 +16,9 @@ pub struct NlError {
     pub errno: i32,
 }
 
+/// One message of a dump's answer: (message type, payload after the netlink header).
+pub type Dumped = (u16, Vec<u8>);
+
 /// An nf_tables netlink socket, bound to the network namespace it was created in.
 #[derive(Debug)]
 pub struct NfSocket {
@@ -99,7 +102,7 @@ impl NfSocket {
 
     /// Sends one dump request and collects every answer until `NLMSG_DONE`, as (message type,
     /// payload after the netlink header). `Ok(Err(errno))`: the kernel refused the request.
-    pub fn dump(&self, request: &[u8]) -> io::Result<Result<Vec<(u16, Vec<u8>)>, i32>> {
+    pub fn dump(&self, request: &[u8]) -> io::Result<Result<Vec<Dumped>, i32>> {
         self.sock.send(request, 0)?;
         let mut out = Vec::new();
         loop {
