@@ -98,10 +98,16 @@ pub struct NodeArgs {
     /// comma-separated CIDRs of local addresses (`0.0.0.0/0,::/0` = every local address).
     #[arg(long, default_value = "primary", value_parser = parse_node_port_addresses, value_name = "primary|CIDR[,CIDR]")]
     pub nodeport_addresses: NodePortAddresses,
-    /// The cluster's NodePort range (the API server's --service-node-port-range); NodePorts
-    /// outside it are treated as malformed.
-    #[arg(long, default_value = "30000-32767", value_parser = parse_port_range, value_name = "FIRST-LAST")]
-    pub node_port_range: (u16, u16),
+    /// Check NodePorts against this range (the API server's --service-node-port-range) and
+    /// treat others as malformed. Unset (the default), NodePorts are trusted as the API server
+    /// allocated them, as kube-proxy does.
+    #[arg(long, value_parser = parse_port_range, value_name = "FIRST-LAST")]
+    pub node_port_range: Option<(u16, u16)>,
+    /// Service CIDRs (comma-separated, one per family; the API server's
+    /// --service-cluster-ip-range): traffic to an address inside them that no Service owns is
+    /// dropped. ServiceCIDR objects in the manifests add to these.
+    #[arg(long, value_delimiter = ',', value_name = "CIDR[,CIDR]")]
+    pub service_cluster_ip_range: Vec<IpNet>,
 }
 
 #[derive(Debug, Args)]

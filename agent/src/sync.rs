@@ -3,10 +3,21 @@
 //! The rules of DESIGN §3 live here once for every mode: the first sync is full; later syncs
 //! pass the diff against the last *committed* plan; a failed apply forgets the committed plan
 //! so the next sync is full; an unchanged plan costs nothing.
+//!
+//! **One object never costs the node its rules.** When the kernel rejects a transaction and
+//! the backend names the service port whose objects it refused, that port is quarantined: left
+//! out, and the rest applied again at once (up to [`MAX_ISOLATED_PER_SYNC`] ports a sync).
+//! Quarantined ports are logged by name, counted in `ApplyStats::quarantined`, and retried at
+//! the next forced full sync (the periodic resync), where a still-broken one is isolated again.
+//! A rejection that names no service port is retried with backoff as before (bisecting by
+//! committing subsets would remove other Services' rules from the kernel in between).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use switchyard_core::{diff, ApplyStats, Dataplane, DataplaneError, ProxyPlan};
+use switchyard_core::{diff, ApplyStats, Dataplane, DataplaneError, ProxyPlan, ServicePortName};
+
+/// How many service ports one sync may isolate before it gives up and retries with backoff.
+pub const MAX_ISOLATED_PER_SYNC: usize = 16;
 
 /// One family's dataplane and what it last committed.
 struct Lane {
@@ -14,6 +25,9 @@ struct Lane {
     committed: Option<ProxyPlan>,
     /// Warnings already logged, so each is logged once, when it first appears.
     logged_warnings: BTreeSet<String>,
+    /// Service ports the kernel rejected, with why; left out of every plan until the next
+    /// forced full sync.
+    quarantined: BTreeMap<ServicePortName, String>,
 }
 
 /// Drives one dataplane per family.
@@ -41,6 +55,8 @@ impl std::fmt::Debug for Syncer {
 pub struct SyncOutcome {
     pub applied: Vec<ApplyStats>,
     pub errors: Vec<DataplaneError>,
+    /// Service ports newly quarantined by this sync.
+    pub quarantined: usize,
 }
 
 impl Syncer {
@@ -52,6 +68,7 @@ impl Syncer {
                     dataplane,
                     committed: None,
                     logged_warnings: BTreeSet::new(),
+                    quarantined: BTreeMap::new(),
                 })
                 .collect(),
             failures_in_a_row: 0,
@@ -66,11 +83,21 @@ impl Syncer {
         Ok(())
     }
 
-    /// Makes the next sync full (the periodic resync that repairs tampered rules).
+    /// Makes the next sync full (the periodic resync that repairs tampered rules), and gives
+    /// quarantined service ports another chance.
     pub fn force_full(&mut self) {
         for lane in &mut self.lanes {
             lane.committed = None;
+            lane.quarantined.clear();
         }
+    }
+
+    /// The service ports currently left out because the kernel rejected them.
+    pub fn quarantined(&self) -> Vec<ServicePortName> {
+        self.lanes
+            .iter()
+            .flat_map(|l| l.quarantined.keys().cloned())
+            .collect()
     }
 
     /// Applies each plan to the lane of its family. Plans of families without a lane are ignored.
@@ -92,30 +119,60 @@ impl Syncer {
             lane.logged_warnings
                 .retain(|w| plan.warnings.iter().any(|p| p.to_string() == *w));
 
-            let changes = lane.committed.as_ref().map(|old| diff(old, &plan));
-            if changes.as_ref().is_some_and(|c| c.is_empty()) {
-                continue;
-            }
-            let incremental = changes.as_ref().filter(|c| !c.requires_full_sync());
-            match lane.dataplane.apply(&plan, incremental).await {
-                Ok(stats) => {
-                    tracing::info!(
-                        mode = %lane.dataplane.mode(),
-                        family = %plan.family,
-                        full = stats.full,
-                        service_ports = plan.services.len(),
-                        written = stats.service_ports_written,
-                        operations = stats.operations,
-                        kernel_ms = stats.kernel_time.as_secs_f64() * 1000.0,
-                        "synced"
-                    );
-                    lane.committed = Some(plan);
-                    outcome.applied.push(stats);
+            let mut plan = plan;
+            let mut isolated = 0;
+            loop {
+                plan.services
+                    .retain(|name, _| !lane.quarantined.contains_key(name));
+                let changes = lane.committed.as_ref().map(|old| diff(old, &plan));
+                if changes.as_ref().is_some_and(|c| c.is_empty()) {
+                    break;
                 }
-                Err(e) => {
-                    tracing::error!(mode = %lane.dataplane.mode(), family = %plan.family, "sync failed: {e}; the next sync will be full");
-                    lane.committed = None;
-                    outcome.errors.push(e);
+                let incremental = changes.as_ref().filter(|c| !c.requires_full_sync());
+                match lane.dataplane.apply(&plan, incremental).await {
+                    Ok(mut stats) => {
+                        stats.quarantined = lane.quarantined.len();
+                        tracing::info!(
+                            mode = %lane.dataplane.mode(),
+                            family = %plan.family,
+                            full = stats.full,
+                            service_ports = plan.services.len(),
+                            written = stats.service_ports_written,
+                            operations = stats.operations,
+                            kernel_ms = stats.kernel_time.as_secs_f64() * 1000.0,
+                            quarantined = stats.quarantined,
+                            "synced"
+                        );
+                        lane.committed = Some(plan);
+                        outcome.applied.push(stats);
+                        break;
+                    }
+                    Err(e) => {
+                        lane.committed = None;
+                        let culprit = e
+                            .service_port()
+                            .and_then(|s| plan.services.keys().find(|k| k.to_string() == s))
+                            .cloned();
+                        match culprit {
+                            Some(name) if isolated < MAX_ISOLATED_PER_SYNC => {
+                                isolated += 1;
+                                tracing::error!(
+                                    mode = %lane.dataplane.mode(),
+                                    family = %plan.family,
+                                    service_port = %name,
+                                    "the kernel rejected this service port's rules: {e}; \
+                                     left out until the next full resync, applying the rest"
+                                );
+                                lane.quarantined.insert(name, e.to_string());
+                                outcome.quarantined += 1;
+                            }
+                            _ => {
+                                tracing::error!(mode = %lane.dataplane.mode(), family = %plan.family, "sync failed: {e}; the next sync will be full");
+                                outcome.errors.push(e);
+                                break;
+                            }
+                        }
+                    }
                 }
             }
         }

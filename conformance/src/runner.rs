@@ -134,7 +134,7 @@ pub fn run(
 
 /// One cell: its own topology, torn down afterwards whatever happens.
 pub fn run_one(scenario: &Scenario, backend: &Backend, alternate: &Backend) -> Cell {
-    if let Some(why) = scenario.requires.and_then(missing) {
+    if let Some(why) = scenario.requires.and_then(|r| missing(r, backend)) {
         return Cell::NotApplicable(why);
     }
     let topology = match Topology::build() {
@@ -175,6 +175,9 @@ async fn steps(
     let mut current = backend.clone();
     let mut dataplane = new_dataplane(&current, &node_path).await?;
     let mut last: Option<ProxyPlan> = None;
+    // The endpoint each sticky (source, destination) was kept on: a later sticky check of the
+    // same pair must see the same one (affinity survives syncs and restarts) until cleanup.
+    let mut sticky: BTreeMap<String, String> = BTreeMap::new();
     for (i, step) in s.steps.iter().enumerate() {
         let at = |what: &str| format!("step {} ({what})", i + 1);
         match step {
@@ -195,8 +198,24 @@ async fn steps(
                     .as_ref()
                     .ok_or_else(|| anyhow!("{}: nothing applied yet", at("check")))?;
                 for c in checks {
-                    check(topo, plan, c)
-                        .with_context(|| at(&format!("{:?} -> {}", c.from, c.to)))?;
+                    let here = at(&format!("{:?} -> {}", c.from, c.to));
+                    let observed = check(topo, plan, c).with_context(|| here.clone())?;
+                    if matches!(c.expect, Expect::Sticky { .. }) {
+                        let pod = observed.iter().find_map(|o| match o {
+                            Observed::Answered { pod, .. } => Some(pod.clone()),
+                            _ => None,
+                        });
+                        let key = format!("{:?} {}", c.from, c.to);
+                        match (sticky.get(&key), pod) {
+                            (Some(before), Some(now)) if *before != now => bail!(
+                                "{here}: affinity lost: the client was kept on {before}, now {now}"
+                            ),
+                            (None, Some(now)) => {
+                                sticky.insert(key, now);
+                            }
+                            _ => {}
+                        }
+                    }
                 }
             }
             Step::NodeCommand(cmd) => {
@@ -223,6 +242,28 @@ async fn steps(
                 dataplane.cleanup().await.with_context(|| at("cleanup"))?;
                 verify_clean(&current, topo).with_context(|| at("cleanup"))?;
                 last = None;
+                sticky.clear();
+            }
+            Step::FullResync | Step::Restart => {
+                let plan = last
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("{}: nothing applied yet", at("resync")))?;
+                if matches!(step, Step::Restart) {
+                    dataplane = new_dataplane(&current, &node_path)
+                        .await
+                        .with_context(|| at("restart"))?;
+                }
+                dataplane
+                    .apply(plan, None)
+                    .await
+                    .with_context(|| at("full resync"))?;
+            }
+            Step::ForwardPolicyDrop => {
+                let iptables = iptables_of(&current)
+                    .ok_or_else(|| anyhow!("{}: not an iptables backend", at("forward policy")))?;
+                topo.node
+                    .exec(iptables, &["-P", "FORWARD", "DROP"])
+                    .with_context(|| at("forward policy"))?;
             }
             Step::SwitchBackend => {
                 dataplane
@@ -235,6 +276,7 @@ async fn steps(
                     .await
                     .with_context(|| at("switch"))?;
                 last = None;
+                sticky.clear();
             }
         }
     }
@@ -273,9 +315,20 @@ pub fn plan_for(yaml: &str, node: NodeSettings) -> anyhow::Result<ProxyPlan> {
     if node.nodeports_on_all_addresses {
         config = config.with_node_port_addresses(NodePortAddresses::All);
     }
+    if let Some(cidr) = node.service_cidr {
+        config = config.with_service_cidrs([cidr.parse()?]);
+    }
     let plan = plan(&state, &config);
-    if let Some(w) = plan.warnings.first() {
-        bail!("scenario manifests are malformed: {w}");
+    if plan.warnings.len() != node.warnings {
+        bail!(
+            "scenario manifests gave {} warning(s), the scenario expects {}: {:?}",
+            plan.warnings.len(),
+            node.warnings,
+            plan.warnings
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        );
     }
     Ok(plan)
 }
@@ -292,7 +345,8 @@ pub fn parse_target(to: &str) -> anyhow::Result<(SocketAddr, Protocol)> {
 }
 
 /// Checks one expectation: first that it agrees with `explain`, then with real packets.
-fn check(topo: &Topology, plan: &ProxyPlan, c: &Check) -> anyhow::Result<()> {
+/// Returns what the probes observed.
+fn check(topo: &Topology, plan: &ProxyPlan, c: &Check) -> anyhow::Result<Vec<Observed>> {
     let (ns, src) = topo.origin(c.from)?;
     let (dst, proto) = parse_target(c.to)?;
     let answer = explain(plan, src, dst.ip(), dst.port(), proto);
@@ -306,7 +360,8 @@ fn check(topo: &Topology, plan: &ProxyPlan, c: &Check) -> anyhow::Result<()> {
         timeout: Duration::from_millis(1000),
     }
     .run()?;
-    judge(topo, &c.expect, &observed, src, &ports)
+    judge(topo, &c.expect, &observed, src, &ports)?;
+    Ok(observed)
 }
 
 /// Returns the endpoint port explain expects for each pod address.
@@ -428,10 +483,13 @@ fn judge(
         }
         Expect::Reject if observed.iter().all(|o| *o == Observed::Refused) => Ok(()),
         Expect::Drop if observed.iter().all(|o| *o == Observed::TimedOut) => Ok(()),
+        // Untouched: routed away to the sink, or refused by the node's own stack. A timeout
+        // is not accepted: every untranslated packet has somewhere to be answered.
         Expect::NotProxied
-            if !observed
-                .iter()
-                .any(|o| matches!(o, Observed::Answered { .. })) =>
+            if observed.iter().all(|o| {
+                *o == Observed::Refused
+                    || matches!(o, Observed::Answered { pod, .. } if pod == crate::topology::SINK)
+            }) =>
         {
             Ok(())
         }
@@ -461,9 +519,25 @@ fn spread_ok(hits: &BTreeMap<&str, usize>, total: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// The `iptables` binary of an iptables backend (by its conformance name).
+fn iptables_of(backend: &Backend) -> Option<&'static str> {
+    match backend.name.as_str() {
+        "iptables-nft" => Some("iptables-nft"),
+        "iptables-legacy" => Some("iptables-legacy"),
+        _ => None,
+    }
+}
+
 /// Why a requirement is not met here, if it is not.
-fn missing(r: Requirement) -> Option<String> {
+fn missing(r: Requirement, backend: &Backend) -> Option<String> {
     match r {
+        Requirement::IptablesForward => iptables_of(backend).is_none().then(|| {
+            format!(
+                "{} does not filter in iptables' FORWARD chain: a drop policy there is final for \
+                 traffic another table accepts (netfilter base-chain semantics)",
+                backend.name
+            )
+        }),
         Requirement::Sctp => {
             let protocols = std::fs::read_to_string("/proc/net/protocols").unwrap_or_default();
             (!protocols.lines().any(|l| l.starts_with("SCTP"))).then(|| {

@@ -24,12 +24,22 @@ pub struct NodeSettings {
     pub masquerade_all: bool,
     /// `--nodeport-addresses` matching every local address, instead of the node's primary one.
     pub nodeports_on_all_addresses: bool,
+    /// `--service-cluster-ip-range`: unowned addresses inside it are dropped.
+    pub service_cidr: Option<&'static str>,
+    /// How many planner warnings the manifests must produce: hostile objects (a collision is
+    /// skipped with a warning); any other count fails the scenario.
+    pub warnings: usize,
 }
 
 /// Kernel features some scenarios need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requirement {
     Sctp,
+    /// The backend filters in iptables' own `filter FORWARD` chain, where a host's policy of
+    /// DROP (Docker sets it) applies: only `iptables-nft` and `iptables-legacy`. A drop in
+    /// any netfilter base chain is final, so a backend in its own nftables table cannot accept
+    /// what iptables' FORWARD policy drops (as with kube-proxy's nftables mode).
+    IptablesForward,
 }
 
 /// One step.
@@ -51,6 +61,15 @@ pub enum Step {
     CleanupAndVerify,
     /// Clean up with the current backend, then continue with a different one (mode switch).
     SwitchBackend,
+    /// Sync the last plan again in full on the same backend (the periodic and after-error
+    /// resync): what the kernel learned (affinity) must survive it.
+    FullResync,
+    /// A new backend instance, as after an agent restart, probes and syncs the last plan in
+    /// full over the rules the old one left in place.
+    Restart,
+    /// Sets the node's iptables `filter FORWARD` policy to DROP, with the iptables variant the
+    /// backend uses (scenarios with [`Requirement::IptablesForward`]).
+    ForwardPolicyDrop,
 }
 
 /// One expectation: `count` connections from `from` to `to` (`ip:port/proto`).

@@ -7,8 +7,10 @@
 //!  default via node                          │ br0 10.244.1.1/24                   │ br0 10.244.2.1/24
 //!                                          pod-a1 .10  a2 .11  a3 .12            pod-b1 .10  b2 .11  b3 .12
 //! ```
-//! The node's default route points at the client, which does not forward: a service address the
-//! rules failed to translate ends there silently (a timeout, never a false "reject").
+//! The node's default route points at the client, which does not forward but answers every new
+//! TCP/UDP connection that reaches it for an address not its own, as the pod named [`SINK`]: a
+//! service address the rules failed to translate is therefore *answered* by the sink, so a
+//! missing reject or drop rule can never pass as "refused" or "dropped" by timing out.
 
 use crate::netns::{unique_prefix, Netns};
 use crate::pods::PodServer;
@@ -26,6 +28,10 @@ pub const REMOTE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 11);
 pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
 /// The node's bridge address (what masqueraded traffic to a local pod comes from).
 pub const NODE_BRIDGE_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 1);
+/// The name the outside client answers with when an untranslated packet reaches it.
+pub const SINK: &str = "sink";
+/// The port the sink serves on (every other port is redirected there).
+const SINK_PORT: u16 = 9999;
 /// Ports every pod serves, over TCP and UDP. Each answers `<pod> <port> <peer address>`.
 pub const POD_PORTS: [u16; 3] = [8080, 8081, 9100];
 
@@ -54,6 +60,8 @@ pub struct Pod {
 #[derive(Debug)]
 pub struct Topology {
     pub pods: Vec<Pod>,
+    /// Declared before `client`: the sink's server stops before its namespace goes.
+    _sink: PodServer,
     pub client: Netns,
     pub remote: Netns,
     pub node: Netns,
@@ -85,6 +93,7 @@ impl Topology {
             &format!("{CLIENT_IP}/24"),
         )?;
         client.ip(&["route", "add", "default", "via", &NODE_IP.to_string()])?;
+        let sink = start_sink(&client)?;
         link(
             &node,
             "eth-r",
@@ -160,6 +169,7 @@ impl Topology {
         }
         Ok(Self {
             pods,
+            _sink: sink,
             client,
             remote,
             node,
@@ -186,6 +196,22 @@ impl Topology {
     pub fn pod_by_ip(&self, ip: IpAddr) -> Option<&Pod> {
         self.pods.iter().find(|p| p.ip == ip)
     }
+}
+
+/// Makes the client answer, as [`SINK`], every new connection that arrives for an address not
+/// its own (whatever the node routed to it untranslated), including its own probes that the
+/// node sent back (`accept_local`).
+fn start_sink(client: &Netns) -> anyhow::Result<PodServer> {
+    let server = PodServer::start(client, SINK, &[SINK_PORT])?;
+    for conf in ["all", "eth0"] {
+        client.sysctl(&format!("net.ipv4.conf.{conf}.accept_local"), "1")?;
+    }
+    client.nft("add table ip sink")?;
+    client.nft("add chain ip sink prerouting { type nat hook prerouting priority -100 ; }")?;
+    client.nft(&format!(
+        "add rule ip sink prerouting iifname eth0 meta l4proto {{ tcp, udp }} redirect to :{SINK_PORT}"
+    ))?;
+    Ok(server)
 }
 
 /// A veth pair from `a` (named `a_if`) to `b` (named `eth0`), addressed and up.

@@ -225,28 +225,65 @@ fn feature_plan(family: IpFamily) -> ProxyPlan {
     m.add_text(Path::new("features.yaml"), &yaml).expect("yaml");
     let config = switchyard_core::ProxyConfig::new(family, "n1")
         .with_cluster_cidrs([cidr.parse().expect("cidr")])
-        .with_node_port_addresses(switchyard_core::NodePortAddresses::All);
+        .with_node_port_addresses(switchyard_core::NodePortAddresses::All)
+        .with_service_cidrs(SERVICE_CIDRS.iter().map(|c| c.parse().expect("cidr")));
     let plan = switchyard_core::plan(&m.to_state("n1"), &config);
     assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
     plan
 }
 
+/// Service CIDRs of the feature plan: traffic to unowned addresses inside them is dropped.
+const SERVICE_CIDRS: [&str; 2] = ["10.96.0.0/12", "fd00:96::/108"];
+
+/// Both kernel shapes: the count search testing the slot maps themselves (newer kernels), and
+/// the plain slot sets older kernels need (Debian 12's 6.1). The fallback shape must load on
+/// every kernel; the newer one must load exactly when `probe()` says the kernel has it (and be
+/// refused otherwise), so the probe and the shapes cannot drift apart. This is the rule-shape
+/// guard run on every kernel of the matrix (the VM runs this test binary too).
 #[test]
 fn nft_list_matches_our_printer_for_every_statement_in_both_families() {
-    for family in [IpFamily::V4, IpFamily::V6] {
+    for (family, map_lookup_as_set) in [
+        (IpFamily::V4, true),
+        (IpFamily::V6, true),
+        (IpFamily::V4, false),
+        (IpFamily::V6, false),
+    ] {
         in_netns(family, move |ns, dp| {
+            block(dp.probe()).expect("probe");
+            let kernel_has_it = dp.features().map_lookup_as_set;
+            let features = switchyard_nftables::Features { map_lookup_as_set };
+            *dp = NftablesDataplane::new(family).with_features(features);
             let plan = feature_plan(family);
+            if map_lookup_as_set && !kernel_has_it {
+                match block(dp.apply(&plan, None)) {
+                    Err(DataplaneError::KernelRejected {
+                        errno: Some(22), ..
+                    }) => return,
+                    other => panic!(
+                        "probe said this kernel cannot look a map's key up as a set, \
+                         but the shape that needs it gave {other:?}"
+                    ),
+                }
+            }
             let text = dp.render(&plan, None);
+            let count_lookup = if map_lookup_as_set {
+                "@np-cluster-endpoint-2 goto np-cluster-count-3-20"
+            } else {
+                "@np-cluster-slot-2 goto np-cluster-count-3-20"
+            };
+            let cidr = SERVICE_CIDRS[usize::from(family == IpFamily::V6)];
+            let service_cidr_drop = format!("daddr {cidr} drop");
             // Every statement form, so a printer/kernel mismatch in any of them shows.
             for want in [
-                "daddr . meta l4proto . th dport @int-cluster-services goto int-cluster",
+                "daddr . meta l4proto . th dport @pod-cluster.masq-cluster-services goto pod-cluster.masq-cluster",
                 "fib daddr type local goto node-ports",
-                "meta l4proto . th dport @np-ext-sc-to-local-services goto np-ext-sc-to-local",
+                "meta l4proto . th dport @np-pod-cluster.host-masq-cluster.local-services goto np-pod-cluster.host-masq-cluster.local",
                 "meta l4proto . th dport vmap @service-nodeports",
                 "to meta l4proto . th dport map @np-cluster-endpoint-19",
                 "numgen random mod 20 < 10 goto cluster-pick-0-10",
                 "numgen random mod 10 0 goto cluster-dnat-10",
-                "@np-cluster-endpoint-2 goto np-cluster-count-3-20",
+                count_lookup,
+                &service_cidr_drop,
                 "ct status dnat",
                 "saddr . ",
                 "fib saddr type local jump mark-for-masquerade",

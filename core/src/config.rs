@@ -5,9 +5,6 @@ use ipnet::IpNet;
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
 
-/// The Kubernetes default `--service-node-port-range`.
-pub const DEFAULT_NODE_PORT_RANGE: RangeInclusive<u16> = 30000..=32767;
-
 /// Settings for one family's plan. Build with [`ProxyConfig::new`] and the `with_*` methods.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
@@ -22,8 +19,13 @@ pub struct ProxyConfig {
     pub cluster_cidrs: Vec<IpNet>,
     /// `--masquerade-all`: masquerade every connection to a cluster IP.
     pub masquerade_all: bool,
-    /// `--service-node-port-range`: NodePorts outside it are rejected as malformed.
-    pub node_port_range: RangeInclusive<u16>,
+    /// `--node-port-range`: when set, NodePorts outside it are rejected as malformed. `None`
+    /// (the default) trusts the API server, which allocated them from its own
+    /// `--service-node-port-range`, as kube-proxy does: a cluster with a custom range must not
+    /// silently lose NodePorts on nodes that lack the flag.
+    pub node_port_range: Option<RangeInclusive<u16>>,
+    /// Service CIDRs of this family (`--service-cluster-ip-range`, ServiceCIDR objects).
+    pub service_cidrs: Vec<IpNet>,
     /// `--nodeport-addresses`: where NodePorts listen.
     pub node_port_addresses: NodePortAddresses,
     /// This host's interface addresses, used to resolve [`NodePortAddresses::Cidrs`]. Supplied by
@@ -53,7 +55,8 @@ impl ProxyConfig {
             node_name: node_name.into(),
             cluster_cidrs: Vec::new(),
             masquerade_all: false,
-            node_port_range: DEFAULT_NODE_PORT_RANGE,
+            node_port_range: None,
+            service_cidrs: Vec::new(),
             node_port_addresses: NodePortAddresses::Primary,
             local_addresses: Vec::new(),
         }
@@ -75,8 +78,20 @@ impl ProxyConfig {
         self
     }
 
-    pub fn with_node_port_range(mut self, range: RangeInclusive<u16>) -> Self {
+    /// Checks NodePorts against `range` (`None`: trust the API server).
+    pub fn with_node_port_range(mut self, range: Option<RangeInclusive<u16>>) -> Self {
         self.node_port_range = range;
+        self
+    }
+
+    /// Keeps only the CIDRs of this config's family, like [`Self::with_cluster_cidrs`].
+    pub fn with_service_cidrs(mut self, cidrs: impl IntoIterator<Item = IpNet>) -> Self {
+        let family = self.family;
+        self.service_cidrs = cidrs
+            .into_iter()
+            .filter(|c| IpFamily::of(&c.addr()) == family)
+            .map(|c| c.trunc())
+            .collect();
         self
     }
 

@@ -52,6 +52,9 @@ pub struct ApplyStats {
     pub operations: usize,
     /// Wall time spent talking to the kernel.
     pub kernel_time: Duration,
+    /// Service ports left out of this sync because the kernel rejected their objects (set by
+    /// the caller that isolated them; backends report 0).
+    pub quarantined: usize,
 }
 
 /// Errors a dataplane reports. Each variant names the step that failed.
@@ -81,6 +84,8 @@ pub enum DataplaneError {
         program: String,
         /// The input line it complained about, when it said.
         line: Option<usize>,
+        /// The service port that line was written for, when known.
+        service: Option<String>,
         message: String,
     },
     /// Talking to the kernel or a tool failed at the transport level.
@@ -93,6 +98,17 @@ pub enum DataplaneError {
 }
 
 impl DataplaneError {
+    /// The service port (as `ServicePortName`'s text) whose objects the kernel rejected, when
+    /// the backend could tell: the one to isolate so everything else can be applied.
+    pub fn service_port(&self) -> Option<&str> {
+        match self {
+            Self::KernelRejected { service, .. } | Self::ToolFailed { service, .. } => {
+                service.as_deref()
+            }
+            _ => None,
+        }
+    }
+
     /// Worth retrying with backoff (transient), as opposed to a missing feature that retrying
     /// cannot fix.
     pub fn is_retryable(&self) -> bool {

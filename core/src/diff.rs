@@ -14,7 +14,7 @@ pub struct Changes {
     /// Service ports that are gone.
     pub removed: BTreeSet<ServicePortName>,
     /// A node-level setting changed (node addresses, NodePort addresses, masquerade policy, pod
-    /// CIDRs, family): rules shared by every service are affected, so sync everything.
+    /// or service CIDRs, family): rules shared by every service are affected, so sync everything.
     pub node_settings: bool,
 }
 
@@ -46,7 +46,8 @@ pub fn diff(old: &ProxyPlan, new: &ProxyPlan) -> Changes {
             || old.node_ips != new.node_ips
             || old.node_port_addresses != new.node_port_addresses
             || old.cluster_masquerade != new.cluster_masquerade
-            || old.pod_cidrs != new.pod_cidrs,
+            || old.pod_cidrs != new.pod_cidrs
+            || old.service_cidrs != new.service_cidrs,
         ..Changes::default()
     };
     for (name, plan) in &new.services {

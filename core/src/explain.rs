@@ -5,8 +5,8 @@
 //! dataplanes cannot silently disagree.
 
 use crate::plan::{
-    ClusterMasquerade, Endpoint, NodePortListen, Protocol, ProxyPlan, ServicePortName,
-    ServicePortPlan, Target, VipKind,
+    Endpoint, Protocol, ProxyPlan, ServiceKey, ServicePortName, ServicePortPlan, SourceClass,
+    Target, VipKind,
 };
 use serde::Serialize;
 use std::fmt;
@@ -65,25 +65,33 @@ pub fn explain(
     let origin = origin_of(plan, src);
     let Some((name, svc, via)) = find(plan, dst, dport, proto) else {
         let cluster_ip_owner = plan.services.iter().find(|(_, s)| s.cluster_ip == dst);
-        return match cluster_ip_owner {
-            Some((name, _)) => Explanation {
-                origin,
-                matched: None,
-                verdict: Verdict::Reject,
-                reason: format!(
+        let (verdict, reason) = match cluster_ip_owner {
+            Some((name, _)) => (
+                Verdict::Reject,
+                format!(
                     "{dst} is the cluster IP of {} but no port {dport}/{proto} is defined there",
                     name.service
                 ),
-            },
-            None => Explanation {
-                origin,
-                matched: None,
-                verdict: Verdict::Accept,
-                reason: format!("{dst}:{dport}/{proto} is not a service address; not proxied"),
+            ),
+            None => match plan.service_cidrs.iter().find(|c| c.contains(&dst)) {
+                Some(cidr) => (
+                    Verdict::Drop,
+                    format!("{dst} is inside service CIDR {cidr} but no Service owns it: dropped"),
+                ),
+                None => (
+                    Verdict::Accept,
+                    format!("{dst}:{dport}/{proto} is not a service address; not proxied"),
+                ),
             },
         };
+        return Explanation {
+            origin,
+            matched: None,
+            verdict,
+            reason,
+        };
     };
-    let (verdict, reason) = decide(plan, svc, via, origin, src);
+    let (verdict, reason) = decide(plan, svc, via, src);
     Explanation {
         origin,
         matched: Some((name.clone(), via)),
@@ -92,69 +100,62 @@ pub fn explain(
     }
 }
 
-/// Whether `src` is the host, a pod or outside, as the rules see it.
+/// Whether `src` is a pod, the host or outside, in the order the path rules test them.
 pub fn origin_of(plan: &ProxyPlan, src: IpAddr) -> Origin {
-    if plan.node_ips.contains(&src) {
-        Origin::Host
-    } else if plan.pod_cidrs.iter().any(|c| c.contains(&src)) {
+    if plan.pod_cidrs.iter().any(|c| c.contains(&src)) {
         Origin::Pod
+    } else if plan.node_ips.contains(&src) {
+        Origin::Host
     } else {
         Origin::Outside
     }
 }
 
-/// The service port owning `dst:dport/proto`. Virtual IPs are matched before NodePorts, as the
-/// dispatch rules do.
+/// Whether a source address belongs to a rule's source class. Explain knows the node's
+/// addresses from its Node object only; the kernel rules test every local address.
+fn in_class(plan: &ProxyPlan, class: SourceClass, src: IpAddr) -> bool {
+    match class {
+        SourceClass::Pod => plan.pod_cidrs.iter().any(|c| c.contains(&src)),
+        SourceClass::Host => plan.node_ips.contains(&src),
+        SourceClass::Any => true,
+    }
+}
+
+/// The service port owning `dst:dport/proto`, by the plan's keys. Address keys are matched
+/// before "any local address" NodePort keys, as the dispatch rules do.
 fn find(
     plan: &ProxyPlan,
     dst: IpAddr,
     dport: u16,
     proto: Protocol,
 ) -> Option<(&ServicePortName, &ServicePortPlan, VipKind)> {
-    let candidates = || plan.services.iter().filter(|(_, s)| s.protocol == proto);
-    let by_vip = candidates()
-        .filter(|(_, s)| s.port == dport)
-        .find_map(|(n, s)| {
-            if s.cluster_ip == dst {
-                return Some((n, s, VipKind::ClusterIp));
-            }
-            s.external_vips()
-                .find(|(_, ip)| *ip == dst)
-                .map(|(kind, _)| (n, s, kind))
-        });
-    by_vip.or_else(|| {
-        let listens = match &plan.node_port_addresses {
-            // Explain only knows the node's addresses from its Node object.
-            NodePortListen::AllLocal => plan.node_ips.contains(&dst),
-            NodePortListen::Addresses(addrs) => addrs.contains(&dst),
-        };
-        listens
-            .then(|| candidates().find(|(_, s)| s.node_port == Some(dport)))
+    let lookup = |wanted: ServiceKey| {
+        plan.services.iter().find_map(|(n, s)| {
+            s.paths()
+                .flat_map(|p| &p.keys)
+                .find(|k| k.key == wanted)
+                .map(|k| (n, s, k.kind))
+        })
+    };
+    let exact = ServiceKey::Addr {
+        ip: dst,
+        protocol: proto,
+        port: dport,
+    };
+    lookup(exact).or_else(|| {
+        plan.node_ips
+            .contains(&dst)
+            .then(|| {
+                lookup(ServiceKey::AnyLocal {
+                    protocol: proto,
+                    port: dport,
+                })
+            })
             .flatten()
-            .map(|(n, s)| (n, s, VipKind::NodePort))
     })
 }
 
-fn decide(
-    plan: &ProxyPlan,
-    svc: &ServicePortPlan,
-    via: VipKind,
-    origin: Origin,
-    src: IpAddr,
-) -> (Verdict, String) {
-    if via == VipKind::ClusterIp {
-        let masquerade = match &plan.cluster_masquerade {
-            ClusterMasquerade::All => true,
-            ClusterMasquerade::FromOutside(cidrs) => !cidrs.iter().any(|c| c.contains(&src)),
-            ClusterMasquerade::HairpinOnly => false,
-        };
-        let why = if masquerade {
-            "cluster traffic, masqueraded (source outside the cluster CIDR or --masquerade-all)"
-        } else {
-            "cluster traffic"
-        };
-        return to_target(svc, svc.internal, masquerade, src, why);
-    }
+fn decide(plan: &ProxyPlan, svc: &ServicePortPlan, via: VipKind, src: IpAddr) -> (Verdict, String) {
     if via == VipKind::LoadBalancerIp {
         if let Some(ranges) = &svc.source_ranges {
             if !ranges.allows(src, &svc.load_balancer_ips) {
@@ -165,40 +166,32 @@ fn decide(
             }
         }
     }
-    // Not externally accessible cannot happen for an external VIP or NodePort match.
-    let Some(external) = svc.external else {
-        return (Verdict::Reject, "service port has no external path".into());
+    let path = match via {
+        VipKind::ClusterIp => Some(&svc.internal),
+        _ => svc.external.as_ref(),
     };
-    match origin {
-        Origin::Pod if external.short_circuit => to_target(
-            svc,
-            Target::Cluster,
-            false,
-            src,
-            "pod traffic short-circuited to cluster endpoints (externalTrafficPolicy: Local)",
-        ),
-        Origin::Host if external.short_circuit => to_target(
-            svc,
-            Target::Cluster,
-            true,
-            src,
-            "host traffic short-circuited to cluster endpoints and masqueraded (externalTrafficPolicy: Local)",
-        ),
-        _ if external.masquerade => to_target(
-            svc,
-            external.target,
-            true,
-            src,
-            "external traffic, masqueraded (externalTrafficPolicy: Cluster)",
-        ),
-        _ => to_target(
-            svc,
-            external.target,
-            false,
-            src,
-            "external traffic to local endpoints, client IP kept (externalTrafficPolicy: Local)",
-        ),
-    }
+    let Some(rule) = path.and_then(|p| p.rules.iter().find(|r| in_class(plan, r.from, src))) else {
+        return (Verdict::Reject, "service port has no such path".into());
+    };
+    let why = match (via, rule.from, rule.masquerade) {
+        (VipKind::ClusterIp, _, true) => {
+            "cluster traffic, masqueraded (source outside the cluster CIDR or --masquerade-all)"
+        }
+        (VipKind::ClusterIp, _, false) => "cluster traffic",
+        (_, SourceClass::Pod, _) => {
+            "pod traffic short-circuited to cluster endpoints (externalTrafficPolicy: Local)"
+        }
+        (_, SourceClass::Host, _) => {
+            "host traffic short-circuited to cluster endpoints and masqueraded (externalTrafficPolicy: Local)"
+        }
+        (_, SourceClass::Any, true) => {
+            "external traffic, masqueraded (externalTrafficPolicy: Cluster)"
+        }
+        (_, SourceClass::Any, false) => {
+            "external traffic to local endpoints, client IP kept (externalTrafficPolicy: Local)"
+        }
+    };
+    to_target(svc, rule.target, rule.masquerade, src, why)
 }
 
 fn to_target(

@@ -10,6 +10,7 @@ pub enum ObjectKind {
     Service,
     EndpointSlice,
     Node,
+    ServiceCidr,
 }
 
 /// A malformed value that the planner skipped. Names the object and the field so an operator can

@@ -6,7 +6,7 @@ use k8s_openapi::api::discovery::v1 as discovery_v1;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta as K8sMeta;
 use switchyard_core::model::{
     Endpoint, EndpointConditions, EndpointHints, EndpointPort, EndpointSlice, LoadBalancerIngress,
-    Node, NodeAddress, ObjectMeta, Service, ServicePort, LABEL_SERVICE_NAME,
+    Node, NodeAddress, ObjectMeta, Service, ServiceCidr, ServicePort, LABEL_SERVICE_NAME,
 };
 
 /// Label the EndpointSlice mirroring controller puts on the slices it creates.
@@ -202,5 +202,17 @@ pub fn node(n: &core_v1::Node) -> Node {
                 address: a.address,
             })
             .collect(),
+    }
+}
+
+/// A ServiceCIDR: its name and `spec.cidrs`, unparsed (the planner validates them).
+pub fn service_cidr(c: &k8s_openapi::api::networking::v1::ServiceCIDR) -> ServiceCidr {
+    ServiceCidr {
+        name: c.metadata.name.clone().unwrap_or_default(),
+        cidrs: c
+            .spec
+            .as_ref()
+            .and_then(|s| s.cidrs.clone())
+            .unwrap_or_default(),
     }
 }

@@ -1,16 +1,18 @@
 //! The offline source: Kubernetes objects from multi-document YAML files.
 //!
-//! Accepts `v1` Service, Endpoints, Node and List, and `discovery.k8s.io/v1` EndpointSlice.
+//! Accepts `v1` Service, Endpoints, Node and List, `discovery.k8s.io/v1` EndpointSlice and
+//! `networking.k8s.io/v1` ServiceCIDR.
 //! Anything else is an error that names the file and the document, and nothing is applied:
 //! a manifest that is half understood must not become half the rules.
 
 use super::convert;
 use k8s_openapi::api::core::v1 as core_v1;
 use k8s_openapi::api::discovery::v1 as discovery_v1;
+use k8s_openapi::api::networking::v1 as networking_v1;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use switchyard_core::model::{EndpointSlice, Node, ObjectRef, Service};
+use switchyard_core::model::{EndpointSlice, Node, ObjectRef, Service, ServiceCidr};
 use switchyard_core::ClusterState;
 
 /// Namespace of objects that name none, as `kubectl apply` would use.
@@ -58,6 +60,7 @@ pub struct Manifests {
     /// Slices mirrored from v1 Endpoints; used only for Services that have no real slice.
     pub mirrored_slices: Vec<EndpointSlice>,
     pub nodes: Vec<Node>,
+    pub service_cidrs: Vec<ServiceCidr>,
 }
 
 impl Manifests {
@@ -150,6 +153,11 @@ impl Manifests {
                 let n: core_v1::Node = serde_json::from_value(doc).map_err(parse_err)?;
                 self.nodes.push(convert::node(&n));
             }
+            ("networking.k8s.io/v1", "ServiceCIDR") => {
+                let c: networking_v1::ServiceCIDR =
+                    serde_json::from_value(doc).map_err(parse_err)?;
+                self.service_cidrs.push(convert::service_cidr(&c));
+            }
             ("v1", "List") => {
                 let items = doc.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
                 for (j, item) in items.into_iter().enumerate() {
@@ -160,7 +168,7 @@ impl Manifests {
             _ => {
                 return Err(format!(
                     "unsupported kind {kind} ({api_version}); expected v1 Service, Endpoints, Node or List, \
-                     or discovery.k8s.io/v1 EndpointSlice"
+                     discovery.k8s.io/v1 EndpointSlice or networking.k8s.io/v1 ServiceCIDR"
                 ))
             }
         }
@@ -186,6 +194,9 @@ impl Manifests {
         };
         for s in &self.services {
             state.upsert_service(s.clone());
+        }
+        for c in &self.service_cidrs {
+            state.upsert_service_cidr(c.clone());
         }
         let sliced: BTreeSet<ObjectRef> = self
             .endpoint_slices
@@ -250,6 +261,18 @@ subsets:\n- addresses: [{ip: 10.0.0.1, nodeName: n1}, {ip: 'fd00::1'}]\n  notRea
         let state = m.to_state("n1");
         assert_eq!(state.endpoint_slices.len(), 1);
         assert!(state.endpoint_slices.keys().all(|k| k.name == "db-1"));
+    }
+
+    #[test]
+    fn service_cidrs_reach_the_plan() {
+        let m = load("apiVersion: networking.k8s.io/v1\nkind: ServiceCIDR\nmetadata: {name: kubernetes}\nspec: {cidrs: [10.96.0.0/12, 'fd00:96::/108']}\n");
+        let state = m.to_state("n1");
+        let config = switchyard_core::ProxyConfig::new(switchyard_core::IpFamily::V6, "n1");
+        let plan = switchyard_core::plan(&state, &config);
+        assert_eq!(
+            plan.service_cidrs,
+            vec!["fd00:96::/108".parse().expect("cidr")]
+        );
     }
 
     #[test]

@@ -12,6 +12,11 @@ type Calls = Arc<Mutex<Vec<Option<Vec<String>>>>>;
 struct Recorder {
     calls: Calls,
     fail_next: Arc<Mutex<bool>>,
+    /// A service port whose presence in a plan makes every apply fail, naming it, as a kernel
+    /// rejection of that port's objects does.
+    poison: Option<String>,
+    /// The service ports of every plan committed.
+    committed: Arc<Mutex<Vec<Vec<String>>>>,
 }
 
 #[async_trait]
@@ -27,9 +32,21 @@ impl Dataplane for Recorder {
     }
     async fn apply(
         &mut self,
-        _plan: &ProxyPlan,
+        plan: &ProxyPlan,
         changes: Option<&Changes>,
     ) -> Result<ApplyStats, DataplaneError> {
+        if let Some(poison) = self
+            .poison
+            .as_ref()
+            .filter(|p| plan.services.keys().any(|k| k.to_string() == **p))
+        {
+            return Err(DataplaneError::KernelRejected {
+                object: "map ip switchyard cluster-endpoint-0".into(),
+                service: Some(poison.clone()),
+                errno: Some(17),
+                message: "File exists".into(),
+            });
+        }
         let call = changes.map(|c| c.touched().map(ToString::to_string).collect());
         self.calls.lock().expect("lock").push(call);
         let mut fail = self.fail_next.lock().expect("lock");
@@ -41,6 +58,8 @@ impl Dataplane for Recorder {
                 message: "injected".into(),
             });
         }
+        let names = plan.services.keys().map(ToString::to_string).collect();
+        self.committed.lock().expect("lock").push(names);
         Ok(ApplyStats {
             full: changes.is_none(),
             ..ApplyStats::default()
@@ -76,6 +95,8 @@ fn syncer() -> (Syncer, Calls, Arc<Mutex<bool>>) {
     let rec = Recorder {
         calls: calls.clone(),
         fail_next: fail.clone(),
+        poison: None,
+        committed: Arc::default(),
     };
     (Syncer::new(vec![Box::new(rec)]), calls, fail)
 }
@@ -132,4 +153,37 @@ async fn backoff_grows_and_caps() {
     }
     assert_eq!(seen[..4], [Some(1), Some(2), Some(4), Some(8)]);
     assert_eq!(seen[9], Some(128));
+}
+
+#[tokio::test]
+async fn a_rejected_service_port_is_isolated_and_the_rest_applied() {
+    let committed: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    let mut s = Syncer::new(vec![Box::new(Recorder {
+        calls: Calls::default(),
+        fail_next: Arc::default(),
+        poison: Some("default/svc1/tcp".into()),
+        committed: committed.clone(),
+    })]);
+    let out = s.sync(vec![plan_with(&[80, 81, 82])]).await;
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.quarantined, 1);
+    assert_eq!(out.applied.first().map(|a| a.quarantined), Some(1));
+    assert_eq!(
+        committed.lock().expect("lock").clone(),
+        vec![vec![
+            "default/svc0/tcp".to_string(),
+            "default/svc2/tcp".to_string()
+        ]]
+    );
+    assert_eq!(s.quarantined().len(), 1);
+    // The same plan again changes nothing: the quarantined port is not retried every sync.
+    s.sync(vec![plan_with(&[80, 81, 82])]).await;
+    assert_eq!(committed.lock().expect("lock").len(), 1);
+    // The periodic full resync retries it; still broken, it is isolated again.
+    s.force_full();
+    let out = s.sync(vec![plan_with(&[80, 81, 82])]).await;
+    assert!(out.errors.is_empty());
+    assert_eq!(out.quarantined, 1);
+    assert_eq!(committed.lock().expect("lock").len(), 2);
+    assert_eq!(s.retry_backoff(), None);
 }

@@ -151,6 +151,7 @@ impl IptablesDataplane {
                 return Err(DataplaneError::ToolFailed {
                     program: save,
                     line: None,
+                    service: None,
                     message: ran.stderr,
                 });
             }
@@ -328,6 +329,7 @@ impl Dataplane for IptablesDataplane {
             service_ports_written: tx.service_ports,
             operations: tx.operations(),
             kernel_time: started.elapsed(),
+            ..ApplyStats::default()
         })
     }
 

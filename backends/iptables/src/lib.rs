@@ -16,6 +16,8 @@ mod render;
 mod restore_order;
 mod rules;
 mod sets;
+#[cfg(test)]
+mod tests;
 mod tx;
 
 pub use dataplane::{detect_variant, IptablesConfig, IptablesDataplane};

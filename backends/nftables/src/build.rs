@@ -5,7 +5,7 @@
 //! and the shared structure, before and after, and emits only the difference.
 
 use crate::objects::{Chain, Elem, Key, Op, Rule};
-use crate::render::{self, Bundle, Need, ServiceObjects, Slots};
+use crate::render::{self, Bundle, Features, Need, ServiceObjects, Slots};
 use crate::stmt::Stmt;
 use crate::tx::Transaction;
 use std::collections::{BTreeMap, BTreeSet};
@@ -188,14 +188,14 @@ fn diff_ops(before: Bundle, after: Bundle) -> Vec<Op> {
 
 /// A full sync: the table is replaced whole in one batch (`add`, `delete`, `add` table, then
 /// everything), so there is never a moment without rules and nothing stale survives.
-pub fn full(plan: &ProxyPlan) -> (Transaction, Committed) {
+pub fn full(plan: &ProxyPlan, features: Features) -> (Transaction, Committed) {
     let mut all = render::skeleton(plan);
     let mut owners = Owners::default();
     let mut refs: BTreeMap<SharedElem, usize> = BTreeMap::new();
     let mut needs: BTreeMap<Need, usize> = BTreeMap::new();
     let mut slots = BTreeMap::new();
     for (name, svc) in &plan.services {
-        let mut o = render::service(plan, name, svc, None);
+        let mut o = render::service(plan, name, svc, None, features);
         owners.note(&o, name);
         if !o.slots.is_empty() {
             slots.insert(name.clone(), std::mem::take(&mut o.slots));
@@ -208,7 +208,7 @@ pub fn full(plan: &ProxyPlan) -> (Transaction, Committed) {
         }
         all.merge(o.own);
     }
-    all.merge(render::structure(plan, needs.keys()));
+    all.merge(render::structure(plan, needs.keys(), features));
     for (set, key) in refs.keys() {
         all.elem(set, Elem::key(*key));
     }
@@ -236,7 +236,12 @@ pub fn full(plan: &ProxyPlan) -> (Transaction, Committed) {
 ///
 /// Returns the transaction and how the reference counts change; on success the caller
 /// records both (`Committed::advance`).
-pub fn partial(old: &Committed, plan: &ProxyPlan, changes: &Changes) -> (Transaction, Delta) {
+pub fn partial(
+    old: &Committed,
+    plan: &ProxyPlan,
+    changes: &Changes,
+    features: Features,
+) -> (Transaction, Delta) {
     let mut before = Bundle::default();
     let mut after = Bundle::default();
     let mut owners = Owners::default();
@@ -246,7 +251,7 @@ pub fn partial(old: &Committed, plan: &ProxyPlan, changes: &Changes) -> (Transac
         let render_in = |p: &ProxyPlan| {
             p.services
                 .get(name)
-                .map(|s| render::service(p, name, s, kept))
+                .map(|s| render::service(p, name, s, kept, features))
                 .unwrap_or_default()
         };
         let (b, mut a) = (render_in(&old.plan), render_in(plan));
@@ -285,11 +290,11 @@ pub fn partial(old: &Committed, plan: &ProxyPlan, changes: &Changes) -> (Transac
         .keys()
         .chain(delta.needs.keys())
         .filter(|n| count_after(&old.needs, &delta.needs, n) > 0)
-        .copied()
+        .cloned()
         .collect();
     if old.needs.keys().ne(needs_after.iter()) {
-        before.merge(render::structure(&old.plan, old.needs.keys()));
-        after.merge(render::structure(plan, &needs_after));
+        before.merge(render::structure(&old.plan, old.needs.keys(), features));
+        after.merge(render::structure(plan, &needs_after, features));
     }
     let ops = diff_ops(before, after);
     let tx = Transaction {

@@ -1,13 +1,20 @@
 //! `NftablesDataplane`: the `Dataplane` implementation.
 
 use crate::build::{self, Committed};
+use crate::expr::Verdict;
 use crate::netlink::socket::NfSocket;
-use crate::objects::Op;
+use crate::netlink::{dump, NFPROTO_IPV4, NFPROTO_IPV6};
+use crate::objects::{Chain, Elem, ElemData, Key, KeyType, Op, Rule, Set, SetData, TABLE};
+use crate::render::Features;
+use crate::stmt::{KeySrc, Stmt};
 use crate::tx::Transaction;
 use async_trait::async_trait;
+use std::net::IpAddr;
 use std::time::Instant;
 use switchyard_core::plan::{IpFamily, ProxyPlan};
 use switchyard_core::{ApplyStats, Changes, Dataplane, DataplaneError, Mode};
+
+const EINVAL: i32 = 22;
 
 /// The nftables dataplane for one family: table `ip switchyard` or `ip6 switchyard`.
 ///
@@ -19,6 +26,8 @@ pub struct NftablesDataplane {
     socket: Option<NfSocket>,
     committed: Option<Committed>,
     seq: u32,
+    /// What this kernel accepts, learned by `probe` (newest kernels' shape until then).
+    features: Features,
 }
 
 impl NftablesDataplane {
@@ -28,7 +37,113 @@ impl NftablesDataplane {
             socket: None,
             committed: None,
             seq: 1,
+            features: Features::default(),
         }
+    }
+
+    /// The kernel constructs in use (after `probe`, what this kernel accepts).
+    pub fn features(&self) -> Features {
+        self.features
+    }
+
+    /// Renders for a kernel with these features, e.g. to print an older kernel's shape.
+    pub fn with_features(mut self, features: Features) -> Self {
+        self.features = features;
+        self
+    }
+
+    /// Whether the kernel accepts `<key> @map` as a set test. Tried in a batch that adds a
+    /// map, a chain and a rule to our table and removes them again, so nothing stays.
+    fn probe_map_lookup_as_set(&mut self) -> Result<bool, DataplaneError> {
+        const MAP: &str = "probe-map";
+        const CHAIN: &str = "probe-chain";
+        let tx = Transaction {
+            family: self.family,
+            full: false,
+            ops: vec![
+                Op::AddTable,
+                Op::AddSet(Set::new(MAP, KeyType::AddrProtoPort, SetData::Endpoint)),
+                Op::AddChain(Chain {
+                    name: CHAIN.into(),
+                    base: None,
+                }),
+                Op::AddRule(Rule {
+                    chain: CHAIN.into(),
+                    stmts: vec![
+                        Stmt::KeyInSet {
+                            src: KeySrc::Vip,
+                            set: MAP.into(),
+                        },
+                        Stmt::Verdict(Verdict::Return),
+                    ],
+                }),
+                Op::FlushChain(CHAIN.into()),
+                Op::DeleteChain(CHAIN.into()),
+                Op::DeleteSet(MAP.into()),
+            ],
+            owners: Default::default(),
+            key_owners: Default::default(),
+            service_ports: 0,
+        };
+        match self.send(&tx) {
+            Ok(_) => Ok(true),
+            Err(DataplaneError::KernelRejected {
+                errno: Some(EINVAL),
+                ..
+            }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Affinity entries the kernel holds for the timeout sets `tx` re-creates, as elements
+    /// with their remaining lifetime, so a full sync (which replaces the table) keeps them.
+    /// Reads only our own table's sets; a set that does not exist yet has nothing to keep.
+    fn learned_affinity(&mut self, tx: &Transaction) -> Result<Vec<Op>, DataplaneError> {
+        let sets: Vec<(String, u32)> = tx
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::AddSet(s) => s.timeout_seconds.map(|t| (s.name.clone(), t)),
+                _ => None,
+            })
+            .collect();
+        let family = match self.family {
+            IpFamily::V4 => NFPROTO_IPV4,
+            IpFamily::V6 => NFPROTO_IPV6,
+        };
+        let mut ops = Vec::new();
+        for (set, timeout) in sets {
+            let seq = self.seq;
+            self.seq = self.seq.wrapping_add(1);
+            let dumped =
+                dump::set_elements(self.socket()?, family, TABLE, &set, seq).map_err(|source| {
+                    DataplaneError::Io {
+                        step: format!("reading the affinity entries of set {set}"),
+                        source,
+                    }
+                })?;
+            let elems: Vec<Elem> = dumped
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|e| {
+                    let ip = match e.key.len() {
+                        4 => IpAddr::from(<[u8; 4]>::try_from(e.key.as_slice()).ok()?),
+                        16 => IpAddr::from(<[u8; 16]>::try_from(e.key.as_slice()).ok()?),
+                        _ => return None,
+                    };
+                    // A shortened timeout applies to old entries too.
+                    let left = e.expires_ms?.min(u64::from(timeout) * 1000);
+                    Some(Elem {
+                        key: Key::Addr(ip),
+                        data: Some(ElemData::Expires(left)),
+                    })
+                })
+                .collect();
+            if !elems.is_empty() {
+                ops.push(Op::AddElems { set, elems });
+            }
+        }
+        Ok(ops)
     }
 
     fn socket(&mut self) -> Result<&NfSocket, DataplaneError> {
@@ -48,8 +163,10 @@ impl NftablesDataplane {
     /// The transaction `apply` would send (its `Display` is `nft -f` input).
     pub fn transaction(&self, plan: &ProxyPlan, changes: Option<&Changes>) -> Transaction {
         match (changes, &self.committed) {
-            (Some(c), Some(old)) if !c.requires_full_sync() => build::partial(old, plan, c).0,
-            _ => build::full(plan).0,
+            (Some(c), Some(old)) if !c.requires_full_sync() => {
+                build::partial(old, plan, c, self.features).0
+            }
+            _ => build::full(plan, self.features).0,
         }
     }
 
@@ -129,7 +246,16 @@ impl Dataplane for NftablesDataplane {
             service_ports: 0,
         };
         match self.send(&tx) {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.features.map_lookup_as_set = self.probe_map_lookup_as_set()?;
+                if !self.features.map_lookup_as_set {
+                    tracing::info!(
+                        "this kernel cannot test a map's key as a set member; \
+                         the endpoint count search uses plain slot sets"
+                    );
+                }
+                Ok(())
+            }
             Err(DataplaneError::KernelRejected {
                 errno: Some(e),
                 message,
@@ -153,14 +279,17 @@ impl Dataplane for NftablesDataplane {
         // rules stay in force meanwhile.
         let (tx, operations, kernel_time) = match (changes, self.committed.take()) {
             (Some(c), Some(mut old)) if !c.requires_full_sync() => {
-                let (tx, delta) = build::partial(&old, plan, c);
+                let (tx, delta) = build::partial(&old, plan, c, self.features);
                 let (operations, kernel_time) = self.timed_send(&tx)?;
                 old.advance(plan, c, delta);
                 self.committed = Some(old);
                 (tx, operations, kernel_time)
             }
             _ => {
-                let (tx, committed) = build::full(plan);
+                let (mut tx, committed) = build::full(plan, self.features);
+                // The table is replaced whole; carry the affinity the kernel learned over.
+                let learned = self.learned_affinity(&tx)?;
+                tx.ops.extend(learned);
                 let (operations, kernel_time) = self.timed_send(&tx)?;
                 self.committed = Some(committed);
                 (tx, operations, kernel_time)
@@ -176,6 +305,7 @@ impl Dataplane for NftablesDataplane {
             service_ports_written: tx.service_ports,
             operations,
             kernel_time,
+            ..ApplyStats::default()
         })
     }
 

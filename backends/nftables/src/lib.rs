@@ -20,5 +20,6 @@ mod stmt;
 mod tx;
 
 pub use dataplane::NftablesDataplane;
+pub use render::Features;
 
 pub use tx::Transaction;

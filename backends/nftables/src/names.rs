@@ -24,7 +24,6 @@ pub const SERVICE_FILTER: &str = "service-filter";
 pub const REJECT: &str = "reject-chain";
 pub const MASQUERADING: &str = "masquerading";
 pub const MARK_MASQ: &str = "mark-for-masquerade";
-pub const MASQ_OUTSIDE: &str = "masquerade-outside-pods";
 
 /// `fib daddr type local` traffic looks for NodePorts here (all-local NodePorts only).
 pub const NODE_PORTS: &str = "node-ports";
@@ -84,6 +83,12 @@ pub fn dnat_chain(src: KeySrc, kind: &str, i: u32) -> String {
 
 pub fn endpoint_map(src: KeySrc, kind: &str, i: u32) -> String {
     format!("{}{kind}-endpoint-{i}", src_prefix(src))
+}
+
+/// The keys of slot map `i` without their endpoints, for kernels that cannot test a map's key
+/// as a set member ([`crate::render::Features::map_lookup_as_set`]).
+pub fn slot_set(src: KeySrc, kind: &str, i: u32) -> String {
+    format!("{}{kind}-slot-{i}", src_prefix(src))
 }
 
 /// kube-proxy's masquerade mark bit, so operators recognise it.

@@ -114,6 +114,9 @@ pub enum ElemData {
     Goto(String),
     /// `: <addr> . <port>` in a DNAT map.
     Endpoint(SocketAddr),
+    /// Not a value: an element of a timeout set added with this many milliseconds left
+    /// (`expires`), to carry affinity the kernel learned across a full sync.
+    Expires(u64),
 }
 
 /// A rule: statements appended to a chain.
@@ -226,7 +229,7 @@ fn endpoint_text(to: &SocketAddr) -> String {
 
 impl Key {
     /// Register layout: each field padded to 4 bytes; protocol one byte, port big-endian.
-    fn bytes(&self) -> Vec<u8> {
+    pub(crate) fn bytes(&self) -> Vec<u8> {
         let ip = ip_bytes;
         let proto_port = |p: &Protocol, port: &u16| {
             let mut v = vec![p.number(), 0, 0, 0];
@@ -372,6 +375,9 @@ impl Op {
                                             (Some(ElemData::Endpoint(to)), MsgType::NewSetElem) => {
                                                 w.nest(2, |w| write_value(w, &endpoint_bytes(to)));
                                             }
+                                            (Some(ElemData::Expires(ms)), MsgType::NewSetElem) => {
+                                                w.be64(5, *ms); // NFTA_SET_ELEM_EXPIRATION
+                                            }
                                             _ => {}
                                         }
                                     });
@@ -447,6 +453,9 @@ impl Op {
                             }
                             (Some(ElemData::Endpoint(to)), "add") => {
                                 let _ = write!(out, " : {}", endpoint_text(to));
+                            }
+                            (Some(ElemData::Expires(ms)), "add") => {
+                                let _ = write!(out, " expires {ms}ms");
                             }
                             _ => {}
                         }

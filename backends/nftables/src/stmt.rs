@@ -80,6 +80,8 @@ pub enum Stmt {
         net: IpNet,
         negate: bool,
     },
+    /// `ip daddr net`
+    Daddr(IpNet),
     /// `ip daddr @set`
     DaddrInSet(String),
     /// `ip saddr @set`
@@ -270,9 +272,14 @@ impl Stmt {
             }
             Self::DispatchVmap(map) => key_vmap(KeySrc::Vip, map, f, out),
             Self::PortVmap(map) => key_vmap(KeySrc::Port, map, f, out),
-            Self::Saddr { net, negate } => {
+            Self::Saddr { .. } | Self::Daddr(_) => {
+                let (net, negate, source) = match self {
+                    Self::Saddr { net, negate } => (net, *negate, true),
+                    Self::Daddr(net) => (net, false, false),
+                    _ => return,
+                };
                 let len = addr_len(f);
-                out.push(load_addr(f, true, REG0));
+                out.push(load_addr(f, source, REG0));
                 if net.prefix_len() < net.max_prefix_len() {
                     out.push(Expr::Bitwise {
                         sreg: REG0,
@@ -281,7 +288,7 @@ impl Stmt {
                         xor: vec![0; len as usize],
                     });
                 }
-                let op = if *negate { CmpOp::Neq } else { CmpOp::Eq };
+                let op = if negate { CmpOp::Neq } else { CmpOp::Eq };
                 out.push(Expr::Cmp {
                     sreg: REG0,
                     op,
@@ -407,6 +414,10 @@ impl Stmt {
                     write!(out, "{fam} saddr {op}{}", net.trunc())
                 }
             }
+            Self::Daddr(net) if net.prefix_len() == net.max_prefix_len() => {
+                write!(out, "{fam} daddr {}", net.addr())
+            }
+            Self::Daddr(net) => write!(out, "{fam} daddr {}", net.trunc()),
             Self::DaddrInSet(s) => write!(out, "{fam} daddr @{s}"),
             Self::SaddrInSet(s) => write!(out, "{fam} saddr @{s}"),
             Self::FibSaddrLocal => write!(out, "fib saddr type local"),

@@ -5,6 +5,7 @@
 //! client is 192.168.0.20, the node 192.168.0.10.
 
 mod basics;
+mod hardening;
 mod lifecycle;
 mod policies;
 
@@ -17,6 +18,7 @@ pub fn all() -> Vec<Scenario> {
     let mut out = basics::scenarios();
     out.extend(policies::scenarios());
     out.extend(lifecycle::scenarios());
+    out.extend(hardening::scenarios());
     out
 }
 
@@ -39,6 +41,7 @@ pub struct Svc {
     spec: Vec<String>,
     ingress: Option<&'static str>,
     selector: bool,
+    created: Option<&'static str>,
 }
 
 /// A ClusterIP Service `default/<name>`; add ports with `port`.
@@ -51,6 +54,7 @@ pub fn svc(name: &'static str, cluster_ip: &'static str) -> Svc {
         spec: Vec::new(),
         ingress: None,
         selector: true,
+        created: None,
     }
 }
 
@@ -93,13 +97,22 @@ impl Svc {
         self.ingress = Some(ip);
         self
     }
+    /// `metadata.creationTimestamp` (RFC 3339), to order claims between Services.
+    pub fn created(mut self, at: &'static str) -> Self {
+        self.created = Some(at);
+        self
+    }
     pub fn selectorless(mut self) -> Self {
         self.selector = false;
         self
     }
     pub fn yaml(&self) -> String {
+        let created = self
+            .created
+            .map(|t| format!(", creationTimestamp: '{t}'"))
+            .unwrap_or_default();
         let mut y = format!(
-            "apiVersion: v1\nkind: Service\nmetadata: {{name: {}, namespace: default}}\nspec:\n  type: {}\n  clusterIP: {}\n",
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {}, namespace: default{created}}}\nspec:\n  type: {}\n  clusterIP: {}\n",
             self.name, self.type_, self.cluster_ip
         );
         if self.type_ == "ExternalName" {

@@ -89,11 +89,24 @@ pub struct ClusterState {
     pub endpoint_slices: BTreeMap<ObjectRef, EndpointSlice>,
     /// This node, if known. Supplies the node's addresses (for NodePorts) and zone (for topology).
     pub node: Option<Node>,
+    /// `networking.k8s.io/v1` ServiceCIDRs by name: the ranges cluster IPs are allocated from.
+    pub service_cidrs: BTreeMap<String, ServiceCidr>,
+}
+
+/// A `networking.k8s.io/v1` ServiceCIDR (cluster-scoped): `spec.cidrs`, unparsed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceCidr {
+    pub name: String,
+    pub cidrs: Vec<String>,
 }
 
 impl ClusterState {
     pub fn upsert_service(&mut self, service: Service) {
         self.services.insert(service.meta.object_ref(), service);
+    }
+
+    pub fn upsert_service_cidr(&mut self, cidr: ServiceCidr) {
+        self.service_cidrs.insert(cidr.name.clone(), cidr);
     }
 
     pub fn upsert_endpoint_slice(&mut self, slice: EndpointSlice) {

@@ -1,7 +1,9 @@
 //! Human-readable text of a plan: what `--dry-run` prints when asked for the plan itself, and
 //! what logs show. One line per decision, stable order, so two plans can be diffed with `diff`.
 
-use super::{ClusterMasquerade, NodePortListen, ProxyPlan, ServicePortPlan, Target};
+use super::{
+    ClusterMasquerade, NodePortListen, PathPlan, ProxyPlan, ServicePortPlan, SourceClass, Target,
+};
 use std::fmt::{self, Display, Formatter, Write as _};
 
 impl Display for ProxyPlan {
@@ -71,18 +73,28 @@ fn write_service(f: &mut Formatter<'_>, s: &ServicePortPlan) -> fmt::Result {
             writeln!(f, "  {label}-endpoints: [{}]", list(set))?;
         }
     }
-    writeln!(f, "  internal: {}", target(s.internal))?;
-    if let Some(e) = s.external {
-        let mut line = target(e.target).to_string();
-        if e.masquerade {
-            line.push_str(", masquerade");
-        }
-        if e.short_circuit {
-            line.push_str(", pods and host short-circuit to cluster");
-        }
-        writeln!(f, "  external: {line}")?;
+    write_path(f, "internal", &s.internal)?;
+    if let Some(e) = &s.external {
+        write_path(f, "external", e)?;
     }
     Ok(())
+}
+
+/// `  internal: 10.96.0.10:80/tcp -> pod: cluster-endpoints; any: cluster-endpoints, masquerade`
+fn write_path(f: &mut Formatter<'_>, label: &str, p: &PathPlan) -> fmt::Result {
+    let keys: Vec<String> = p.keys.iter().map(|k| k.key.to_string()).collect();
+    write!(f, "  {label}: [{}] ->", keys.join(", "))?;
+    for (i, r) in p.rules.iter().enumerate() {
+        let from = match r.from {
+            SourceClass::Pod => "from pods",
+            SourceClass::Host => "from host",
+            SourceClass::Any => "from any",
+        };
+        let sep = if i == 0 { " " } else { "; " };
+        let masq = if r.masquerade { ", masquerade" } else { "" };
+        write!(f, "{sep}{from}: {}{masq}", target(r.target))?;
+    }
+    writeln!(f)
 }
 
 fn target(t: Target) -> &'static str {

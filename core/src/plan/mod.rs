@@ -3,6 +3,7 @@
 mod claims;
 mod display;
 mod endpoints;
+mod paths;
 mod service;
 mod types;
 
@@ -17,6 +18,7 @@ use crate::model::{ClusterState, Node, ObjectRef};
 use crate::semantics::{categorize_endpoints, TrafficPolicies};
 use crate::warning::{ObjectKind, Skipped, Warning};
 use claims::Claims;
+use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -48,8 +50,11 @@ pub fn plan(state: &ClusterState, config: &ProxyConfig) -> ProxyPlan {
         )
     });
 
-    let mut claims = Claims::default();
-    let mut services = BTreeMap::new();
+    // Phase 1: every service port's API-allocated keys (cluster IP, NodePorts), oldest first.
+    let mut local_addresses = node_ips.clone();
+    local_addresses.extend(config.local_addresses.iter().copied());
+    let mut claims = Claims::new(local_addresses);
+    let mut survivors = Vec::new();
     for svc in ordered {
         if service::not_ours(svc).is_some() {
             continue;
@@ -58,18 +63,58 @@ pub fn plan(state: &ClusterState, config: &ProxyConfig) -> ProxyPlan {
             continue;
         };
         let svc_ref = svc.meta.object_ref();
-        let svc_slices = slices.get(&svc_ref).map(Vec::as_slice).unwrap_or_default();
+        let mut ports = Vec::new();
         for port in &valid.ports {
             let name = ServicePortName {
                 service: svc_ref.clone(),
                 port: port.name.clone(),
                 protocol: port.protocol,
             };
-            let Some((external_ips, load_balancer_ips)) =
-                claims.claim(&name, port, &valid, &mut warnings)
-            else {
-                continue;
+            let cluster_key = ServiceKey::Addr {
+                ip: valid.cluster_ip,
+                protocol: port.protocol,
+                port: port.port,
             };
+            let node_port_keys: Vec<ServiceKey> = port
+                .node_port
+                .map(|np| node_port_keys(&node_port_addresses, port.protocol, np))
+                .unwrap_or_default();
+            let node_port = port.node_port.map(|np| (np, node_port_keys.as_slice()));
+            if claims.allocated(
+                &name,
+                port.index,
+                valid.cluster_ip,
+                cluster_key,
+                node_port,
+                &mut warnings,
+            ) {
+                ports.push((name, port.clone(), cluster_key, node_port_keys));
+            }
+        }
+        survivors.push((svc_ref, valid, ports));
+    }
+
+    // Phase 2: user-written addresses, which lose to every allocated key; then the paths.
+    let mut services = BTreeMap::new();
+    for (svc_ref, valid, ports) in &survivors {
+        let svc_slices = slices.get(svc_ref).map(Vec::as_slice).unwrap_or_default();
+        for (name, port, cluster_key, node_port_keys) in ports {
+            let external_ips = claims.written(
+                name,
+                VipKind::ExternalIp,
+                "spec.externalIPs",
+                &valid.external_ips,
+                port.port,
+                &mut warnings,
+            );
+            let load_balancer_ips = claims.written(
+                name,
+                VipKind::LoadBalancerIp,
+                "status.loadBalancer.ingress",
+                &valid.load_balancer_ips,
+                port.port,
+                &mut warnings,
+            );
             let externally_accessible = port.node_port.is_some()
                 || !external_ips.is_empty()
                 || !load_balancer_ips.is_empty();
@@ -82,18 +127,54 @@ pub fn plan(state: &ClusterState, config: &ProxyConfig) -> ProxyPlan {
                 endpoints::candidates_for(svc_slices, &port.name, port.protocol, &config.node_name);
             let (endpoints, topology) =
                 categorize_endpoints(&candidates, policies, &config.node_name, zone);
-            let internal = target_for(&endpoints, policies.internal_local);
-            let external = externally_accessible.then(|| ExternalPlan {
-                target: target_for(&endpoints, policies.external_local),
-                masquerade: !policies.external_local,
-                short_circuit: policies.external_local && endpoints.has_any,
+            let internal = PathPlan {
+                keys: vec![PlannedKey {
+                    kind: VipKind::ClusterIp,
+                    key: *cluster_key,
+                }],
+                rules: paths::internal_rules(
+                    &cluster_masquerade,
+                    target_for(&endpoints, policies.internal_local),
+                ),
+            };
+            let external = externally_accessible.then(|| {
+                let key = |kind, ip| PlannedKey {
+                    kind,
+                    key: ServiceKey::Addr {
+                        ip,
+                        protocol: port.protocol,
+                        port: port.port,
+                    },
+                };
+                let mut keys: Vec<PlannedKey> = external_ips
+                    .iter()
+                    .map(|ip| key(VipKind::ExternalIp, *ip))
+                    .chain(
+                        load_balancer_ips
+                            .iter()
+                            .map(|ip| key(VipKind::LoadBalancerIp, *ip)),
+                    )
+                    .collect();
+                keys.extend(node_port_keys.iter().map(|k| PlannedKey {
+                    kind: VipKind::NodePort,
+                    key: *k,
+                }));
+                PathPlan {
+                    keys,
+                    rules: paths::external_rules(
+                        policies.external_local,
+                        target_for(&endpoints, policies.external_local),
+                        target_for(&endpoints, false),
+                        endpoints.has_any,
+                    ),
+                }
             });
             let source_ranges = valid
                 .source_ranges
                 .clone()
                 .filter(|_| !load_balancer_ips.is_empty());
             services.insert(
-                name,
+                name.clone(),
                 ServicePortPlan {
                     protocol: port.protocol,
                     port: port.port,
@@ -120,6 +201,7 @@ pub fn plan(state: &ClusterState, config: &ProxyConfig) -> ProxyPlan {
         node_port_addresses,
         cluster_masquerade,
         pod_cidrs: config.cluster_cidrs.clone(),
+        service_cidrs: service_cidrs(state, config, &mut warnings),
         services,
         warnings,
     }
@@ -193,7 +275,9 @@ fn node_port_listen(
                 .iter()
                 .filter(|c| IpFamily::of(&c.addr()) == config.family)
                 .collect();
-            if cidrs.iter().any(|c| c.prefix_len() == 0) {
+            // No CIDR of this family (or one covering it all): this family listens on every
+            // local address, as kube-proxy does.
+            if cidrs.is_empty() || cidrs.iter().any(|c| c.prefix_len() == 0) {
                 return NodePortListen::AllLocal;
             }
             let mut addrs: Vec<IpAddr> = config
@@ -207,4 +291,44 @@ fn node_port_listen(
             NodePortListen::Addresses(addrs)
         }
     }
+}
+
+/// The keys a NodePort is reached by: one per listening node address, or one for every local
+/// address.
+fn node_port_keys(listen: &NodePortListen, protocol: Protocol, port: u16) -> Vec<ServiceKey> {
+    match listen {
+        NodePortListen::AllLocal => vec![ServiceKey::AnyLocal { protocol, port }],
+        NodePortListen::Addresses(addrs) => addrs
+            .iter()
+            .map(|&ip| ServiceKey::Addr { ip, protocol, port })
+            .collect(),
+    }
+}
+
+/// The service CIDRs of the family: `--service-cluster-ip-range` plus every ServiceCIDR
+/// object's (an unparsable one is skipped with a warning naming the object and field).
+fn service_cidrs(
+    state: &ClusterState,
+    config: &ProxyConfig,
+    warnings: &mut Vec<Warning>,
+) -> Vec<IpNet> {
+    let mut out = config.service_cidrs.clone();
+    for obj in state.service_cidrs.values() {
+        for (i, raw) in obj.cidrs.iter().enumerate() {
+            match raw.trim().parse::<IpNet>() {
+                Ok(net) if IpFamily::of(&net.addr()) == config.family => out.push(net.trunc()),
+                Ok(_) => {}
+                Err(_) => warnings.push(Warning {
+                    kind: ObjectKind::ServiceCidr,
+                    object: ObjectRef::new("", obj.name.clone()),
+                    field: format!("spec.cidrs[{i}]"),
+                    problem: format!("{raw:?} is not a CIDR"),
+                    skipped: Skipped::Address,
+                }),
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }

@@ -27,7 +27,7 @@ pub(crate) struct ValidService {
     pub health_check_node_port: Option<u16>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct ValidPort {
     /// Index in `spec.ports`, for warnings.
     pub index: usize,
@@ -224,21 +224,33 @@ fn validate_ports(w: &mut Warner<'_>, config: &ProxyConfig) -> Vec<ValidPort> {
         };
         let node_port = match port.node_port {
             None | Some(0) => None,
-            Some(n) => match valid_port(n).filter(|p| config.node_port_range.contains(p)) {
-                Some(p) => Some(p),
-                None => {
-                    w.warn(
-                        &format!("spec.ports[{index}].nodePort"),
-                        format!(
-                            "{n} is outside the node port range {}-{}",
-                            config.node_port_range.start(),
-                            config.node_port_range.end()
-                        ),
-                        Skipped::Port,
-                    );
-                    continue;
+            Some(n) => {
+                let in_range = |p: &u16| {
+                    config
+                        .node_port_range
+                        .as_ref()
+                        .is_none_or(|r| r.contains(p))
+                };
+                match valid_port(n).filter(in_range) {
+                    Some(p) => Some(p),
+                    None => {
+                        let problem = match &config.node_port_range {
+                            Some(r) if valid_port(n).is_some() => format!(
+                                "{n} is outside the node port range {}-{} (--node-port-range)",
+                                r.start(),
+                                r.end()
+                            ),
+                            _ => format!("{n} is not a port number (1-65535)"),
+                        };
+                        w.warn(
+                            &format!("spec.ports[{index}].nodePort"),
+                            problem,
+                            Skipped::Port,
+                        );
+                        continue;
+                    }
                 }
-            },
+            }
         };
         if ports
             .iter()

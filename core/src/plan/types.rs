@@ -132,6 +132,10 @@ pub struct ProxyPlan {
     /// Pod CIDRs (`--cluster-cidr`): sources treated as pods for short-circuiting external
     /// traffic. Empty: only host-originated traffic is short-circuited.
     pub pod_cidrs: Vec<IpNet>,
+    /// Service CIDRs (`--service-cluster-ip-range`, ServiceCIDR objects): traffic to an address
+    /// inside them that no Service owns is dropped, as kube-proxy's nftables mode does. Empty:
+    /// unknown, nothing is dropped.
+    pub service_cidrs: Vec<IpNet>,
     pub services: BTreeMap<ServicePortName, ServicePortPlan>,
     /// What was skipped while planning. Not rendered; logged and counted by the agent.
     pub warnings: Vec<Warning>,
@@ -180,10 +184,10 @@ pub struct ServicePortPlan {
     pub affinity_timeout_seconds: Option<u32>,
     pub endpoints: EndpointCategories,
     /// Traffic to the cluster IP.
-    pub internal: Target,
+    pub internal: PathPlan,
     /// Traffic to NodePorts, external IPs and load-balancer IPs; `None` when the service port
     /// has none of those.
-    pub external: Option<ExternalPlan>,
+    pub external: Option<PathPlan>,
     /// How topology narrowed the cluster endpoints.
     pub topology: TopologyMode,
 }
@@ -199,36 +203,27 @@ impl ServicePortPlan {
         set.unwrap_or_default()
     }
 
+    /// Both paths: the internal one, then the external one if any.
+    pub fn paths(&self) -> impl Iterator<Item = &PathPlan> {
+        std::iter::once(&self.internal).chain(self.external.as_ref())
+    }
+
     /// Every endpoint some path of this port can reach: the set to program affinity state and
     /// endpoint chains for, and to clear conntrack entries against.
     pub fn reachable_endpoints(&self) -> Vec<&Endpoint> {
         let mut all: Vec<&Endpoint> = self
-            .endpoints
-            .cluster
-            .iter()
-            .chain(self.endpoints.local.iter())
-            .flatten()
+            .paths()
+            .flat_map(PathPlan::endpoint_targets)
+            .flat_map(|t| self.endpoints_for(t))
             .collect();
         all.sort_by_key(|e| (e.ip, e.port));
         all.dedup_by_key(|e| (e.ip, e.port));
         all
     }
-
-    /// All addresses that are external to the cluster: external IPs then load-balancer IPs.
-    pub fn external_vips(&self) -> impl Iterator<Item = (VipKind, IpAddr)> + '_ {
-        self.external_ips
-            .iter()
-            .map(|ip| (VipKind::ExternalIp, *ip))
-            .chain(
-                self.load_balancer_ips
-                    .iter()
-                    .map(|ip| (VipKind::LoadBalancerIp, *ip)),
-            )
-    }
 }
 
 /// The kinds of address a service port is reached on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum VipKind {
     ClusterIp,
     ExternalIp,
@@ -264,7 +259,7 @@ pub struct EndpointCategories {
 }
 
 /// Where one kind of traffic goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum Target {
     /// Load-balance over `endpoints.cluster` (never empty when targeted).
     Cluster,
@@ -278,19 +273,100 @@ pub enum Target {
     Drop,
 }
 
-/// How traffic to NodePorts, external IPs and load-balancer IPs is handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct ExternalPlan {
-    /// Where traffic from outside the cluster goes.
+/// A key the kernel matches a new connection's destination on: what dispatch looks up.
+///
+/// Core computes every key of every service port and gives each key exactly one owner across
+/// all kinds of address ([`VipKind`]), so backends can put all keys into one key space (a set,
+/// a map, an ipset) and never meet a duplicate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum ServiceKey {
+    /// `address:port/protocol`: cluster IPs, external IPs, load-balancer IPs, and NodePorts on
+    /// the node addresses they listen on.
+    Addr {
+        ip: IpAddr,
+        protocol: Protocol,
+        port: u16,
+    },
+    /// `port/protocol` on any address local to the node: NodePorts when they listen on every
+    /// local address (`--nodeport-addresses` covering the whole family).
+    AnyLocal { protocol: Protocol, port: u16 },
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Addr {
+                ip: IpAddr::V6(ip),
+                protocol,
+                port,
+            } => write!(f, "[{ip}]:{port}/{protocol}"),
+            Self::Addr { ip, protocol, port } => write!(f, "{ip}:{port}/{protocol}"),
+            Self::AnyLocal { protocol, port } => write!(f, "*:{port}/{protocol} (local)"),
+        }
+    }
+}
+
+/// One key of a path and the kind of address it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct PlannedKey {
+    pub kind: VipKind,
+    pub key: ServiceKey,
+}
+
+/// Who sent a packet, as far as rules can tell from its source address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum SourceClass {
+    /// A pod: the source is inside [`ProxyPlan::pod_cidrs`].
+    Pod,
+    /// This node itself: the source is one of its local addresses.
+    Host,
+    /// Anything (the last rule of every path).
+    Any,
+}
+
+/// One rule of a path: traffic from `from` goes to `target`, masqueraded or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct PathRule {
+    pub from: SourceClass,
     pub target: Target,
-    /// Masquerade it (`externalTrafficPolicy: Cluster`: the endpoint may be on another node, so
-    /// the reply must come back through this one). `Local` preserves the client IP.
+    /// SNAT to the node's address on the way to the endpoint. Only ever set with an endpoint
+    /// target (`Cluster`/`Local`).
     pub masquerade: bool,
-    /// `externalTrafficPolicy: Local` only: traffic from pods (`pod_cidrs`) and from the host
-    /// itself goes to the *cluster* endpoints instead, because it never left the cluster and
-    /// must work on nodes without a local endpoint. Host traffic is then masqueraded, pod
-    /// traffic is not.
-    pub short_circuit: bool,
+}
+
+/// How one path of a service port (its cluster IP, or its external addresses) is handled.
+///
+/// This is the one place the short-circuit and masquerade decisions are made: backends and
+/// [`crate::explain`] walk `rules` in order, and the first rule whose source class matches
+/// decides. The last rule is always [`SourceClass::Any`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PathPlan {
+    /// The kernel keys that lead to this path, each owned by this service port alone.
+    pub keys: Vec<PlannedKey>,
+    pub rules: Vec<PathRule>,
+}
+
+impl PathPlan {
+    /// Where traffic that no earlier rule caught goes: the last rule's target.
+    pub fn fallback(&self) -> Target {
+        self.rules.last().map_or(Target::Reject, |r| r.target)
+    }
+
+    /// The endpoint sets some rule of this path sends to, each once, in rule order.
+    pub fn endpoint_targets(&self) -> Vec<Target> {
+        let mut out = Vec::new();
+        for r in &self.rules {
+            if matches!(r.target, Target::Cluster | Target::Local) && !out.contains(&r.target) {
+                out.push(r.target);
+            }
+        }
+        out
+    }
+
+    /// Whether any rule translates traffic (so dispatch must send this path's keys to nat).
+    pub fn translates(&self) -> bool {
+        !self.endpoint_targets().is_empty()
+    }
 }
 
 /// How topology narrowed the cluster endpoints.

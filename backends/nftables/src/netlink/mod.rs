@@ -7,6 +7,7 @@
 //! double the work. `netlink-sys` provides the socket.
 
 pub mod attr;
+pub mod dump;
 pub mod socket;
 
 pub use attr::Writer;

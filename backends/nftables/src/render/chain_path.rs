@@ -2,8 +2,8 @@
 //! kube-proxy renders them, reached through the `service-ips` / `service-nodeports` verdict maps.
 //!
 //! ```text
-//! svc-*  masquerade decision, goto clu-*/loc-*
-//! ext-*  masquerade or short-circuit, goto the external target
+//! svc-*  the internal path's rules (plan): masquerade decision, goto clu-*/loc-*
+//! ext-*  the external path's rules: masquerade or short-circuit, goto clu-*/loc-*
 //! clu-*/loc-*  `ip saddr @aff-<endpoint> goto sep-<endpoint>` for each endpoint, then
 //!              `numgen random mod (n-i) == 0 goto sep-i`, last unconditional
 //! sep-*  hairpin masquerade, `update @aff-<endpoint> { ip saddr }`, dnat
@@ -13,24 +13,16 @@
 //! add rules, which makes the kernel validate the table's jump graph: the cost grows with the
 //! number of affinity services, not with the rest (DESIGN-NOTES 38).
 
-use super::service::Keys;
-use super::{goto, jump, Bundle, Need, ServiceObjects};
+use super::{goto, jump, key_of, path_rules, Need, ServiceObjects};
 use crate::names::{self as n, ServiceChains};
-use crate::objects::{Elem, ElemData, Key, KeyType, Set, SetData};
+use crate::objects::{Elem, ElemData, KeyType, Set, SetData};
 use crate::stmt::{KeySrc, Stmt};
 use ipnet::IpNet;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use switchyard_core::plan::{
-    ClusterMasquerade, ProxyPlan, ServicePortName, ServicePortPlan, Target,
-};
+use switchyard_core::plan::{PathPlan, ProxyPlan, ServicePortName, ServicePortPlan, Target};
 
-pub fn service(
-    plan: &ProxyPlan,
-    name: &ServicePortName,
-    svc: &ServicePortPlan,
-    keys: &Keys,
-) -> ServiceObjects {
+pub fn service(plan: &ProxyPlan, name: &ServicePortName, svc: &ServicePortPlan) -> ServiceObjects {
     let c = ServiceChains::new(name, plan.family);
     let mut o = ServiceObjects::default();
     let b = &mut o.own;
@@ -39,82 +31,47 @@ pub fn service(
         Target::Local => Some(c.local.clone()),
         Target::Reject | Target::Drop => None,
     };
-    let dispatch = |b: &mut Bundle, needs: &mut BTreeSet<Need>, src: KeySrc, key: Key, to: &str| {
-        let map = match src {
-            KeySrc::Vip => n::SERVICE_IPS,
-            KeySrc::Port => n::SERVICE_NODEPORTS,
-        };
-        needs.insert(Need::ChainDispatch(src));
-        b.elem(
-            map,
-            Elem {
-                key,
-                data: Some(ElemData::Goto(to.to_string())),
-            },
-        );
-    };
 
-    // Cluster IP.
-    if let Some(to) = policy_chain(svc.internal) {
-        match &plan.cluster_masquerade {
-            ClusterMasquerade::All => b.rule(&c.svc, vec![jump(n::MARK_MASQ)]),
-            ClusterMasquerade::FromOutside(_) => b.rule(&c.svc, vec![jump(n::MASQ_OUTSIDE)]),
-            ClusterMasquerade::HairpinOnly => {}
-        }
-        b.rule(&c.svc, vec![goto(&to)]);
-        dispatch(b, &mut o.needs, KeySrc::Vip, keys.cluster, &c.svc);
-    }
-
-    // External addresses.
-    if let Some(ext) = svc.external {
-        let to = policy_chain(ext.target);
-        if to.is_some() || ext.short_circuit {
-            b.chain(&c.ext);
-            if ext.masquerade {
-                b.rule(&c.ext, vec![jump(n::MARK_MASQ)]);
-            }
-            if ext.short_circuit {
-                for cidr in &plan.pod_cidrs {
-                    b.rule(
-                        &c.ext,
-                        vec![
-                            Stmt::Saddr {
-                                net: *cidr,
-                                negate: false,
-                            },
-                            goto(&c.cluster),
-                        ],
-                    );
-                }
-                b.rule(&c.ext, vec![Stmt::FibSaddrLocal, jump(n::MARK_MASQ)]);
-                b.rule(&c.ext, vec![Stmt::FibSaddrLocal, goto(&c.cluster)]);
-            }
-            if let Some(to) = &to {
-                b.rule(&c.ext, vec![goto(to)]);
-            }
-            for &(src, key) in &keys.external {
-                dispatch(b, &mut o.needs, src, key, &c.ext);
-            }
-        }
-    }
-
-    // Endpoint sets, each once, and their endpoint chains.
-    let mut done = BTreeSet::new();
-    for (set_chain, set) in [
-        (&c.cluster, &svc.endpoints.cluster),
-        (&c.local, &svc.endpoints.local),
+    // Each path that translates: its chain walks the plan's rules; its keys dispatch to it.
+    for (path, chain) in [
+        (Some(&svc.internal), &c.svc),
+        (svc.external.as_ref(), &c.ext),
     ] {
+        let Some(path) = path.filter(|p| p.translates()) else {
+            continue;
+        };
+        path_rules(b, plan, chain, &path.rules, policy_chain);
+        for planned in &path.keys {
+            let (src, key) = key_of(&planned.key);
+            let map = match src {
+                KeySrc::Vip => n::SERVICE_IPS,
+                KeySrc::Port => n::SERVICE_NODEPORTS,
+            };
+            o.needs.insert(Need::ChainDispatch(src));
+            b.elem(
+                map,
+                Elem {
+                    key,
+                    data: Some(ElemData::Goto(chain.clone())),
+                },
+            );
+        }
+    }
+
+    // Endpoint sets some path sends to, each once, and their endpoint chains.
+    let mut used: Vec<Target> = svc.paths().flat_map(PathPlan::endpoint_targets).collect();
+    used.sort();
+    used.dedup();
+    let mut done = BTreeSet::new();
+    for target in used {
+        let (set_chain, set) = match target {
+            Target::Cluster => (&c.cluster, &svc.endpoints.cluster),
+            Target::Local => (&c.local, &svc.endpoints.local),
+            Target::Reject | Target::Drop => continue,
+        };
         let Some(set) = set.as_ref().filter(|s| !s.is_empty()) else {
             continue;
         };
-        let target = goto(set_chain);
-        let used = b
-            .chains
-            .values()
-            .any(|rules| rules.iter().any(|r| r.last() == Some(&target)));
-        if !used {
-            continue;
-        }
         let seps: Vec<String> = set.iter().map(|e| n::endpoint_chain(name, e)).collect();
         if let Some(timeout) = svc.affinity_timeout_seconds {
             for (e, sep) in set.iter().zip(&seps) {

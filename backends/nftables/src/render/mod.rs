@@ -44,10 +44,12 @@ pub use shared::structure;
 pub use skeleton::skeleton;
 
 use crate::expr::Verdict;
+use crate::names as n;
 use crate::objects::{Elem, Hook, Key, Set};
 use crate::stmt::{KeySrc, Stmt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use switchyard_core::plan::{PathRule, ProxyPlan, ServiceKey, SourceClass, Target};
 
 /// The endpoint in each DNAT slot, per endpoint kind, of one service port.
 pub type Slots = BTreeMap<Kind, Vec<SocketAddr>>;
@@ -114,49 +116,119 @@ impl Kind {
     }
 }
 
-/// A nat behaviour many service keys share: everything the plan decides for a key except its
-/// endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Shape {
-    /// Cluster-IP traffic: the node's masquerade policy, then the given endpoints.
-    Internal(Kind),
-    /// NodePort, external-IP and load-balancer traffic ([`switchyard_core::plan::ExternalPlan`]).
-    External {
-        masquerade: bool,
-        short_circuit: bool,
-        /// `None`: traffic from outside is not translated (dropped or rejected in filter).
-        to: Option<Kind>,
-    },
-}
+/// A nat behaviour many service keys share: the plan's rules of a path (source class →
+/// target, masquerade), everything decided for a key except its endpoints. Paths with the
+/// same rules share one chain, whichever kind of address they serve.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Shape(pub Vec<PathRule>);
 
 impl Shape {
-    pub fn name(self) -> String {
-        match self {
-            Self::Internal(k) => format!("int-{}", k.name()),
-            Self::External {
-                masquerade,
-                short_circuit,
-                to,
-            } => {
-                let mut s = String::from("ext");
-                if masquerade {
-                    s.push_str("-masq");
-                }
-                if short_circuit {
-                    s.push_str("-sc");
-                }
-                if let Some(k) = to {
-                    s.push_str("-to-");
-                    s.push_str(k.name());
-                }
-                s
+    /// The chain's name, read off its rules: `pod-cluster.masq-cluster` is "pods to the
+    /// cluster endpoints, everything else masqueraded to them".
+    pub fn name(&self) -> String {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|r| {
+                let from = match r.from {
+                    SourceClass::Pod => "pod-",
+                    SourceClass::Host => "host-",
+                    SourceClass::Any => "",
+                };
+                let masq = if r.masquerade { "masq-" } else { "" };
+                let to = match r.target {
+                    Target::Cluster => "cluster",
+                    Target::Local => "local",
+                    Target::Reject => "reject",
+                    Target::Drop => "drop",
+                };
+                format!("{from}{masq}{to}")
+            })
+            .collect();
+        parts.join(".")
+    }
+}
+
+/// Kernel constructs that not every supported kernel accepts; [`crate::NftablesDataplane`]
+/// learns them at `probe()` by trying them in a throwaway table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Features {
+    /// A `lookup` of a map's key without reading its value (`<key> @map` as a set test).
+    /// Kernels before 6.? (e.g. Debian 12's 6.1) reject it with EINVAL; then the count search
+    /// uses plain slot sets (`<kind>-slot-<i>`) kept beside the slot maps.
+    pub map_lookup_as_set: bool,
+}
+
+impl Default for Features {
+    /// The newest kernels' shape (what `--dry-run` prints without probing).
+    fn default() -> Self {
+        Self {
+            map_lookup_as_set: true,
+        }
+    }
+}
+
+/// Writes the rules of a path into a nat chain, in the plan's order: traffic of each rule's
+/// source class is marked for masquerade if the rule says so, then sent to `to(target)`.
+/// Untranslated targets (reject, drop) leave nat, so the filter chains refuse the packet.
+pub fn path_rules(
+    b: &mut Bundle,
+    plan: &ProxyPlan,
+    chain: &str,
+    rules: &[PathRule],
+    to: impl Fn(Target) -> Option<String>,
+) {
+    b.chain(chain);
+    for (i, rule) in rules.iter().enumerate() {
+        let matches: Vec<Vec<Stmt>> = match rule.from {
+            SourceClass::Pod => plan
+                .pod_cidrs
+                .iter()
+                .map(|net| {
+                    vec![Stmt::Saddr {
+                        net: *net,
+                        negate: false,
+                    }]
+                })
+                .collect(),
+            SourceClass::Host => vec![vec![Stmt::FibSaddrLocal]],
+            SourceClass::Any => vec![vec![]],
+        };
+        let last = i + 1 == rules.len();
+        for m in matches {
+            if rule.masquerade {
+                b.rule(chain, [m.clone(), vec![jump(n::MARK_MASQ)]].concat());
+            }
+            match to(rule.target) {
+                Some(dest) => b.rule(chain, [m, vec![goto(&dest)]].concat()),
+                None if !last => b.rule(chain, [m, vec![Stmt::Verdict(Verdict::Return)]].concat()),
+                None => {}
             }
         }
     }
 }
 
+/// The endpoint kind a target balances over (`None`: not translated).
+pub fn kind_of(t: Target) -> Option<Kind> {
+    match t {
+        Target::Cluster => Some(Kind::Cluster),
+        Target::Local => Some(Kind::Local),
+        Target::Reject | Target::Drop => None,
+    }
+}
+
+/// A plan key as this backend matches it.
+pub fn key_of(k: &ServiceKey) -> (KeySrc, Key) {
+    match *k {
+        ServiceKey::Addr { ip, protocol, port } => {
+            (KeySrc::Vip, Key::AddrProtoPort(ip, protocol, port))
+        }
+        ServiceKey::AnyLocal { protocol, port } => (KeySrc::Port, Key::ProtoPort(protocol, port)),
+    }
+}
+
 /// A shared object a service port relies on; it exists while any service port needs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Need {
     /// The shape's chain and key set, and its rule in the dispatch chain.
     Shape(KeySrc, Shape),

@@ -2,58 +2,16 @@
 //! elements: its keys in a shape set, each key's endpoints in the slot maps, and hairpin pairs.
 
 use super::slots::stable_order;
-use super::{chain_path, Bundle, Kind, Need, ServiceObjects, Shape, Slots};
+use super::{
+    chain_path, key_of, kind_of, Bundle, Features, Kind, Need, ServiceObjects, Shape, Slots,
+};
 use crate::expr::Verdict;
 use crate::names as n;
 use crate::objects::{Elem, ElemData, Key};
 use crate::stmt::{KeySrc, Stmt};
 use ipnet::IpNet;
 use std::net::SocketAddr;
-use switchyard_core::plan::{
-    Endpoint, NodePortListen, ProxyPlan, ServicePortName, ServicePortPlan, Target,
-};
-
-/// The keys a service port is reached by: the cluster IP, and (when it is externally
-/// accessible) external IPs, load-balancer IPs and NodePorts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Keys {
-    pub cluster: Key,
-    pub external: Vec<(KeySrc, Key)>,
-}
-
-impl Keys {
-    pub fn of(plan: &ProxyPlan, svc: &ServicePortPlan) -> Self {
-        let proto = svc.protocol;
-        let mut external: Vec<(KeySrc, Key)> = svc
-            .external_vips()
-            .map(|(_, ip)| (KeySrc::Vip, Key::AddrProtoPort(ip, proto, svc.port)))
-            .collect();
-        if let Some(np) = svc.node_port.filter(|_| svc.external.is_some()) {
-            match &plan.node_port_addresses {
-                NodePortListen::Addresses(addrs) => external.extend(
-                    addrs
-                        .iter()
-                        .map(|ip| (KeySrc::Vip, Key::AddrProtoPort(*ip, proto, np))),
-                ),
-                NodePortListen::AllLocal => {
-                    external.push((KeySrc::Port, Key::ProtoPort(proto, np)))
-                }
-            }
-        }
-        Self {
-            cluster: Key::AddrProtoPort(svc.cluster_ip, proto, svc.port),
-            external,
-        }
-    }
-}
-
-fn kind_of(t: Target) -> Option<Kind> {
-    match t {
-        Target::Cluster => Some(Kind::Cluster),
-        Target::Local => Some(Kind::Local),
-        Target::Reject | Target::Drop => None,
-    }
-}
+use switchyard_core::plan::{Endpoint, ProxyPlan, ServicePortName, ServicePortPlan, Target};
 
 /// The objects of one service port. `previous`: the slot order in the kernel, to keep
 /// (`None`: plan order).
@@ -62,55 +20,48 @@ pub fn service(
     name: &ServicePortName,
     svc: &ServicePortPlan,
     previous: Option<&Slots>,
+    features: Features,
 ) -> ServiceObjects {
-    let keys = Keys::of(plan, svc);
     let mut o = if svc.affinity_timeout_seconds.is_some() {
-        chain_path::service(plan, name, svc, &keys)
+        chain_path::service(plan, name, svc)
     } else {
-        data_path(svc, &keys, previous)
+        data_path(svc, previous, features)
     };
     o.shared_elems
         .insert((n::CLUSTER_IPS, Key::Addr(svc.cluster_ip)));
-    no_endpoint(&mut o.own, svc, &keys);
+    no_endpoint(&mut o.own, svc);
     firewall(&mut o.own, name, plan, svc);
     o
 }
 
-fn data_path(svc: &ServicePortPlan, keys: &Keys, previous: Option<&Slots>) -> ServiceObjects {
-    // Which keys take which shape, and which endpoint kinds each is balanced over.
-    let mut routes: Vec<(KeySrc, Key, Shape, Vec<Kind>)> = Vec::new();
-    if let Some(kind) = kind_of(svc.internal) {
-        routes.push((KeySrc::Vip, keys.cluster, Shape::Internal(kind), vec![kind]));
-    }
-    if let Some(ext) = svc.external {
-        let to = kind_of(ext.target);
-        if to.is_some() || ext.short_circuit {
-            let shape = Shape::External {
-                masquerade: ext.masquerade,
-                short_circuit: ext.short_circuit,
-                to,
-            };
-            let mut kinds: Vec<Kind> = to.into_iter().collect();
-            if ext.short_circuit && to != Some(Kind::Cluster) {
-                kinds.push(Kind::Cluster);
-            }
-            for &(src, key) in &keys.external {
-                routes.push((src, key, shape, kinds.clone()));
-            }
-        }
-    }
+/// Each path that translates puts its keys into its shape's set and each key's endpoints into
+/// the slot maps of every endpoint kind its rules send to.
+fn data_path(
+    svc: &ServicePortPlan,
+    previous: Option<&Slots>,
+    features: Features,
+) -> ServiceObjects {
     let mut o = ServiceObjects::default();
-    for (src, key, shape, kinds) in routes {
-        o.own
-            .elem(&n::shape_set(src, &shape.name()), Elem::key(key));
-        o.needs.insert(Need::Shape(src, shape));
-        for kind in kinds {
-            let order = o
-                .slots
-                .entry(kind)
-                .or_insert_with(|| slot_order(svc, kind, previous))
-                .clone();
-            slots(&mut o, src, key, kind, &order);
+    for path in svc.paths().filter(|p| p.translates()) {
+        let shape = Shape(path.rules.clone());
+        let kinds: Vec<Kind> = path
+            .endpoint_targets()
+            .into_iter()
+            .filter_map(kind_of)
+            .collect();
+        for planned in &path.keys {
+            let (src, key) = key_of(&planned.key);
+            o.own
+                .elem(&n::shape_set(src, &shape.name()), Elem::key(key));
+            o.needs.insert(Need::Shape(src, shape.clone()));
+            for &kind in &kinds {
+                let order = o
+                    .slots
+                    .entry(kind)
+                    .or_insert_with(|| slot_order(svc, kind, previous))
+                    .clone();
+                slots(&mut o, src, key, kind, &order, features);
+            }
         }
     }
     o
@@ -135,8 +86,16 @@ fn endpoints(svc: &ServicePortPlan, kind: Kind) -> &[Endpoint] {
     })
 }
 
-/// Slot `i` of `key` holds the i-th endpoint of `order`.
-fn slots(o: &mut ServiceObjects, src: KeySrc, key: Key, kind: Kind, order: &[SocketAddr]) {
+/// Slot `i` of `key` holds the i-th endpoint of `order` (and, on kernels that cannot test a
+/// map's key as a set, the slot set `i` holds the key).
+fn slots(
+    o: &mut ServiceObjects,
+    src: KeySrc,
+    key: Key,
+    kind: Kind,
+    order: &[SocketAddr],
+    features: Features,
+) {
     let count = u32::try_from(order.len()).unwrap_or(u32::MAX);
     if count == 0 {
         return;
@@ -150,26 +109,27 @@ fn slots(o: &mut ServiceObjects, src: KeySrc, key: Key, kind: Kind, order: &[Soc
                 data: Some(ElemData::Endpoint(*e)),
             },
         );
+        if !features.map_lookup_as_set {
+            o.own
+                .elem(&n::slot_set(src, kind.name(), i), Elem::key(key));
+        }
         o.shared_elems
             .insert((n::HAIRPIN, Key::AddrPair(e.ip(), e.ip())));
     }
 }
 
-/// Keys whose target is reject or drop: the filter chains refuse what nat left untranslated.
-fn no_endpoint(b: &mut Bundle, svc: &ServicePortPlan, keys: &Keys) {
-    let set = |t: Target, src: KeySrc| match t {
-        Target::Reject => Some(n::no_endpoint(src, true)),
-        Target::Drop => Some(n::no_endpoint(src, false)),
-        Target::Cluster | Target::Local => None,
-    };
-    if let Some(s) = set(svc.internal, KeySrc::Vip) {
-        b.elem(s, Elem::key(keys.cluster));
-    }
-    if let Some(ext) = svc.external {
-        for &(src, key) in &keys.external {
-            if let Some(s) = set(ext.target, src) {
-                b.elem(s, Elem::key(key));
-            }
+/// Keys whose fallback target is reject or drop: the filter chains refuse what nat left
+/// untranslated.
+fn no_endpoint(b: &mut Bundle, svc: &ServicePortPlan) {
+    for path in svc.paths() {
+        let reject = match path.fallback() {
+            Target::Reject => true,
+            Target::Drop => false,
+            Target::Cluster | Target::Local => continue,
+        };
+        for planned in &path.keys {
+            let (src, key) = key_of(&planned.key);
+            b.elem(n::no_endpoint(src, reject), Elem::key(key));
         }
     }
 }

@@ -4,19 +4,23 @@
 //! Small by construction (shapes × distinct endpoint counts), so rebuilding it to compare
 //! with the last sync costs little; only parts whose rules changed are rewritten.
 
-use super::{goto, jump, Bundle, Kind, Need, Shape};
+use super::{goto, kind_of, path_rules, Bundle, Features, Kind, Need};
 use crate::names as n;
 use crate::objects::{KeyType, Set, SetData};
 use crate::stmt::{KeySrc, Stmt};
 use std::collections::{BTreeMap, BTreeSet};
-use switchyard_core::plan::{ClusterMasquerade, NodePortListen, ProxyPlan};
+use switchyard_core::plan::{NodePortListen, ProxyPlan};
 
 /// Uniform choice among at most this many slots is a rule cascade (the fastest shape measured
 /// for small sets, DESIGN §4); larger sets are halved first, so a pick evaluates
 /// O(log n + CASCADE_MAX) rules instead of O(n).
 const CASCADE_MAX: u32 = 16;
 
-pub fn structure<'a>(plan: &ProxyPlan, needs: impl IntoIterator<Item = &'a Need>) -> Bundle {
+pub fn structure<'a>(
+    plan: &ProxyPlan,
+    needs: impl IntoIterator<Item = &'a Need>,
+    features: Features,
+) -> Bundle {
     let all_local = plan.node_port_addresses == NodePortListen::AllLocal;
     let mut b = Bundle::default();
     b.chain(n::SERVICES);
@@ -25,8 +29,8 @@ pub fn structure<'a>(plan: &ProxyPlan, needs: impl IntoIterator<Item = &'a Need>
     }
     let mut counts: BTreeMap<(KeySrc, Kind), BTreeSet<u32>> = BTreeMap::new();
     for need in needs {
-        match *need {
-            Need::ChainDispatch(src) => {
+        match need {
+            &Need::ChainDispatch(src) => {
                 let (chain, stmt) = match src {
                     KeySrc::Vip => (n::SERVICES, Stmt::DispatchVmap(n::SERVICE_IPS.into())),
                     KeySrc::Port => (n::NODE_PORTS, Stmt::PortVmap(n::SERVICE_NODEPORTS.into())),
@@ -34,6 +38,7 @@ pub fn structure<'a>(plan: &ProxyPlan, needs: impl IntoIterator<Item = &'a Need>
                 b.rule(chain, vec![stmt]);
             }
             Need::Shape(src, shape) => {
+                let src = *src;
                 let name = shape.name();
                 let chain = n::shape_chain(src, &name);
                 let set = n::shape_set(src, &name);
@@ -47,9 +52,11 @@ pub fn structure<'a>(plan: &ProxyPlan, needs: impl IntoIterator<Item = &'a Need>
                     KeySrc::Port => n::NODE_PORTS,
                 };
                 b.rule(dispatch, vec![Stmt::KeyInSet { src, set }, goto(&chain)]);
-                shape_rules(&mut b, plan, src, shape, &chain);
+                path_rules(&mut b, plan, &chain, &shape.0, |t| {
+                    kind_of(t).map(|k| n::count_chain(src, k.name(), None))
+                });
             }
-            Need::Count(src, kind, c) => {
+            &Need::Count(src, kind, c) => {
                 counts.entry((src, kind)).or_default().insert(c);
             }
         }
@@ -59,7 +66,7 @@ pub fn structure<'a>(plan: &ProxyPlan, needs: impl IntoIterator<Item = &'a Need>
     }
     for ((src, kind), set) in counts {
         let counts: Vec<u32> = set.into_iter().collect();
-        count_search(&mut b, src, kind, &counts);
+        count_search(&mut b, src, kind, &counts, features);
         for &c in &counts {
             pick(&mut b, src, kind, 0, c);
         }
@@ -71,6 +78,13 @@ pub fn structure<'a>(plan: &ProxyPlan, needs: impl IntoIterator<Item = &'a Need>
                 KeySrc::Port => KeyType::ProtoPort,
             };
             b.set(Set::new(&map, key, SetData::Endpoint));
+            if !features.map_lookup_as_set {
+                b.set(Set::new(
+                    n::slot_set(src, kind.name(), i),
+                    key,
+                    SetData::None,
+                ));
+            }
             b.rule(
                 &n::dnat_chain(src, kind.name(), i),
                 vec![Stmt::DnatMap { src, map }],
@@ -80,57 +94,10 @@ pub fn structure<'a>(plan: &ProxyPlan, needs: impl IntoIterator<Item = &'a Need>
     b
 }
 
-/// A shape's chain: masquerade decision, short-circuit, then the endpoints.
-fn shape_rules(b: &mut Bundle, plan: &ProxyPlan, src: KeySrc, shape: Shape, chain: &str) {
-    let count = |k: Kind| n::count_chain(src, k.name(), None);
-    match shape {
-        Shape::Internal(kind) => {
-            match &plan.cluster_masquerade {
-                ClusterMasquerade::All => b.rule(chain, vec![jump(n::MARK_MASQ)]),
-                ClusterMasquerade::FromOutside(_) => b.rule(chain, vec![jump(n::MASQ_OUTSIDE)]),
-                ClusterMasquerade::HairpinOnly => {}
-            }
-            b.rule(chain, vec![goto(&count(kind))]);
-        }
-        Shape::External {
-            masquerade,
-            short_circuit,
-            to,
-        } => {
-            b.chain(chain);
-            if masquerade {
-                b.rule(chain, vec![jump(n::MARK_MASQ)]);
-            }
-            if short_circuit {
-                // Traffic that never left the cluster goes to the cluster endpoints (pods keep
-                // their address; the host is masqueraded).
-                let cluster = count(Kind::Cluster);
-                for cidr in &plan.pod_cidrs {
-                    b.rule(
-                        chain,
-                        vec![
-                            Stmt::Saddr {
-                                net: *cidr,
-                                negate: false,
-                            },
-                            goto(&cluster),
-                        ],
-                    );
-                }
-                b.rule(chain, vec![Stmt::FibSaddrLocal, jump(n::MARK_MASQ)]);
-                b.rule(chain, vec![Stmt::FibSaddrLocal, goto(&cluster)]);
-            }
-            if let Some(kind) = to {
-                b.rule(chain, vec![goto(&count(kind))]);
-            }
-        }
-    }
-}
-
 /// Binary search on a key's endpoint count among the counts in use (ascending, non-empty):
 /// slot map `c - 1` holds exactly the keys with at least `c` endpoints, so one lookup halves
 /// the candidates. Leaves go to the uniform pick among that many slots.
-fn count_search(b: &mut Bundle, src: KeySrc, kind: Kind, counts: &[u32]) {
+fn count_search(b: &mut Bundle, src: KeySrc, kind: Kind, counts: &[u32], features: Features) {
     let root = n::count_chain(src, kind.name(), None);
     match counts {
         [] => {}
@@ -138,11 +105,18 @@ fn count_search(b: &mut Bundle, src: KeySrc, kind: Kind, counts: &[u32]) {
             &root,
             vec![goto(&n::pick_chain(src, kind.name(), 0, *only))],
         ),
-        _ => count_node(b, src, kind, counts, &root),
+        _ => count_node(b, src, kind, counts, &root, features),
     }
 }
 
-fn count_node(b: &mut Bundle, src: KeySrc, kind: Kind, counts: &[u32], chain: &str) {
+fn count_node(
+    b: &mut Bundle,
+    src: KeySrc,
+    kind: Kind,
+    counts: &[u32],
+    chain: &str,
+    features: Features,
+) {
     let (low, high) = counts.split_at(counts.len() / 2);
     let target = |b: &mut Bundle, part: &[u32]| -> String {
         match part {
@@ -150,7 +124,7 @@ fn count_node(b: &mut Bundle, src: KeySrc, kind: Kind, counts: &[u32], chain: &s
             _ => {
                 let range = (part[0], part[part.len() - 1]);
                 let name = n::count_chain(src, kind.name(), Some(range));
-                count_node(b, src, kind, part, &name);
+                count_node(b, src, kind, part, &name, features);
                 name
             }
         }
@@ -160,9 +134,14 @@ fn count_node(b: &mut Bundle, src: KeySrc, kind: Kind, counts: &[u32], chain: &s
     b.rule(
         chain,
         vec![
+            // Slot c-1 is filled exactly for keys with at least c endpoints.
             Stmt::KeyInSet {
                 src,
-                set: n::endpoint_map(src, kind.name(), high[0] - 1),
+                set: if features.map_lookup_as_set {
+                    n::endpoint_map(src, kind.name(), high[0] - 1)
+                } else {
+                    n::slot_set(src, kind.name(), high[0] - 1)
+                },
             },
             goto(&high_target),
         ],
@@ -220,6 +199,7 @@ mod tests {
             node_port_addresses: NodePortListen::Addresses(vec![]),
             cluster_masquerade: ClusterMasquerade::HairpinOnly,
             pod_cidrs: vec![],
+            service_cidrs: vec![],
             services: Default::default(),
             warnings: vec![],
         }
@@ -283,7 +263,7 @@ mod tests {
     fn every_pick_is_uniform_over_its_slots() {
         for n in 1..=70u32 {
             let needs = [Need::Count(KeySrc::Vip, Kind::Cluster, n)];
-            let b = structure(&plan(), &needs);
+            let b = structure(&plan(), &needs, Features::default());
             let root = n::count_chain(KeySrc::Vip, "cluster", None);
             let got = reach(&b, &root, &|_| true);
             assert_eq!(got.len(), n as usize, "n={n}: {got:?}");
@@ -309,38 +289,45 @@ mod tests {
                 .iter()
                 .map(|&c| Need::Count(KeySrc::Port, Kind::Local, c))
                 .collect();
-            let b = structure(&plan(), &needs);
-            let root = n::count_chain(KeySrc::Port, "local", None);
-            let max = *counts.last().expect("counts");
-            assert!(b
-                .sets
-                .contains_key(&n::endpoint_map(KeySrc::Port, "local", max - 1)));
-            assert!(!b
-                .sets
-                .contains_key(&n::endpoint_map(KeySrc::Port, "local", max)));
-            for &c in &counts {
-                // A key with c endpoints is in the slot maps 0..c and in no other.
-                let member =
-                    |set: &str| (0..c).any(|i| set == n::endpoint_map(KeySrc::Port, "local", i));
-                let got = reach(&b, &root, &member);
-                let want: BTreeMap<String, f64> = (0..c)
-                    .map(|i| {
-                        (
-                            n::endpoint_map(KeySrc::Port, "local", i),
-                            1.0 / f64::from(c),
-                        )
-                    })
-                    .collect();
-                assert_eq!(
-                    got.keys().collect::<Vec<_>>(),
-                    want.keys().collect::<Vec<_>>(),
-                    "counts {counts:?}, c={c}"
-                );
-                for (k, p) in &got {
-                    assert!(
-                        (p - want[k]).abs() < 1e-12,
-                        "counts {counts:?}, c={c}: {k} {p}"
+            // Both shapes: the count search tests the slot maps themselves, or (kernels that
+            // cannot look a map's key up as a set) the plain slot sets kept beside them.
+            for map_lookup_as_set in [true, false] {
+                let features = Features { map_lookup_as_set };
+                let b = structure(&plan(), &needs, features);
+                let slot = |i: u32| {
+                    if map_lookup_as_set {
+                        n::endpoint_map(KeySrc::Port, "local", i)
+                    } else {
+                        n::slot_set(KeySrc::Port, "local", i)
+                    }
+                };
+                let root = n::count_chain(KeySrc::Port, "local", None);
+                let max = *counts.last().expect("counts");
+                assert!(b.sets.contains_key(&slot(max - 1)));
+                assert!(!b.sets.contains_key(&slot(max)));
+                for &c in &counts {
+                    // A key with c endpoints is in the slots 0..c and in no other.
+                    let member = |set: &str| (0..c).any(|i| set == slot(i));
+                    let got = reach(&b, &root, &member);
+                    let want: BTreeMap<String, f64> = (0..c)
+                        .map(|i| {
+                            (
+                                n::endpoint_map(KeySrc::Port, "local", i),
+                                1.0 / f64::from(c),
+                            )
+                        })
+                        .collect();
+                    assert_eq!(
+                        got.keys().collect::<Vec<_>>(),
+                        want.keys().collect::<Vec<_>>(),
+                        "counts {counts:?}, c={c}, {features:?}"
                     );
+                    for (k, p) in &got {
+                        assert!(
+                            (p - want[k]).abs() < 1e-12,
+                            "counts {counts:?}, c={c}: {k} {p}"
+                        );
+                    }
                 }
             }
         }
@@ -352,7 +339,7 @@ mod tests {
         let needs: Vec<Need> = (1..=10)
             .map(|i| Need::Count(KeySrc::Vip, Kind::Cluster, i * 10))
             .collect();
-        let b = structure(&plan(), &needs);
+        let b = structure(&plan(), &needs, Features::default());
         let rules: usize = b.chains.values().map(Vec::len).sum();
         assert!(b.chains.len() < 260, "{} chains", b.chains.len());
         assert!(rules < 800, "{rules} rules");

@@ -6,7 +6,7 @@ use crate::expr::Verdict;
 use crate::names as n;
 use crate::objects::{Hook, KeyType, Set, SetData};
 use crate::stmt::{KeySrc, Stmt};
-use switchyard_core::plan::{ClusterMasquerade, NodePortListen, ProxyPlan};
+use switchyard_core::plan::{NodePortListen, ProxyPlan};
 
 pub fn skeleton(plan: &ProxyPlan) -> Bundle {
     let all_local = plan.node_port_addresses == NodePortListen::AllLocal;
@@ -86,6 +86,14 @@ pub fn skeleton(plan: &ProxyPlan) -> Bundle {
         n::SERVICE_FILTER,
         vec![Stmt::DaddrInSet(n::CLUSTER_IPS.into()), goto(n::REJECT)],
     );
+    // An address of a service range that no Service owns (kube-proxy's cluster-ips-check):
+    // nothing may answer there, so drop rather than let the packet wander (DESIGN §7).
+    for cidr in &plan.service_cidrs {
+        b.rule(
+            n::SERVICE_FILTER,
+            vec![Stmt::Daddr(*cidr), Stmt::Verdict(Verdict::Drop)],
+        );
+    }
     b.rule(n::REJECT, vec![Stmt::Reject { tcp_reset: true }]);
     b.rule(n::REJECT, vec![Stmt::Reject { tcp_reset: false }]);
 
@@ -109,20 +117,5 @@ pub fn skeleton(plan: &ProxyPlan) -> Bundle {
     b.rule(n::MASQUERADING, vec![Stmt::MarkXor(n::MASQ_MARK)]);
     b.rule(n::MASQUERADING, vec![Stmt::Masquerade]);
     b.rule(n::MARK_MASQ, vec![Stmt::MarkOr(n::MASQ_MARK)]);
-    if let ClusterMasquerade::FromOutside(cidrs) = &plan.cluster_masquerade {
-        for c in cidrs {
-            b.rule(
-                n::MASQ_OUTSIDE,
-                vec![
-                    Stmt::Saddr {
-                        net: *c,
-                        negate: false,
-                    },
-                    Stmt::Verdict(Verdict::Return),
-                ],
-            );
-        }
-        b.rule(n::MASQ_OUTSIDE, vec![jump(n::MARK_MASQ)]);
-    }
     b
 }

@@ -1,5 +1,6 @@
 //! Table-driven tests of `plan()`: fixtures here, the tables in the sibling files.
 
+mod claims;
 mod semantics;
 mod validation;
 

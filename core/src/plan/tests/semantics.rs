@@ -4,7 +4,7 @@ use super::*;
 use crate::config::NodePortAddresses;
 use crate::flow::Expect::{Accept, Drop, Reject};
 use crate::model::{LABEL_HEADLESS, LABEL_SERVICE_PROXY_NAME};
-use crate::plan::{Target, TopologyMode, DEFAULT_AFFINITY_TIMEOUT_SECONDS};
+use crate::plan::{PathPlan, Target, TopologyMode, DEFAULT_AFFINITY_TIMEOUT_SECONDS};
 
 const VIP: &str = "10.96.0.10:80/tcp";
 const LOCAL_EP: &str = "10.244.1.10";
@@ -472,8 +472,11 @@ fn cases() -> Vec<Case> {
             .slice(eps(NotReady, Ready))
             .check(|p| {
                 let s = p.services.values().next().expect("planned");
-                assert_eq!(s.internal, Target::Cluster);
-                assert_eq!(s.external.map(|e| e.target), Some(Target::Drop));
+                assert_eq!(s.internal.fallback(), Target::Cluster);
+                assert_eq!(
+                    s.external.as_ref().map(PathPlan::fallback),
+                    Some(Target::Drop)
+                );
                 assert_eq!(s.endpoints.local, Some(vec![]));
                 assert!(s.endpoints.has_any);
             }),

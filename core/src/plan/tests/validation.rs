@@ -75,8 +75,8 @@ fn rows() -> Vec<Row> {
             absent: &[],
         },
         Row {
-            name: "NodePort outside the range",
-            services: vec![svc("bad", "10.96.0.1").node_port(8080)],
+            name: "NodePort that is no port number",
+            services: vec![svc("bad", "10.96.0.1").node_port(70000)],
             slices: vec![],
             warning: (Service, "bad", "spec.ports[0].nodePort", Skipped::Port),
             planned: &[],
@@ -325,12 +325,14 @@ fn malformed_input_is_skipped_and_the_rest_survives() {
 
 #[test]
 fn warnings_name_object_and_field_in_text() {
-    let case = Case::new("text").svc(svc("bad", "10.96.0.1").node_port(99));
+    let case = Case::new("text")
+        .svc(svc("bad", "10.96.0.1").node_port(99))
+        .config(|c| c.with_node_port_range(Some(30000..=32767)));
     let plan = plan(&case.state, &case.config);
     let text = plan.warnings[0].to_string();
     assert_eq!(
         text,
-        "Service default/bad: spec.ports[0].nodePort: 99 is outside the node port range 30000-32767 (port skipped)"
+        "Service default/bad: spec.ports[0].nodePort: 99 is outside the node port range 30000-32767 (--node-port-range) (port skipped)"
     );
 }
 
@@ -344,7 +346,7 @@ fn endpoint_with_bad_address_keeps_siblings() {
     let plan = plan(&case.state, &case.config);
     let s = plan.services.values().next().expect("planned");
     let eps: Vec<String> = s
-        .endpoints_for(s.internal)
+        .endpoints_for(s.internal.fallback())
         .iter()
         .map(ToString::to_string)
         .collect();
