@@ -147,3 +147,55 @@ fn conformance_matrix_on_debian_6_1() {
 fn conformance_matrix_on_debian_6_12() {
     matrix_passes(Kernel::Debian612);
 }
+
+/// The agent binary `cargo test --workspace` builds next to this crate's binary.
+fn agent_binary() -> std::path::PathBuf {
+    let conformance = std::path::Path::new(env!("CARGO_BIN_EXE_switchyard-conformance"));
+    let agent = conformance.with_file_name("switchyard");
+    assert!(
+        agent.is_file(),
+        "{} is missing: run `cargo build -p switchyard-agent` (or `cargo test --workspace`, which builds it)",
+        agent.display()
+    );
+    agent
+}
+
+/// `switchyard --once` on the bundled example in every mode, then `--cleanup`, inside the
+/// guest: the example has services with different endpoint counts, a shape the scenario
+/// table does not build (DESIGN-NOTES 46).
+fn agent_syncs_the_example(kernel: Kernel) {
+    let _one = one_vm();
+    let vm = vm(kernel);
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/cluster.yaml");
+    let script = "set -e
+for mode in nftables iptables; do
+  /payload/switchyard --mode $mode --manifests /payload/cluster.yaml --cluster-cidr 10.244.0.0/16 --once
+  echo synced-$mode
+done
+/payload/switchyard --cleanup
+echo cleaned";
+    let out = vm
+        .run(
+            &Payload::new(["/bin/sh", "-c", script])
+                .file(agent_binary(), "/payload/switchyard")
+                .file(example, "/payload/cluster.yaml")
+                .timeout(Duration::from_secs(300)),
+        )
+        .expect("boot");
+    println!("{}\n{}", out.stdout, out.console);
+    assert_eq!(out.exit_code, 0, "{kernel}:\n{}", tail(&out.console, 30));
+    assert_eq!(
+        out.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["synced-nftables", "synced-iptables", "cleaned"]
+    );
+}
+
+#[test]
+fn agent_syncs_the_example_on_debian_6_1() {
+    agent_syncs_the_example(Kernel::Debian61);
+}
+
+#[test]
+fn agent_syncs_the_example_on_debian_6_12() {
+    agent_syncs_the_example(Kernel::Debian612);
+}

@@ -97,9 +97,8 @@ impl VmMatrix {
         if let Some(f) = &self.filter {
             command.extend(["--scenario".into(), f.clone()]);
         }
-        let exe = Stripped::new(&self.exe);
         let payload = Payload::new(command)
-            .file(exe.path(), "/payload/switchyard-conformance")
+            .file(&self.exe, "/payload/switchyard-conformance")
             .env("RUST_BACKTRACE", "1")
             .timeout(self.timeout);
         let out = match vm.run(&payload) {
@@ -170,43 +169,5 @@ fn first_line(e: &VmError) -> String {
     match rest {
         Some(last) => format!("{first} (console ends: {})", last.trim()),
         None => first,
-    }
-}
-
-/// A copy of a binary without debug info (a debug build of the suite is ~120 MB, 20 MB
-/// stripped; every byte goes through the initramfs into guest RAM). Falls back to the binary
-/// itself when `strip` is missing or fails. The copy is removed on drop.
-struct Stripped {
-    copy: Option<PathBuf>,
-    original: PathBuf,
-}
-
-impl Stripped {
-    fn new(exe: &std::path::Path) -> Self {
-        let copy =
-            std::env::temp_dir().join(format!("switchyard-vm-payload-{}", std::process::id()));
-        let ok = std::process::Command::new("strip")
-            .arg("--strip-debug")
-            .arg("-o")
-            .arg(&copy)
-            .arg(exe)
-            .status()
-            .is_ok_and(|s| s.success());
-        Self {
-            copy: ok.then_some(copy),
-            original: exe.to_path_buf(),
-        }
-    }
-
-    fn path(&self) -> &std::path::Path {
-        self.copy.as_deref().unwrap_or(&self.original)
-    }
-}
-
-impl Drop for Stripped {
-    fn drop(&mut self) {
-        if let Some(c) = &self.copy {
-            let _ = std::fs::remove_file(c);
-        }
     }
 }

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 /// What to run in the guest.
 #[derive(Debug, Clone)]
 pub struct Payload {
-    /// Host file → absolute guest path. ELF files bring their shared libraries along.
+    /// Host file → absolute guest path. ELF files bring their shared libraries along and go in
+    /// without debug info.
     pub files: Vec<(PathBuf, String)>,
     /// The command line; the first word is a guest path or a name on the guest's `PATH`
     /// (`/usr/sbin:/usr/bin:/sbin:/bin`). Runs in `/payload`. Note that busybox `sh -c` runs
