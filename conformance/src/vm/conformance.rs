@@ -164,10 +164,15 @@ impl VmMatrix {
 fn first_line(e: &VmError) -> String {
     let text = e.to_string();
     let mut lines = text.lines();
-    let first = lines.next().unwrap_or_default().to_string();
+    let first = lines
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches("Console tail:")
+        .trim_end()
+        .to_string();
     let rest = lines.rfind(|l| !l.trim().is_empty());
     match rest {
         Some(last) => format!("{first} (console ends: {})", last.trim()),
-        None => first,
+        None => format!("{first} (console empty)"),
     }
 }

@@ -119,8 +119,13 @@ impl Vm {
         let console = dir.0.join("console.log");
         let stdout = dir.0.join("stdout.log");
         let qemu_err = dir.0.join("qemu.err");
-        let mut cmd = Command::new(&self.qemu);
-        cmd.args(["-nodefaults", "-no-user-config", "-machine", "pc"]);
+        // coreutils `timeout` as well as our own deadline: qemu must not outlive a test process
+        // that is killed outright (SIGKILL runs no destructor). Our deadline fires first.
+        let mut cmd = Command::new("timeout");
+        cmd.arg("--kill-after=10")
+            .arg(format!("{}", payload.timeout.as_secs() + 30))
+            .arg(&self.qemu)
+            .args(["-nodefaults", "-no-user-config", "-machine", "pc"]);
         // TCG by default: on the machines this runs on /dev/kvm may exist and still hang the
         // guest (nested virtualisation off), so KVM is opt-in.
         let accel =
@@ -221,11 +226,26 @@ impl Guard {
         }
     }
 
+    /// SIGTERM to `timeout`, which passes it on to qemu; SIGKILL after 5 s if that did not end
+    /// it (a SIGKILL to `timeout` alone would orphan qemu).
     fn kill(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        let Some(mut c) = self.0.take() else {
+            return;
+        };
+        if let Ok(pid) = i32::try_from(c.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
         }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
     }
 }
 
