@@ -96,7 +96,7 @@ fn matrix_passes(kernel: Kernel) {
         exe: env!("CARGO_BIN_EXE_switchyard-conformance").into(),
         modes: vec!["nftables".into(), "iptables".into()],
         filter: None,
-        parallel: 4,
+        parallel: 8,
         timeout: Duration::from_secs(2400),
     }
     .run()
