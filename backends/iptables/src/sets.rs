@@ -242,20 +242,29 @@ pub fn diff_ops(
 
 /// A full replacement: fill temporary sets and swap them in, so the live sets go from the old
 /// contents to exactly the new ones in one step each, whatever they held before (after a
-/// restart we do not know).
-pub fn replace_ops(names: &SetNames, family: IpFamily, new: &SetContents) -> Vec<SetOp> {
+/// restart we do not know). `hairpin` selects the hairpin set alone (a full sync swaps it in
+/// before the rules, see `build::full`) or every other set (swapped in after the rules).
+pub fn replace_ops(
+    names: &SetNames,
+    family: IpFamily,
+    new: &SetContents,
+    hairpin: bool,
+) -> Vec<SetOp> {
     let tmp = |n: &str| format!("{n}-T");
     let mut ops = Vec::new();
-    let fill: [(&String, Vec<String>); 5] = [
-        (&names.vips, new.vips.iter().map(key_entry).collect()),
-        (&names.reject, new.reject.iter().map(key_entry).collect()),
-        (&names.drop, new.drop.iter().map(key_entry).collect()),
-        (
-            &names.cluster_ips,
-            new.cluster_ips.iter().map(ToString::to_string).collect(),
-        ),
-        (&names.hairpin, new.hairpin.iter().map(pair_entry).collect()),
-    ];
+    let fill: Vec<(&String, Vec<String>)> = if hairpin {
+        vec![(&names.hairpin, new.hairpin.iter().map(pair_entry).collect())]
+    } else {
+        vec![
+            (&names.vips, new.vips.iter().map(key_entry).collect()),
+            (&names.reject, new.reject.iter().map(key_entry).collect()),
+            (&names.drop, new.drop.iter().map(key_entry).collect()),
+            (
+                &names.cluster_ips,
+                new.cluster_ips.iter().map(ToString::to_string).collect(),
+            ),
+        ]
+    };
     for (name, entries) in fill {
         let t = tmp(name);
         ops.push(SetOp::Create {
