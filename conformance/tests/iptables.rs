@@ -255,7 +255,7 @@ fn failed_restore_names_line_and_service_keeps_rules_and_forces_full_sync() {
             let svc_b = saved
                 .lines()
                 .filter(|l| l.starts_with("-A ") && l.contains("default/b/tcp"))
-                .filter_map(|l| l.split_whitespace().nth(1))
+                .filter_map(|l| l.split_whitespace().last())
                 .find(|chain| chain.starts_with("SWYD-s") && chain.ends_with("-svc"))
                 .expect("service b chain")
                 .to_string();

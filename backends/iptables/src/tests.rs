@@ -138,8 +138,8 @@ fn comment(svc: &str) -> String {
     format!("-m comment --comment \"{}\"", name(svc))
 }
 
-/// The endpoint picks of `svc` over these endpoints (port 8080), without `-A chain`.
-fn picks(svc: &str, endpoints: &[&str]) -> Vec<String> {
+/// The endpoint picks over these endpoints (port 8080), without `-A chain`.
+fn picks(endpoints: &[&str]) -> Vec<String> {
     let n = endpoints.len();
     endpoints
         .iter()
@@ -153,10 +153,7 @@ fn picks(svc: &str, endpoints: &[&str]) -> Vec<String> {
             } else {
                 String::new()
             };
-            format!(
-                "-p tcp {statistic}{} -j DNAT --to-destination {e}:8080",
-                comment(svc)
-            )
+            format!("-p tcp {statistic}-j DNAT --to-destination {e}:8080")
         })
         .collect()
 }
@@ -255,11 +252,11 @@ fn the_external_path_short_circuits_by_source_class_and_falls_back_to_the_filter
     // The internal path sends to one set only: its chain picks and DNATs itself.
     assert_eq!(
         chain(&lines, &c.svc),
-        picks("np", &["10.244.1.10", "10.244.2.10"])
+        picks(&["10.244.1.10", "10.244.2.10"])
     );
     assert_eq!(
         chain(&lines, &c.cluster),
-        picks("np", &["10.244.1.10", "10.244.2.10"])
+        picks(&["10.244.1.10", "10.244.2.10"])
     );
     let sets = SetContents::for_plan(&p);
     let external_keys = [
@@ -296,7 +293,7 @@ fn an_untranslated_rule_before_the_last_returns() {
         [
             "-m addrtype --src-type LOCAL -j RETURN".to_string(),
             format!("-j {}", names::MARK_MASQ),
-            picks("odd", &["10.244.1.10"])[0].clone(),
+            picks(&["10.244.1.10"])[0].clone(),
         ]
     );
     assert!(!lines.iter().any(|l| l.contains(&c.local)), "{lines:#?}");
@@ -349,7 +346,7 @@ fn keys_on_every_local_address_use_the_addrtype_chains() {
         chain(&lines, &a.ext),
         [format!("-j {}", names::MARK_MASQ)]
             .into_iter()
-            .chain(picks("a", &["10.244.1.10", "10.244.2.10"]))
+            .chain(picks(&["10.244.1.10", "10.244.2.10"]))
             .collect::<Vec<_>>()
     );
     let sets = SetContents::for_plan(&p);
