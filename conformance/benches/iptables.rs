@@ -1,10 +1,13 @@
 //! iptables backend benchmark: `cargo bench -p switchyard-conformance --bench iptables` (root).
 //!
 //! Fixed scenario, so figures compare across commits:
-//! - control plane, per variant: full sync of 1k and 10k services x 10 endpoints, then one
-//!   endpoint changed (incremental sync); baseline: a bare `iptables-restore --noflush` of the
-//!   identical text into a fresh namespace, measured in the same run. At 1k, also the same
-//!   lines in kube-proxy's order (every declaration first), which iptables-nft-restore handles
+//! - control plane, per variant: full sync of 1k x 10, 10k x 10 and 10k x 2 (services x
+//!   endpoints), then one endpoint changed (incremental sync); baseline: a bare
+//!   `iptables-restore --noflush` of the identical text into a fresh namespace, measured in the
+//!   same run. Then the stock tools on the synced ruleset: the chains in `nat`, the time of
+//!   `iptables-save` (whole ruleset) and whether it succeeded, and whether
+//!   `iptables-restore --test` accepts what it printed. At 1k, also the same lines in
+//!   kube-proxy's order (every declaration first), which iptables-nft-restore handles
 //!   quadratically (see the iptables backend's `restore_order`).
 //! - datapath, per variant: connect-to-first-byte from a pod on the node to a pod on the other
 //!   node, through a ClusterIP and straight to the pod IP, at 100 and 10k services (the others
@@ -17,7 +20,7 @@ use switchyard_conformance::netns::{require_root, timed_in, unique_prefix, Netns
 use switchyard_conformance::probe::{
     connect_latencies, floor_latencies, interleaved_p50s, pairs_summary, quantile_us,
 };
-use switchyard_conformance::synthetic::{add_service, cluster, plan_of, scales};
+use switchyard_conformance::synthetic::{add_service, cluster, control_scales, plan_of};
 use switchyard_conformance::topology::Topology;
 use switchyard_core::{diff, Dataplane};
 use switchyard_iptables::{IptablesConfig, IptablesDataplane, Variant};
@@ -41,15 +44,21 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let only = std::env::var("SWYD_BENCH_ONLY").unwrap_or_default();
     println!("# iptables backend benchmark (2-core machine; times are wall clock)");
+    // `SWYD_BENCH_VARIANTS=nft|legacy` limits the run to one variant (investigation only).
+    let variants: Vec<Variant> = match std::env::var("SWYD_BENCH_VARIANTS").as_deref() {
+        Ok("nft") => vec![Variant::Nft],
+        Ok("legacy") => vec![Variant::Legacy],
+        _ => vec![Variant::Legacy, Variant::Nft],
+    };
     if only != "datapath" {
-        for v in [Variant::Legacy, Variant::Nft] {
-            for n in scales() {
-                control_plane(&rt, v, n)?;
+        for &v in &variants {
+            for (n, k) in control_scales() {
+                control_plane(&rt, v, n, k)?;
             }
         }
     }
     if only != "control" {
-        for v in [Variant::Legacy, Variant::Nft] {
+        for &v in &variants {
             datapath(&rt, v)?;
         }
     }
@@ -76,8 +85,13 @@ fn dataplane(
     Ok(dp)
 }
 
-fn control_plane(rt: &tokio::runtime::Runtime, v: Variant, n: usize) -> anyhow::Result<()> {
-    let state = cluster(n, 10);
+fn control_plane(
+    rt: &tokio::runtime::Runtime,
+    v: Variant,
+    n: usize,
+    k: usize,
+) -> anyhow::Result<()> {
+    let state = cluster(n, k);
     let plan = plan_of(&state);
     let ns = Netns::create(&format!("{}-bench", unique_prefix()))?;
     let mut dp = dataplane(rt, v, &ns)?;
@@ -107,23 +121,64 @@ fn control_plane(rt: &tokio::runtime::Runtime, v: Variant, n: usize) -> anyhow::
 
     let base = bare_restore(v, &text)?;
     println!(
-        "control {:16} services={n:>6} endpoints=10 rules={rules:>7}  full={:>9.1} ms  baseline(bare restore)={:>9.1} ms  ratio={:.2}  incremental(1 endpoint)={:>7.1} ms",
+        "control {:16} services={n:>6} endpoints={k:>2} rules={rules:>7}  full={:>9.1} ms  baseline(bare restore)={:>9.1} ms  ratio={:.2}  incremental(1 endpoint)={:>7.1} ms",
         name(v),
         ms(full),
         ms(base),
         full.as_secs_f64() / base.as_secs_f64(),
         ms(incr)
     );
+    stock_tools(v, &ns, n, k);
     if n <= DECLARATIONS_FIRST_MAX {
         let naive = bare_restore(v, &declarations_first(&text))?;
         println!(
-            "control {:16} services={n:>6} endpoints=10  same lines, declarations first (kube-proxy's order): bare restore={:>9.1} ms  ratio ours/that={:.2}",
+            "control {:16} services={n:>6} endpoints={k:>2}  same lines, declarations first (kube-proxy's order): bare restore={:>9.1} ms  ratio ours/that={:.2}",
             name(v),
             ms(naive),
             base.as_secs_f64() / naive.as_secs_f64()
         );
     }
     Ok(())
+}
+
+/// What an operator runs first on the synced ruleset: `iptables-save` (timed, whole ruleset),
+/// the chains it lists in `nat`, and `iptables-restore --test` of its output. Failures are
+/// printed, not fatal: they are the finding.
+fn stock_tools(v: Variant, ns: &Netns, n: usize, k: usize) {
+    let (save, restore) = match v {
+        Variant::Nft => ("iptables-nft-save", "iptables-nft-restore"),
+        Variant::Legacy => ("iptables-legacy-save", "iptables-legacy-restore"),
+    };
+    let t = Instant::now();
+    let saved = ns.exec(save, &[]);
+    let took = t.elapsed();
+    let saved = match saved {
+        Ok(s) => s,
+        Err(e) => {
+            println!(
+                "tools   {:16} services={n:>6} endpoints={k:>2}  iptables-save FAILED after {:.1} ms: {e:#}",
+                name(v),
+                ms(took)
+            );
+            return;
+        }
+    };
+    let nat_chains = saved
+        .lines()
+        .skip_while(|l| *l != "*nat")
+        .take_while(|l| *l != "COMMIT")
+        .filter(|l| l.starts_with(':'))
+        .count();
+    let test = match timed_in(ns, restore, &["--test"], &saved) {
+        Ok(d) => format!("accepted ({:.1} ms)", ms(d)),
+        Err(e) => format!("REJECTED: {e:#}"),
+    };
+    println!(
+        "tools   {:16} services={n:>6} endpoints={k:>2}  nat chains={nat_chains:>7}  iptables-save ok in {:>8.1} ms ({} lines)  restore --test of its output: {test}",
+        name(v),
+        ms(took),
+        saved.lines().count()
+    );
 }
 
 /// The time of a bare restore of `text` into a fresh namespace (sets pre-created, untimed).
@@ -134,6 +189,7 @@ fn bare_restore(v: Variant, text: &str) -> anyhow::Result<Duration> {
         "SWYD4-REJECT hash:ip,port",
         "SWYD4-DROP hash:ip,port",
         "SWYD4-CLUSTER-IPS hash:ip",
+        "SWYD4-HAIRPIN hash:ip,port,ip",
     ] {
         let mut args = vec!["create"];
         args.extend(set.split(' '));

@@ -88,3 +88,22 @@ pub fn scales() -> Vec<usize> {
         .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1000, 10_000])
 }
+
+/// The control-plane scales as (services, endpoints per service): 1k x 10, 10k x 10 and
+/// 10k x 2 (kube-proxy's published figure is for 10k x 2). `SWYD_BENCH_SCALES=a,bxk` overrides
+/// them (`a` alone means `a x 10`), for investigation only.
+pub fn control_scales() -> Vec<(usize, usize)> {
+    std::env::var("SWYD_BENCH_SCALES")
+        .ok()
+        .map(|s| {
+            s.split(',')
+                .filter_map(|item| {
+                    let mut parts = item.trim().splitn(2, 'x');
+                    let n = parts.next()?.trim().parse().ok()?;
+                    let k = parts.next().map_or(Some(10), |k| k.trim().parse().ok())?;
+                    Some((n, k))
+                })
+                .collect()
+        })
+        .unwrap_or_else(|| vec![(1000, 10), (10_000, 10), (10_000, 2)])
+}

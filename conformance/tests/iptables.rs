@@ -5,10 +5,11 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
-use switchyard_conformance::netns::{require_root, unique_prefix, Netns};
+use switchyard_conformance::netns::{require_root, timed_in, unique_prefix, Netns};
 use switchyard_conformance::probe::{Observed, Probe};
 use switchyard_conformance::runner::plan_for;
 use switchyard_conformance::scenarios::{http_slice, manifest, ready, svc};
+use switchyard_conformance::synthetic;
 use switchyard_conformance::topology::{Topology, CLUSTER_CIDR, NODE_NAME};
 use switchyard_core::{diff, Dataplane, DataplaneError, IpFamily, Protocol, ProxyPlan};
 use switchyard_iptables::{IptablesConfig, IptablesDataplane, Variant};
@@ -148,6 +149,52 @@ fn kernel_holds_every_rule_render_printed() {
     }
 }
 
+/// The shape that keeps stock tools usable at scale (issue 17), in the kernel: 200 ClusterIP
+/// services x 10 endpoints own one chain each (no chain per endpoint), `iptables-save` lists
+/// the ruleset, `iptables-restore --test` accepts what it printed, and hairpin pairs are one
+/// `hash:ip,ip` set.
+#[test]
+fn stock_tools_list_and_reload_the_ruleset_with_one_chain_per_service_port() {
+    const SERVICES: usize = 200;
+    for v in VARIANTS {
+        let (ns, mut dp) = setup(v, IpFamily::V4);
+        let plan = synthetic::plan_of(&synthetic::cluster(SERVICES, 10));
+        rt().block_on(async {
+            dp.probe().await.expect("probe");
+            dp.apply(&plan, None).await.expect("full sync");
+        });
+        let nat = ns
+            .exec(save(v), &["-t", "nat"])
+            .expect("iptables-save -t nat");
+        let service_chains = nat.lines().filter(|l| l.starts_with(":SWYD-s")).count();
+        assert_eq!(
+            service_chains, SERVICES,
+            "{v:?}: one chain per ClusterIP service port"
+        );
+        assert_eq!(
+            nat.matches("-j DNAT").count(),
+            SERVICES * 10,
+            "{v:?}: one DNAT per endpoint"
+        );
+        let all = ns.exec(save(v), &[]).expect("iptables-save");
+        let restore = match v {
+            Variant::Nft => "iptables-nft-restore",
+            Variant::Legacy => "iptables-legacy-restore",
+        };
+        timed_in(&ns, restore, &["--test"], &all)
+            .unwrap_or_else(|e| panic!("{v:?}: restore --test rejects iptables-save: {e:#}"));
+        let hairpin = ns
+            .exec("ipset", &["list", "SWYD4-HAIRPIN"])
+            .expect("hairpin set");
+        assert!(hairpin.contains("Type: hash:ip,port,ip"), "{hairpin}");
+        assert!(
+            hairpin.contains("Number of entries: 2000"),
+            "{v:?}: every endpoint paired with itself:\n{}",
+            &hairpin[..hairpin.len().min(400)]
+        );
+    }
+}
+
 #[test]
 fn deleted_base_jump_is_recreated_on_the_next_sync() {
     for v in VARIANTS {
@@ -208,7 +255,7 @@ fn failed_restore_names_line_and_service_keeps_rules_and_forces_full_sync() {
             let svc_b = saved
                 .lines()
                 .filter(|l| l.starts_with("-A ") && l.contains("default/b/tcp"))
-                .filter_map(|l| l.split_whitespace().nth(1))
+                .filter_map(|l| l.split_whitespace().last())
                 .find(|chain| chain.starts_with("SWYD-s") && chain.ends_with("-svc"))
                 .expect("service b chain")
                 .to_string();

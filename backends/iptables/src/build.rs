@@ -3,7 +3,7 @@
 use crate::names::{self, SetNames};
 use crate::render;
 use crate::rules::{Rule, Table};
-use crate::sets::{self, dispatch_entries, SetContents};
+use crate::sets::{self, dispatch_entries, SetContents, SetOp};
 use crate::tx::{TableChanges, Transaction};
 use std::collections::{BTreeMap, BTreeSet};
 use switchyard_core::plan::{ProxyPlan, ServiceKey};
@@ -72,18 +72,29 @@ pub fn full(
     }
 
     let contents = SetContents::for_plan(plan);
+    let hairpin_set = &sets.hairpin;
     let tx = Transaction {
         family: plan.family,
         full: true,
         // Create the sets, and add every new entry before the rules that need them exist...
+        // The hairpin set (an entry per endpoint: 100k at 10k services x 10 endpoints, the
+        // largest by far) is instead swapped in whole here, once: an endpoint that is going
+        // away loses its hairpin masquerade a moment before its DNAT rule goes, which only a
+        // connection from that endpoint to itself, opened in that moment, can notice.
         sets_before: sets::create_all(sets, plan.family)
             .into_iter()
-            .chain(sets::diff_ops(sets, &SetContents::default(), &contents).0)
+            .chain(
+                sets::diff_ops(sets, &SetContents::default(), &contents)
+                    .0
+                    .into_iter()
+                    .filter(|op| !matches!(op, SetOp::Add { name, .. } if name == hairpin_set)),
+            )
+            .chain(sets::replace_ops(sets, plan.family, &contents, true))
             .collect(),
         filter,
         nat,
         // ...then make them exact by swapping in freshly filled copies.
-        sets_after: sets::replace_ops(sets, plan.family, &contents),
+        sets_after: sets::replace_ops(sets, plan.family, &contents, false),
         service_ports: plan.services.len(),
         owners,
     };

@@ -236,19 +236,15 @@ impl IptablesDataplane {
         &self,
         variant: Variant,
         tx: &Transaction,
+        restore_text: &str,
     ) -> Result<(), DataplaneError> {
         let owners = &tx.owners;
         let restore = variant.restore(self.family);
         let r = &self.runner;
         r.restore("ipset", &["restore"], &tx.sets_before_text(), owners)
             .await?;
-        r.restore(
-            &restore,
-            &["--noflush", "--wait"],
-            &tx.restore_text(),
-            owners,
-        )
-        .await?;
+        r.restore(&restore, &["--noflush", "--wait"], restore_text, owners)
+            .await?;
         r.restore("ipset", &["restore"], &tx.sets_after_text(), owners)
             .await
     }
@@ -317,7 +313,8 @@ impl Dataplane for IptablesDataplane {
         let (tx, after) = self.transaction(plan, changes, &existing, &missing);
         // Forget what was committed until this transaction succeeds: a failure means full next.
         let previous = self.committed.take();
-        self.run_transaction(variant, &tx).await?;
+        let restore_text = tx.restore_text();
+        self.run_transaction(variant, &tx, &restore_text).await?;
         drop(previous);
         self.committed = Some(Committed {
             plan: plan.clone(),
@@ -327,7 +324,7 @@ impl Dataplane for IptablesDataplane {
         Ok(ApplyStats {
             full: tx.full,
             service_ports_written: tx.service_ports,
-            operations: tx.operations(),
+            operations: tx.operations(&restore_text),
             kernel_time: started.elapsed(),
             ..ApplyStats::default()
         })

@@ -120,6 +120,11 @@ pub struct SetNames {
     pub drop: String,
     /// `hash:ip`: every cluster IP (anything to them that is not DNATed is rejected).
     pub cluster_ips: String,
+    /// `hash:ip,port,ip`: every endpoint as `ip,proto:port,ip`; a DNATed connection whose
+    /// (destination, port, source) is in it is a hairpin and is masqueraded. (`hash:ip,ip` does
+    /// not exist and `hash:net,net` is often not built; this type is the one kube-proxy's IPVS
+    /// mode needs, so every kernel that ran kube-proxy has it.)
+    pub hairpin: String,
 }
 
 impl SetNames {
@@ -133,11 +138,29 @@ impl SetNames {
             reject: format!("SWYD{f}-REJECT"),
             drop: format!("SWYD{f}-DROP"),
             cluster_ips: format!("SWYD{f}-CLUSTER-IPS"),
+            hairpin: format!("SWYD{f}-HAIRPIN"),
         }
     }
 
-    pub fn all(&self) -> [&str; 4] {
-        [&self.vips, &self.reject, &self.drop, &self.cluster_ips]
+    pub fn all(&self) -> [&str; 5] {
+        [
+            &self.vips,
+            &self.reject,
+            &self.drop,
+            &self.cluster_ips,
+            &self.hairpin,
+        ]
+    }
+
+    /// The ipset type of one of these sets.
+    pub fn kind(&self, name: &str) -> &'static str {
+        if name == self.cluster_ips {
+            "hash:ip"
+        } else if name == self.hairpin {
+            "hash:ip,port,ip"
+        } else {
+            "hash:ip,port"
+        }
     }
 }
 

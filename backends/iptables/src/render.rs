@@ -12,12 +12,18 @@
 //!     SWYD-T-kj: -d VIP -p P --dport N → SWYD-s<h>-svc | -ext | -fw   (`Addr` keys)
 //!   [-m addrtype --dst-type LOCAL → SWYD-NODEPORTS]          `AnyLocal` keys (NodePorts on
 //!                                                             every local address)
-//! SWYD-s<h>-svc        the internal path's rules: per source class, masquerade mark, then
-//!                      SWYD-s<h>-clu or SWYD-s<h>-loc
+//! SWYD-s<h>-svc        the internal path's rules: masquerade decision (per source class),
+//!                      then, without affinity, the endpoint picks inline:
+//!                      `-m statistic --probability 1/k -j DNAT --to-destination ip:port`
 //! SWYD-s<h>-ext        the external path's rules, likewise (short-circuit is a rule)
 //! SWYD-s<h>-fw         allowed sources → SWYD-s<h>-ext
-//! SWYD-s<h>-clu / loc  affinity lookups, then a random cascade over SWYD-s<h>-e<h2>
-//! SWYD-s<h>-e<h2>      one endpoint: hairpin masquerade, affinity record, DNAT
+//! SWYD-s<h>-clu / loc  only for a path whose rules send to two endpoint sets, or with
+//!                      affinity: affinity lookups, then the picks (DNAT, or with affinity
+//!                      a jump to SWYD-s<h>-e<h2>)
+//! SWYD-s<h>-e<h2>      affinity only: one endpoint: affinity record, DNAT
+//! SWYD-POSTROUTING     hairpin: `--ctstate DNAT -m set --match-set SWYD4-HAIRPIN dst,dst,src`
+//!                      marks for masquerade (one set of `endpoint,port,endpoint` entries, no
+//!                      rule per endpoint)
 //! ```
 //! Anything addressed to a service that nat did not translate meets the filter table's
 //! SWYD-FILTER (INPUT/FORWARD/OUTPUT, new connections): set lookups reject (no endpoints) or
@@ -33,8 +39,8 @@ use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use switchyard_core::plan::{
-    IpFamily, NodePortListen, PathPlan, PathRule, Protocol, ProxyPlan, ServiceKey, ServicePortName,
-    ServicePortPlan, SourceClass, Target as PlanTarget,
+    Endpoint, IpFamily, NodePortListen, PathPlan, PathRule, Protocol, ProxyPlan, ServiceKey,
+    ServicePortName, ServicePortPlan, SourceClass, Target as PlanTarget,
 };
 
 /// The built-in chains we hook, and the jump rule each gets. Inserted at position 1 when
@@ -136,6 +142,16 @@ pub fn nat_skeleton(plan: &ProxyPlan, sets: &SetNames, nat: &mut TableChanges) {
             );
         }
     }
+    // Hairpin: a connection we DNATed to the endpoint it came from is masqueraded, or the
+    // endpoint would answer itself directly. One set lookup instead of a rule per endpoint.
+    nat.rules.push(
+        Rule::new(names::POSTROUTING, Target::OrMark(names::MASQ_MARK))
+            .m(Match::CtState("DNAT"))
+            .m(Match::SetHairpin {
+                name: sets.hairpin.clone(),
+            })
+            .comment("hairpin"),
+    );
     nat.rules.push(
         Rule::new(names::POSTROUTING, Target::Return).m(Match::Mark {
             value: names::MASQ_MARK,
@@ -354,26 +370,35 @@ impl ServiceChains {
 /// jumps to the endpoint-set chain `to(target)`, which always DNATs. An untranslated target
 /// (reject, drop) returns, leaving the packet to the filter table, unless it is the last rule,
 /// where falling off the chain does the same.
+///
+/// With `inline`, the rules that end the list with one translating target (the *tail*: the
+/// last rule and every rule before it with the same target) get no jump: only their masquerade
+/// decision is written, and the returned target's endpoint picks are for the caller to append
+/// to this chain, so a path whose rules all send to one endpoint set needs no chain but its
+/// own. First-match order within the tail is kept by negation: a masquerading rule excludes the
+/// sources of the non-masquerading tail rules before it (`! -s <pod CIDR>`, `-m addrtype !
+/// --src-type LOCAL`). When that is not expressible in one rule (more than one pod CIDR to
+/// exclude) the whole path keeps the jump shape and `None` is returned. Rules before the tail
+/// are written as without `inline` (each jumps away or returns).
 pub fn path_rules(
     plan: &ProxyPlan,
     chain: &str,
     rules: &[PathRule],
     to: impl Fn(PlanTarget) -> Option<String>,
     comment: &str,
-) -> Vec<Rule> {
+    inline: bool,
+) -> (Vec<Rule>, Option<PlanTarget>) {
+    let tail = if inline {
+        inline_tail(plan, rules)
+    } else {
+        None
+    };
+    let head = &rules[..tail.unwrap_or(rules.len())];
     let mut out = Vec::new();
-    for (i, rule) in rules.iter().enumerate() {
-        let matches: Vec<Option<Match>> = match rule.from {
-            SourceClass::Pod => plan.pod_cidrs.iter().map(|net| Some(source(net))).collect(),
-            SourceClass::Host => vec![Some(Match::AddrTypeLocal { source: true })],
-            SourceClass::Any => vec![None],
-        };
+    for (i, rule) in head.iter().enumerate() {
         let last = i + 1 == rules.len();
-        for m in matches {
-            let with = |r: Rule| match &m {
-                Some(m) => r.m(m.clone()),
-                None => r,
-            };
+        for m in class_matches(plan, rule.from) {
+            let with = |r: Rule| m.iter().fold(r, |r, m| r.m(m.clone()));
             if rule.masquerade {
                 out.push(with(Rule::new(
                     chain,
@@ -387,10 +412,113 @@ pub fn path_rules(
             }
         }
     }
-    out
+    let Some(start) = tail else {
+        return (out, None);
+    };
+    // The tail's masquerade decision. `shield_*`: a non-masquerading tail rule for that class
+    // came first, so later masquerading rules must not catch its sources.
+    let (mut shield_pod, mut shield_host) = (false, false);
+    for rule in &rules[start..] {
+        if !rule.masquerade {
+            match rule.from {
+                SourceClass::Pod => shield_pod = true,
+                SourceClass::Host => shield_host = true,
+                // Nothing after a non-masquerading `Any` rule is reachable.
+                SourceClass::Any => break,
+            }
+            continue;
+        }
+        let unreachable = match rule.from {
+            SourceClass::Pod => shield_pod,
+            SourceClass::Host => shield_host,
+            SourceClass::Any => false,
+        };
+        if unreachable {
+            continue;
+        }
+        // Source matches first: iptables-save prints `-s` before any `-m`.
+        let not_pod = shield_pod
+            .then(|| plan.pod_cidrs.first())
+            .flatten()
+            .map(|net| Match::Source {
+                addr: net.network(),
+                mask: net.netmask(),
+                negate: true,
+            });
+        let not_host = shield_host.then_some(Match::NotLocalSource);
+        for m in class_matches(plan, rule.from) {
+            let all = m.into_iter().chain(not_pod.clone()).chain(not_host.clone());
+            let (sources, others): (Vec<Match>, Vec<Match>) =
+                all.partition(|m| matches!(m, Match::Source { .. }));
+            let r = sources.into_iter().chain(others).fold(
+                Rule::new(chain, Target::Jump(names::MARK_MASQ.into())),
+                Rule::m,
+            );
+            out.push(r);
+        }
+    }
+    (out, Some(rules[start].target))
+}
+
+/// Where the inlinable tail of `rules` starts (see [`path_rules`]), if it has one.
+fn inline_tail(plan: &ProxyPlan, rules: &[PathRule]) -> Option<usize> {
+    let target = rules.last()?.target;
+    if !matches!(target, PlanTarget::Cluster | PlanTarget::Local) {
+        return None;
+    }
+    let start = rules
+        .iter()
+        .rposition(|r| r.target != target)
+        .map_or(0, |i| i + 1);
+    // Excluding pods in one rule needs a single pod CIDR (or none: then nothing is a pod).
+    let tail = &rules[start..];
+    let excludes_pods = tail.iter().enumerate().any(|(i, r)| {
+        r.from == SourceClass::Pod && !r.masquerade && tail[i + 1..].iter().any(|l| l.masquerade)
+    });
+    (!excludes_pods || plan.pod_cidrs.len() <= 1).then_some(start)
+}
+
+/// The alternatives a source class matches: one match list per rule to write.
+fn class_matches(plan: &ProxyPlan, class: SourceClass) -> Vec<Option<Match>> {
+    match class {
+        SourceClass::Pod => plan.pod_cidrs.iter().map(|net| Some(source(net))).collect(),
+        SourceClass::Host => vec![Some(Match::AddrTypeLocal { source: true })],
+        SourceClass::Any => vec![None],
+    }
+}
+
+/// The endpoint picks that end an endpoint-set chain (or an inlined path chain): endpoint `i`
+/// of `n` with probability `1/(n-i)`, the last unconditionally, each DNATing straight to its
+/// endpoint. No comment: these are most of the rules at scale (a comment each costs ~20% of
+/// the restore time at 10k services), and the chain they are in is named in `owners` for
+/// errors and by the commented dispatch rule that jumps to it for readers (kube-proxy's
+/// large-cluster mode drops its endpoint comments likewise).
+fn picks(chain: &str, svc: &ServicePortPlan, set: &[Endpoint]) -> Vec<Rule> {
+    let n = set.len();
+    set.iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let r = Rule::new(chain, Target::Dnat(SocketAddr::new(e.ip, e.port)))
+                .m(Match::Protocol(svc.protocol));
+            if i + 1 < n {
+                r.m(Match::OneIn(u32::try_from(n - i).unwrap_or(u32::MAX)))
+            } else {
+                r
+            }
+        })
+        .collect()
 }
 
 /// The chains and rules of one service port.
+///
+/// Without session affinity a service port owns no per-endpoint chain: each path's chain
+/// decides masquerade and picks an endpoint itself (`path_rules` with `inline`), so a
+/// ClusterIP port is one chain and a NodePort of `Cluster` policy two, whatever the endpoint
+/// count; an endpoint-set chain (`clu`/`loc`, picks and DNAT) exists only for paths whose
+/// rules send to more than one set. With affinity, every path jumps to its endpoint-set chain,
+/// which checks the `recent` list of each endpoint chain before picking; the endpoint chain
+/// records the client and DNATs. Hairpin masquerade is not here: one POSTROUTING rule and the
+/// hairpin set (`nat_skeleton`).
 pub fn service(
     plan: &ProxyPlan,
     name: &ServicePortName,
@@ -406,6 +534,7 @@ pub fn service(
         PlanTarget::Local => Some(c.local.clone()),
         PlanTarget::Reject | PlanTarget::Drop => None,
     };
+    let affinity = svc.affinity_timeout_seconds;
 
     // Each path that translates: its chain walks the plan's rules.
     for (path, chain) in [
@@ -416,7 +545,18 @@ pub fn service(
             continue;
         };
         chains.insert(chain.clone());
-        rules.extend(path_rules(plan, chain, &path.rules, set_chain, &comment));
+        let (head, inlined) = path_rules(
+            plan,
+            chain,
+            &path.rules,
+            set_chain,
+            &comment,
+            affinity.is_none(),
+        );
+        rules.extend(head);
+        if let Some(target) = inlined {
+            rules.extend(picks(chain, svc, svc.endpoints_for(target)));
+        }
     }
 
     // Source ranges: allowed sources continue to the external chain (or, without one, stay
@@ -450,7 +590,7 @@ pub fn service(
         );
     }
 
-    // The endpoint sets some path sends to, each once, and their endpoint chains.
+    // The endpoint-set chains some path rule jumps to, each once.
     let mut used: Vec<PlanTarget> = svc.paths().flat_map(PathPlan::endpoint_targets).collect();
     used.sort();
     used.dedup();
@@ -459,25 +599,30 @@ pub fn service(
         let (Some(set_chain), set) = (set_chain(target), svc.endpoints_for(target)) else {
             continue;
         };
-        if set.is_empty() {
+        let jumped_to = rules
+            .iter()
+            .any(|r| matches!(&r.target, Target::Jump(t) if *t == set_chain));
+        if set.is_empty() || !jumped_to {
             continue;
         }
         chains.insert(set_chain.clone());
+        let Some(seconds) = affinity else {
+            rules.extend(picks(&set_chain, svc, set));
+            continue;
+        };
         let seps: Vec<String> = set
             .iter()
             .map(|e| names::endpoint_chain(name, family, e))
             .collect();
-        if let Some(seconds) = svc.affinity_timeout_seconds {
-            for sep in &seps {
-                rules.push(
-                    Rule::new(&set_chain, Target::Jump(sep.clone()))
-                        .m(Match::RecentCheck {
-                            name: sep.clone(),
-                            seconds,
-                        })
-                        .comment("session affinity"),
-                );
-            }
+        for sep in &seps {
+            rules.push(
+                Rule::new(&set_chain, Target::Jump(sep.clone()))
+                    .m(Match::RecentCheck {
+                        name: sep.clone(),
+                        seconds,
+                    })
+                    .comment("session affinity"),
+            );
         }
         let n = seps.len();
         for (i, sep) in seps.iter().enumerate() {
@@ -493,20 +638,11 @@ pub fn service(
             }
             chains.insert(sep.clone());
             rules.push(
-                Rule::new(&sep, Target::Jump(names::MARK_MASQ.into()))
-                    .m(Match::Source {
-                        addr: e.ip,
-                        mask: host_mask(family),
-                        negate: false,
-                    })
-                    .comment("hairpin"),
+                Rule::new(&sep, Target::Dnat(SocketAddr::new(e.ip, e.port)))
+                    .m(Match::Protocol(svc.protocol))
+                    .m(Match::RecentSet { name: sep.clone() })
+                    .comment(comment.clone()),
             );
-            let mut dnat = Rule::new(&sep, Target::Dnat(SocketAddr::new(e.ip, e.port)))
-                .m(Match::Protocol(svc.protocol));
-            if svc.affinity_timeout_seconds.is_some() {
-                dnat = dnat.m(Match::RecentSet { name: sep.clone() });
-            }
-            rules.push(dnat.comment(comment.clone()));
         }
     }
     (chains, rules)

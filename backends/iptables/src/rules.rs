@@ -57,8 +57,14 @@ pub enum Match {
     DestPort(u16),
     /// `-m set --match-set NAME dst[,dst]`.
     Set { name: String, with_port: bool },
+    /// `-m set --match-set NAME dst,dst,src`: (destination address, destination port, source
+    /// address) is in a `hash:ip,port,ip` set (hairpin: an endpoint reached through a service
+    /// from itself, as kube-proxy's IPVS mode's `KUBE-LOOP-BACK`).
+    SetHairpin { name: String },
     /// `-m addrtype --src-type LOCAL` / `--dst-type LOCAL`.
     AddrTypeLocal { source: bool },
+    /// `-m addrtype ! --src-type LOCAL`: the source is not a local address.
+    NotLocalSource,
     /// `-m mark [!] --mark value/mask`.
     Mark { value: u32, mask: u32, negate: bool },
     /// `-m statistic --mode random --probability 1/n`: one of the remaining `n` endpoints.
@@ -128,6 +134,8 @@ impl Display for Match {
                     if *with_port { "dst,dst" } else { "dst" }
                 )
             }
+            Self::SetHairpin { name } => write!(f, "-m set --match-set {name} dst,dst,src"),
+            Self::NotLocalSource => f.write_str("-m addrtype ! --src-type LOCAL"),
             Self::AddrTypeLocal { source } => {
                 write!(
                     f,

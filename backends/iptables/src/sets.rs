@@ -22,6 +22,8 @@ pub struct SetContents {
     pub reject: BTreeSet<Key>,
     pub drop: BTreeSet<Key>,
     pub cluster_ips: BTreeSet<IpAddr>,
+    /// Every endpoint some path sends to (each becomes `ip,proto:port,ip`).
+    pub hairpin: BTreeSet<Key>,
 }
 
 /// Where the nat dispatch sends one key of a service port.
@@ -100,6 +102,13 @@ impl SetContents {
                 .filter_map(|(k, _)| addr_key(k)),
         );
         for path in svc.paths() {
+            for target in path.endpoint_targets() {
+                self.hairpin.extend(
+                    svc.endpoints_for(target)
+                        .iter()
+                        .map(|e| (e.ip, svc.protocol, e.port)),
+                );
+            }
             let set = match refusal(path) {
                 Some(Target::Reject) => &mut self.reject,
                 Some(Target::Drop) => &mut self.drop,
@@ -113,10 +122,10 @@ impl SetContents {
 /// One line of `ipset restore` input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SetOp {
-    /// `create NAME hash:ip,port|hash:ip family inet|inet6 ... -exist`
+    /// `create NAME hash:ip,port|hash:ip|hash:ip,ip family inet|inet6 ... -exist`
     Create {
         name: String,
-        with_port: bool,
+        kind: &'static str,
         family: IpFamily,
     },
     Add {
@@ -135,16 +144,7 @@ pub enum SetOp {
 impl Display for SetOp {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Create {
-                name,
-                with_port,
-                family,
-            } => {
-                let kind = if *with_port {
-                    "hash:ip,port"
-                } else {
-                    "hash:ip"
-                };
+            Self::Create { name, kind, family } => {
                 let fam = match family {
                     IpFamily::V4 => "inet",
                     IpFamily::V6 => "inet6",
@@ -163,6 +163,11 @@ impl Display for SetOp {
     }
 }
 
+/// A `hash:ip,port,ip` entry: an endpoint, and itself as the source.
+fn pair_entry(k: &Key) -> String {
+    format!("{},{}", key_entry(k), k.0)
+}
+
 fn key_entry((ip, proto, port): &Key) -> String {
     format!("{ip},{}:{port}", proto.lower())
 }
@@ -174,7 +179,7 @@ pub fn create_all(names: &SetNames, family: IpFamily) -> Vec<SetOp> {
         .into_iter()
         .map(|name| SetOp::Create {
             name: name.to_string(),
-            with_port: name != names.cluster_ips,
+            kind: names.kind(name),
             family,
         })
         .collect()
@@ -220,29 +225,51 @@ pub fn diff_ops(
             entry: ip.to_string(),
         });
     }
+    for ip in new.hairpin.difference(&old.hairpin) {
+        adds.push(SetOp::Add {
+            name: names.hairpin.clone(),
+            entry: pair_entry(ip),
+        });
+    }
+    for ip in old.hairpin.difference(&new.hairpin) {
+        dels.push(SetOp::Del {
+            name: names.hairpin.clone(),
+            entry: pair_entry(ip),
+        });
+    }
     (adds, dels)
 }
 
 /// A full replacement: fill temporary sets and swap them in, so the live sets go from the old
 /// contents to exactly the new ones in one step each, whatever they held before (after a
-/// restart we do not know).
-pub fn replace_ops(names: &SetNames, family: IpFamily, new: &SetContents) -> Vec<SetOp> {
+/// restart we do not know). `hairpin` selects the hairpin set alone (a full sync swaps it in
+/// before the rules, see `build::full`) or every other set (swapped in after the rules).
+pub fn replace_ops(
+    names: &SetNames,
+    family: IpFamily,
+    new: &SetContents,
+    hairpin: bool,
+) -> Vec<SetOp> {
     let tmp = |n: &str| format!("{n}-T");
     let mut ops = Vec::new();
-    let fill: [(&String, Vec<String>); 4] = [
-        (&names.vips, new.vips.iter().map(key_entry).collect()),
-        (&names.reject, new.reject.iter().map(key_entry).collect()),
-        (&names.drop, new.drop.iter().map(key_entry).collect()),
-        (
-            &names.cluster_ips,
-            new.cluster_ips.iter().map(ToString::to_string).collect(),
-        ),
-    ];
+    let fill: Vec<(&String, Vec<String>)> = if hairpin {
+        vec![(&names.hairpin, new.hairpin.iter().map(pair_entry).collect())]
+    } else {
+        vec![
+            (&names.vips, new.vips.iter().map(key_entry).collect()),
+            (&names.reject, new.reject.iter().map(key_entry).collect()),
+            (&names.drop, new.drop.iter().map(key_entry).collect()),
+            (
+                &names.cluster_ips,
+                new.cluster_ips.iter().map(ToString::to_string).collect(),
+            ),
+        ]
+    };
     for (name, entries) in fill {
         let t = tmp(name);
         ops.push(SetOp::Create {
             name: t.clone(),
-            with_port: *name != names.cluster_ips,
+            kind: names.kind(name),
             family,
         });
         ops.push(SetOp::Flush(t.clone()));

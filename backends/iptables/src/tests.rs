@@ -138,6 +138,26 @@ fn comment(svc: &str) -> String {
     format!("-m comment --comment \"{}\"", name(svc))
 }
 
+/// The endpoint picks over these endpoints (port 8080), without `-A chain`.
+fn picks(endpoints: &[&str]) -> Vec<String> {
+    let n = endpoints.len();
+    endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let statistic = if i + 1 < n {
+                format!(
+                    "-m statistic --mode random --probability {:.10} ",
+                    1.0 / (n - i) as f64
+                )
+            } else {
+                String::new()
+            };
+            format!("-p tcp {statistic}-j DNAT --to-destination {e}:8080")
+        })
+        .collect()
+}
+
 #[test]
 fn the_internal_path_renders_its_rules_not_the_node_masquerade_setting() {
     let internal = PathPlan {
@@ -229,7 +249,15 @@ fn the_external_path_short_circuits_by_source_class_and_falls_back_to_the_filter
         ],
         "the last rule (drop) falls off the chain, untranslated"
     );
-    assert_eq!(chain(&lines, &c.svc), [to_cluster]);
+    // The internal path sends to one set only: its chain picks and DNATs itself.
+    assert_eq!(
+        chain(&lines, &c.svc),
+        picks(&["10.244.1.10", "10.244.2.10"])
+    );
+    assert_eq!(
+        chain(&lines, &c.cluster),
+        picks(&["10.244.1.10", "10.244.2.10"])
+    );
     let sets = SetContents::for_plan(&p);
     let external_keys = [
         (ip("192.168.0.10"), Protocol::Tcp, 30080),
@@ -265,9 +293,10 @@ fn an_untranslated_rule_before_the_last_returns() {
         [
             "-m addrtype --src-type LOCAL -j RETURN".to_string(),
             format!("-j {}", names::MARK_MASQ),
-            format!("{} -j {}", comment("odd"), c.local),
+            picks(&["10.244.1.10"])[0].clone(),
         ]
     );
+    assert!(!lines.iter().any(|l| l.contains(&c.local)), "{lines:#?}");
     assert!(!lines.iter().any(|l| l.contains(&c.cluster)), "{lines:#?}");
 }
 
@@ -315,10 +344,10 @@ fn keys_on_every_local_address_use_the_addrtype_chains() {
     );
     assert_eq!(
         chain(&lines, &a.ext),
-        [
-            format!("-j {}", names::MARK_MASQ),
-            format!("{} -j {}", comment("a"), a.cluster)
-        ]
+        [format!("-j {}", names::MARK_MASQ)]
+            .into_iter()
+            .chain(picks(&["10.244.1.10", "10.244.2.10"]))
+            .collect::<Vec<_>>()
     );
     let sets = SetContents::for_plan(&p);
     assert_eq!(
@@ -411,4 +440,217 @@ fn a_partial_sync_rewrites_the_filter_when_the_service_cidrs_change() {
         !tx.restore_text().contains("SWYD-FILTER"),
         "an unchanged plan leaves the filter alone"
     );
+}
+
+/// What a walk of the rendered nat rules does with one source: whether it was marked for
+/// masquerade and which endpoints it may be DNATed to (all the picks it can reach).
+#[derive(Debug, PartialEq, Eq)]
+struct Walk {
+    masquerade: bool,
+    endpoints: Vec<IpAddr>,
+}
+
+/// Walks `chain` of a full restore text for a source that is (or is not) in the first pod
+/// CIDR and (or not) a local address. `statistic` matches may or may not match, so every
+/// DNAT reachable is collected; the walk stops at the last pick, which has none.
+fn walk(lines: &[String], chain_name: &str, pod: bool, local: bool, w: Walk) -> Option<Walk> {
+    let mut w = w;
+    let first_pod = "-s 10.244.0.0/16";
+    for r in chain(lines, chain_name) {
+        let matched = (!r.contains("-s ")
+            || (r.contains(&format!("! {first_pod}")) && !pod)
+            || (r.starts_with(first_pod) && pod))
+            && (!r.contains("--src-type LOCAL") || (r.contains("! --src-type LOCAL") != local));
+        if !matched {
+            continue;
+        }
+        if r.ends_with(&format!("-j {}", names::MARK_MASQ)) {
+            w.masquerade = true;
+        } else if r.ends_with("-j RETURN") {
+            return None;
+        } else if let Some(dest) = r.split("--to-destination ").nth(1) {
+            let ep: std::net::SocketAddr = dest.parse().expect("endpoint");
+            w.endpoints.push(ep.ip());
+            if !r.contains("statistic") {
+                return Some(w);
+            }
+        } else if let Some(next) = r.split("-j ").last().filter(|j| j.starts_with("SWYD-s")) {
+            return walk(lines, next, pod, local, w);
+        } else {
+            panic!("unexpected rule in {chain_name}: {r}");
+        }
+    }
+    // Falling off the chain: untranslated (a pick chain always ends with an unconditional
+    // DNAT, so only a path chain gets here).
+    None
+}
+
+/// Every rule list of up to three rules (the last `Any`, as core makes them), with one and with
+/// two pod CIDRs: for each kind of source, the rendered chain masquerades exactly when the
+/// plan's first matching rule says so and DNATs only to that rule's endpoint set — whether the
+/// path got its picks inline or kept the jump shape.
+#[test]
+fn rendered_paths_decide_exactly_as_the_plan_rules_for_every_source() {
+    let classes = [SourceClass::Pod, SourceClass::Host, SourceClass::Any];
+    let targets = [Target::Cluster, Target::Local, Target::Drop];
+    let mut single = Vec::new();
+    for from in classes {
+        for target in targets {
+            for masquerade in [false, true] {
+                single.push(rule(from, target, masquerade));
+            }
+        }
+    }
+    let lasts: Vec<PathRule> = single
+        .iter()
+        .copied()
+        .filter(|r| r.from == SourceClass::Any)
+        .collect();
+    let mut lists: Vec<Vec<PathRule>> = lasts.iter().map(|l| vec![*l]).collect();
+    for a in &single {
+        for l in &lasts {
+            lists.push(vec![*a, *l]);
+            for b in &single {
+                lists.push(vec![*a, *b, *l]);
+            }
+        }
+    }
+    let (cluster, local) = (ip("10.244.2.10"), ip("10.244.1.10"));
+    let mut inlined = 0;
+    for pod_cidrs in [
+        vec![net("10.244.0.0/16")],
+        vec![net("10.244.0.0/16"), net("10.250.0.0/16")],
+    ] {
+        for rules in &lists {
+            let path = PathPlan {
+                keys: vec![addr(VipKind::ClusterIp, "10.96.0.1", 80)],
+                rules: rules.clone(),
+            };
+            if !path.translates() {
+                continue;
+            }
+            let mut svc = service(path.clone(), None);
+            svc.endpoints.cluster = Some(vec![endpoint("10.244.2.10", false)]);
+            svc.endpoints.local = Some(vec![endpoint("10.244.1.10", true)]);
+            let mut p = plan(vec![("p", svc)], NodePortListen::Addresses(Vec::new()));
+            p.pod_cidrs = pod_cidrs.clone();
+            let lines = restore(&p);
+            let c = ServiceChains::new(&name("p"), IpFamily::V4);
+            if !lines
+                .iter()
+                .any(|l| l.contains(&c.cluster) || l.contains(&c.local))
+            {
+                inlined += 1;
+            }
+            for (pod, local_src) in [(true, false), (true, true), (false, true), (false, false)] {
+                let first = rules
+                    .iter()
+                    .find(|r| match r.from {
+                        SourceClass::Pod => pod,
+                        SourceClass::Host => local_src,
+                        SourceClass::Any => true,
+                    })
+                    .expect("the last rule is Any");
+                let expected = match first.target {
+                    Target::Cluster => Some(Walk {
+                        masquerade: first.masquerade,
+                        endpoints: vec![cluster],
+                    }),
+                    Target::Local => Some(Walk {
+                        masquerade: first.masquerade,
+                        endpoints: vec![local],
+                    }),
+                    Target::Reject | Target::Drop => None,
+                };
+                let start = Walk {
+                    masquerade: false,
+                    endpoints: Vec::new(),
+                };
+                let got = walk(&lines, &c.svc, pod, local_src, start);
+                // An untranslated source may have been marked on its way: only the filter
+                // sees it then, and it is refused, so the mark does not matter.
+                let got = got.filter(|w| !w.endpoints.is_empty());
+                assert_eq!(
+                    got,
+                    expected,
+                    "rules {rules:?}, pod CIDRs {pod_cidrs:?}, pod={pod} local={local_src}:\n{}",
+                    chain(&lines, &c.svc).join("\n")
+                );
+            }
+        }
+    }
+    assert!(
+        inlined > 100,
+        "most rule lists render without a set chain: {inlined}"
+    );
+}
+
+/// The shape that keeps `iptables-save` usable at scale: a service port without affinity owns
+/// at most two chains (one per path), whatever its endpoint count, and no endpoint chain; with
+/// affinity, endpoint chains remain (the `recent` lists need them).
+#[test]
+fn a_service_port_without_affinity_owns_at_most_two_chains() {
+    let internal = PathPlan {
+        keys: vec![addr(VipKind::ClusterIp, "10.96.0.1", 80)],
+        rules: vec![
+            rule(SourceClass::Pod, Target::Cluster, false),
+            rule(SourceClass::Any, Target::Cluster, true),
+        ],
+    };
+    let external = PathPlan {
+        keys: vec![addr(VipKind::NodePort, "192.168.0.10", 30080)],
+        rules: vec![rule(SourceClass::Any, Target::Cluster, true)],
+    };
+    let many: Vec<Endpoint> = (0..50)
+        .map(|i| endpoint(&format!("10.244.3.{i}"), false))
+        .collect();
+    let mut clusterip = service(internal.clone(), None);
+    clusterip.endpoints.cluster = Some(many.clone());
+    let mut nodeport = service(internal.clone(), Some(external));
+    nodeport.endpoints.cluster = Some(many.clone());
+    let mut sticky = service(internal, None);
+    sticky.affinity_timeout_seconds = Some(10800);
+    let mut p = plan(
+        vec![("cip", clusterip), ("np", nodeport), ("sticky", sticky)],
+        NodePortListen::Addresses(vec![ip("192.168.0.10")]),
+    );
+    p.pod_cidrs = vec![net("10.244.0.0/16")];
+    let lines = restore(&p);
+    let declared = |svc: &str| -> Vec<String> {
+        let group = &ServiceChains::new(&name(svc), IpFamily::V4).svc[..17];
+        lines
+            .iter()
+            .filter_map(|l| l.strip_prefix(':'))
+            .filter(|l| l.starts_with(group))
+            .map(|l| l.split(' ').next().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(declared("cip").len(), 1, "{:?}", declared("cip"));
+    assert_eq!(declared("np").len(), 2, "{:?}", declared("np"));
+    assert_eq!(
+        declared("sticky").len(),
+        4,
+        "svc, clu and one chain per endpoint: {:?}",
+        declared("sticky")
+    );
+    let c = ServiceChains::new(&name("cip"), IpFamily::V4);
+    assert_eq!(
+        chain(&lines, &c.svc)[0],
+        format!("! -s 10.244.0.0/16 -j {}", names::MARK_MASQ),
+        "masquerade unless from a pod"
+    );
+    assert_eq!(
+        chain(&lines, &c.svc)
+            .iter()
+            .filter(|r| r.contains("-j DNAT"))
+            .count(),
+        50
+    );
+    // Hairpin: one rule against the set of endpoint pairs, holding every endpoint once.
+    assert_eq!(
+        chain(&lines, names::POSTROUTING)[0],
+        "-m conntrack --ctstate DNAT -m set --match-set SWYD4-HAIRPIN dst,dst,src -m comment --comment \"hairpin\" -j MARK --or-mark 0x4000"
+    );
+    let sets = SetContents::for_plan(&p);
+    assert_eq!(sets.hairpin.len(), 52, "50 + the sticky service's 2");
 }

@@ -99,9 +99,10 @@ impl Transaction {
         restore_text(&self.sets_after)
     }
 
-    /// Operations sent: set lines plus restore lines.
-    pub fn operations(&self) -> usize {
-        self.sets_before.len() + self.sets_after.len() + self.restore_text().lines().count()
+    /// Operations sent: set lines plus the lines of `restore_text` (pass it, it is not cheap
+    /// to render twice at scale).
+    pub fn operations(&self, restore_text: &str) -> usize {
+        self.sets_before.len() + self.sets_after.len() + restore_text.lines().count()
     }
 }
 
