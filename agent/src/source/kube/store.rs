@@ -1,0 +1,212 @@
+//! The watched objects, converted to `core`'s model, and whether each kind is fully known.
+//!
+//! A relist (startup, or after `410 Gone`) is buffered and swapped in whole at `InitDone`, so
+//! the planner never sees a kind half-listed: objects deleted while the agent was not watching
+//! disappear at that moment, and nothing else does.
+
+use crate::source::convert;
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1 as core_v1;
+use k8s_openapi::api::discovery::v1 as discovery_v1;
+use k8s_openapi::api::networking::v1 as networking_v1;
+use switchyard_core::ClusterState;
+
+/// Namespace given to namespaced objects that lack one (never the case on a real API).
+const DEFAULT_NAMESPACE: &str = "default";
+
+/// The kinds the source watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Service,
+    EndpointSlice,
+    Node,
+    ServiceCidr,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::Node,
+        Kind::ServiceCidr,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Service => "services",
+            Kind::EndpointSlice => "endpointslices",
+            Kind::Node => "node",
+            Kind::ServiceCidr => "servicecidrs",
+        })
+    }
+}
+
+/// What the planner needs from the API, beyond `ClusterState`.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub state: ClusterState,
+    /// This node's `spec.podCIDRs` (empty while it has none or is unknown).
+    pub pod_cidrs: Vec<IpNet>,
+    /// Whether the API serves ServiceCIDRs; when it does not, `--service-cluster-ip-range`
+    /// is the only source of service CIDRs.
+    pub service_cidrs_served: bool,
+}
+
+/// Everything the watchers have seen.
+#[derive(Debug, Default)]
+pub struct Store {
+    pub snapshot: Snapshot,
+    /// Per kind: has an initial list completed (ever)? The first sync waits for all four.
+    listed: [bool; 4],
+}
+
+impl Store {
+    pub fn new() -> Self {
+        Self {
+            snapshot: Snapshot {
+                service_cidrs_served: true,
+                ..Snapshot::default()
+            },
+            listed: [false; 4],
+        }
+    }
+
+    pub fn mark_listed(&mut self, kind: Kind) {
+        self.listed[kind.index()] = true;
+    }
+
+    /// Kinds whose initial list has not completed yet.
+    pub fn unlisted(&self) -> Vec<Kind> {
+        Kind::ALL
+            .into_iter()
+            .filter(|k| !self.listed[k.index()])
+            .collect()
+    }
+}
+
+/// A watched resource type and how its objects enter the [`Store`].
+pub trait Watched:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    const KIND: Kind;
+    /// Replaces every object of this kind (the end of a relist).
+    fn replace_all(store: &mut Store, objects: &[Self]) {
+        Self::clear(store);
+        for o in objects {
+            Self::upsert(store, o);
+        }
+    }
+    fn clear(store: &mut Store);
+    fn upsert(store: &mut Store, object: &Self);
+    fn remove(store: &mut Store, object: &Self);
+}
+
+fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    meta.name.clone().unwrap_or_default()
+}
+
+impl Watched for core_v1::Service {
+    const KIND: Kind = Kind::Service;
+    fn clear(store: &mut Store) {
+        store.snapshot.state.services.clear();
+    }
+    fn upsert(store: &mut Store, object: &Self) {
+        store
+            .snapshot
+            .state
+            .upsert_service(convert::service(object, DEFAULT_NAMESPACE));
+    }
+    fn remove(store: &mut Store, object: &Self) {
+        let key = convert::meta(&object.metadata, DEFAULT_NAMESPACE).object_ref();
+        store.snapshot.state.services.remove(&key);
+    }
+}
+
+impl Watched for discovery_v1::EndpointSlice {
+    const KIND: Kind = Kind::EndpointSlice;
+    fn clear(store: &mut Store) {
+        store.snapshot.state.endpoint_slices.clear();
+    }
+    fn upsert(store: &mut Store, object: &Self) {
+        store
+            .snapshot
+            .state
+            .upsert_endpoint_slice(convert::endpoint_slice(object, DEFAULT_NAMESPACE));
+    }
+    fn remove(store: &mut Store, object: &Self) {
+        let key = convert::meta(&object.metadata, DEFAULT_NAMESPACE).object_ref();
+        store.snapshot.state.endpoint_slices.remove(&key);
+    }
+}
+
+/// The Node watch has a `metadata.name` field selector, so every object is this node.
+impl Watched for core_v1::Node {
+    const KIND: Kind = Kind::Node;
+    fn clear(store: &mut Store) {
+        store.snapshot.state.node = None;
+        store.snapshot.pod_cidrs.clear();
+    }
+    fn upsert(store: &mut Store, object: &Self) {
+        store.snapshot.state.node = Some(convert::node(object));
+        store.snapshot.pod_cidrs = pod_cidrs(object);
+    }
+    fn remove(store: &mut Store, object: &Self) {
+        tracing::warn!(
+            node = %name_of(&object.metadata),
+            "this node's Node object was deleted: planning without its addresses and zone"
+        );
+        Self::clear(store);
+    }
+}
+
+impl Watched for networking_v1::ServiceCIDR {
+    const KIND: Kind = Kind::ServiceCidr;
+    fn clear(store: &mut Store) {
+        store.snapshot.state.service_cidrs.clear();
+    }
+    fn upsert(store: &mut Store, object: &Self) {
+        store
+            .snapshot
+            .state
+            .upsert_service_cidr(convert::service_cidr(object));
+    }
+    fn remove(store: &mut Store, object: &Self) {
+        store
+            .snapshot
+            .state
+            .service_cidrs
+            .remove(&name_of(&object.metadata));
+    }
+}
+
+/// `spec.podCIDRs` (else the legacy `spec.podCIDR`); unparsable entries are logged and skipped.
+fn pod_cidrs(node: &core_v1::Node) -> Vec<IpNet> {
+    let spec = node.spec.as_ref();
+    let listed = spec.and_then(|s| s.pod_cidrs.clone()).unwrap_or_default();
+    let raw = if listed.is_empty() {
+        spec.and_then(|s| s.pod_cidr.clone()).into_iter().collect()
+    } else {
+        listed
+    };
+    raw.iter()
+        .filter_map(|c| match c.parse() {
+            Ok(net) => Some(net),
+            Err(e) => {
+                tracing::warn!(node = %name_of(&node.metadata), cidr = %c, "bad spec.podCIDRs entry: {e}");
+                None
+            }
+        })
+        .collect()
+}

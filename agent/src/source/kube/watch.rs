@@ -1,0 +1,103 @@
+//! One task per watched kind: kube-runtime's watcher (paged list, bookmarks, relist on
+//! `410 Gone`, re-watch from the last resourceVersion when a stream ends) with backoff, feeding
+//! the shared [`Store`].
+
+use super::store::{Kind, Store, Watched};
+use futures_util::StreamExt as _;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt as _;
+use kube::Api;
+use std::sync::{Arc, Mutex};
+
+/// The store and a change counter the sync loop waits on.
+#[derive(Debug)]
+pub struct Shared {
+    store: Mutex<Store>,
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Shared {
+    pub fn new() -> Self {
+        Self {
+            store: Mutex::new(Store::new()),
+            changes: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// Changes the store and wakes the sync loop.
+    pub fn update(&self, f: impl FnOnce(&mut Store)) {
+        {
+            // A panic while holding the lock cannot leave a half-applied event that matters
+            // more than stopping would: keep serving the last state.
+            let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut store);
+        }
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Reads the store.
+    pub fn read<T>(&self, f: impl FnOnce(&Store) -> T) -> T {
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        f(&store)
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+}
+
+/// Whether a watcher error says the resource is not served by this API server (404 on the
+/// initial list): the API group/version does not exist there.
+fn not_served(e: &watcher::Error) -> bool {
+    matches!(e, watcher::Error::InitialListFailed(kube::Error::Api(s)) if s.code == 404)
+}
+
+/// Runs the watcher for `K` until its stream ends (never, in practice: errors are retried with
+/// backoff). `optional`: a 404 on the initial list means the API does not serve `K`; the kind
+/// then counts as listed (empty) and the task ends.
+pub async fn run<K: Watched>(
+    api: Api<K>,
+    config: watcher::Config,
+    shared: Arc<Shared>,
+    optional: bool,
+) {
+    let kind = K::KIND;
+    let mut stream = std::pin::pin!(watcher::watcher(api, config).default_backoff());
+    // Objects of the relist in progress; swapped in whole at InitDone.
+    let mut relist: Vec<K> = Vec::new();
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(Event::Init) => {
+                tracing::debug!(%kind, "listing");
+                relist.clear();
+            }
+            Ok(Event::InitApply(object)) => relist.push(object),
+            Ok(Event::InitDone) => {
+                let objects = std::mem::take(&mut relist);
+                tracing::info!(%kind, objects = objects.len(), "initial list complete");
+                shared.update(|store| {
+                    K::replace_all(store, &objects);
+                    store.mark_listed(kind);
+                });
+            }
+            Ok(Event::Apply(object)) => shared.update(|store| K::upsert(store, &object)),
+            Ok(Event::Delete(object)) => shared.update(|store| K::remove(store, &object)),
+            Err(e) if optional && not_served(&e) => {
+                tracing::info!(%kind, "not served by this API server (404); using the flags instead");
+                shared.update(|store| {
+                    if kind == Kind::ServiceCidr {
+                        store.snapshot.service_cidrs_served = false;
+                    }
+                    K::clear(store);
+                    store.mark_listed(kind);
+                });
+                return;
+            }
+            Err(e) => {
+                // Outages, 410 Gone (the watcher relists next), dropped streams: the rules
+                // in place stay until the state is known again.
+                tracing::warn!(%kind, "watch: {e}; retrying with backoff, rules unchanged");
+            }
+        }
+    }
+}
