@@ -1,0 +1,382 @@
+//! The real `switchyard` binary against the in-repo fake API server, in a fresh network
+//! namespace (so it programs only that namespace's nftables), checked with
+//! `nft list table ip switchyard`. Needs root.
+//!
+//! One test walks the agent's whole life, because each step starts from the state the previous
+//! one left (as on a node): nothing before every initial list, then create/update/delete of
+//! Services and slices, readiness flips, a node address change, dropped streams, an outage
+//! with `410 Gone` on return, and a restart that must leave the old rules untouched until the
+//! lists complete again.
+
+mod fake_apiserver;
+
+use fake_apiserver::{FakeApi, Res};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Netns(String);
+
+impl Netns {
+    fn create(tag: &str) -> Self {
+        let name = format!("swyd-kube-{}-{tag}", std::process::id());
+        run("ip", &["netns", "add", &name]);
+        run("ip", &["-n", &name, "link", "set", "lo", "up"]);
+        Self(name)
+    }
+
+    /// `nft list table ip switchyard` inside the namespace; empty when there is no table.
+    fn table(&self) -> String {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.0,
+                "nft",
+                "list",
+                "table",
+                "ip",
+                "switchyard",
+            ])
+            .output()
+            .expect("run nft");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn run(program: &str, args: &[&str]) {
+    let status = Command::new(program).args(args).status().expect("spawn");
+    assert!(status.success(), "{program} {args:?} failed");
+}
+
+/// The agent process; killed (SIGKILL) on drop, its log kept in a file.
+struct Agent {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn start(netns: &Netns, kubeconfig: &std::path::Path, extra: &[&str], log: PathBuf) -> Self {
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut args = vec![
+            "netns",
+            "exec",
+            &netns.0,
+            env!("CARGO_BIN_EXE_switchyard"),
+            "--mode",
+            "nftables",
+            "--kubeconfig",
+            kubeconfig.to_str().expect("utf8"),
+            "--hostname-override",
+            "node-a",
+            "--min-sync-period",
+            "100ms",
+            "--sync-period",
+            "2s",
+        ];
+        args.extend_from_slice(extra);
+        let child = Command::new("ip")
+            .args(&args)
+            .env("RUST_LOG", "info,kube=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start switchyard");
+        Self { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, as a DaemonSet rollout does; waits for the exit.
+    fn stop(mut self) {
+        run("kill", &["-TERM", &self.child.id().to_string()]);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` on the table until it holds, or fails with the table and the agent's log.
+fn wait_for(what: &str, netns: &Netns, agent: &Agent, check: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let table = netns.table();
+        if check(&table) {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "timed out waiting for: {what}\n--- table ---\n{table}\n--- agent log ---\n{}",
+                agent.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn node(address: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Node",
+           "metadata": {"name": "node-a", "labels": {"topology.kubernetes.io/zone": "zone-a"}},
+           "spec": {"podCIDRs": ["10.244.1.0/24"]},
+           "status": {"addresses": [{"type": "InternalIP", "address": address},
+                                    {"type": "Hostname", "address": "node-a"}]}})
+}
+
+fn service(name: &str, ip: &str, node_port: Option<u16>) -> Value {
+    let mut port = json!({"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080});
+    if let Some(np) = node_port {
+        port["nodePort"] = json!(np);
+    }
+    json!({"apiVersion": "v1", "kind": "Service",
+           "metadata": {"name": name, "namespace": "shop"},
+           "spec": {"type": if node_port.is_some() { "NodePort" } else { "ClusterIP" },
+                    "clusterIP": ip, "clusterIPs": [ip], "ipFamilies": ["IPv4"],
+                    "ports": [port], "externalTrafficPolicy": "Cluster"}})
+}
+
+fn slice(name: &str, service: &str, endpoints: &[(&str, bool)]) -> Value {
+    let endpoints: Vec<Value> = endpoints
+        .iter()
+        .map(|(ip, ready)| {
+            json!({"addresses": [ip], "nodeName": "node-a", "zone": "zone-a",
+            "conditions": {"ready": ready, "serving": ready, "terminating": false}})
+        })
+        .collect();
+    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+           "metadata": {"name": name, "namespace": "shop",
+                        "labels": {"kubernetes.io/service-name": service,
+                                   "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"},
+                        "annotations": {"endpoints.kubernetes.io/last-change-trigger-time": "2026-01-01T00:00:00Z"}},
+           "addressType": "IPv4",
+           "ports": [{"name": "http", "protocol": "TCP", "port": 8080}],
+           "endpoints": endpoints})
+}
+
+fn service_cidr(cidr: &str) -> Value {
+    json!({"apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR",
+           "metadata": {"name": "kubernetes"}, "spec": {"cidrs": [cidr]}})
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+}
+
+#[test]
+fn agent_follows_the_api() {
+    assert!(
+        is_root(),
+        "this test creates network namespaces: run it as root"
+    );
+    let netns = Netns::create("life");
+    let api = FakeApi::start_in_netns(Some(&netns.0));
+    let dir = std::env::temp_dir().join(format!("switchyard-kube-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let kubeconfig = api.kubeconfig(&dir);
+
+    api.apply(node("192.168.50.1"));
+    api.apply(service_cidr("10.96.0.0/16"));
+    api.apply(service("web", "10.96.0.10", Some(30080)));
+    api.apply(slice("web-1", "web", &[("10.244.1.5", true)]));
+    // Owned by another proxy, and headless: kube-proxy's selectors leave both out.
+    let mut other = service("other", "10.96.0.99", None);
+    other["metadata"]["labels"] = json!({"service.kubernetes.io/service-proxy-name": "elsewhere"});
+    api.apply(other);
+    let mut headless = service("headless", "10.96.0.98", None);
+    headless["metadata"]["labels"] = json!({"service.kubernetes.io/headless": ""});
+    api.apply(headless);
+    // More objects than one page of the agent's paged list (500), so `continue` is exercised.
+    for i in 0..600u32 {
+        let ip = format!("10.96.{}.{}", 100 + i / 250, 1 + i % 250);
+        api.apply(service(&format!("bulk-{i}"), &ip, None));
+    }
+
+    // 1. Nothing is programmed before every initial list has completed.
+    api.stall_list(Res::EndpointSlices, true);
+    let agent = Agent::start(&netns, &kubeconfig, &[], dir.join("agent-1.log"));
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        netns.table().is_empty(),
+        "rules programmed before the EndpointSlice list completed:\n{}\n{}",
+        netns.table(),
+        agent.log()
+    );
+    api.stall_list(Res::EndpointSlices, false);
+    wait_for("the initial state", &netns, &agent, |t| {
+        t.contains("10.96.0.10") && t.contains("10.244.1.5") && t.contains("10.96.102.100")
+    });
+    let table = netns.table();
+    assert!(
+        !table.contains("10.96.0.99"),
+        "service-proxy-name Service programmed"
+    );
+    assert!(!table.contains("10.96.0.98"), "headless Service programmed");
+    assert!(
+        table.contains("10.96.0.0/16"),
+        "ServiceCIDR missing:\n{table}"
+    );
+    assert!(
+        table.contains("192.168.50.1"),
+        "NodePort address missing:\n{table}"
+    );
+    let requests = api.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("/api/v1/services?") && r.contains("continue=")),
+        "no paged list: {requests:#?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.contains("watch=true") && r.contains("allowWatchBookmarks=true")),
+        "no bookmarks asked: {requests:#?}"
+    );
+    assert!(
+        requests.iter().any(|r| r.starts_with("/api/v1/nodes?")
+            && r.contains("fieldSelector=metadata.name%3Dnode-a")),
+        "no node field selector: {requests:#?}"
+    );
+
+    // 2. Service and slice create / update / delete.
+    api.apply(service("db", "10.96.0.20", None));
+    api.apply(slice("db-1", "db", &[("10.244.2.7", true)]));
+    wait_for("a new Service and slice", &netns, &agent, |t| {
+        t.contains("10.96.0.20") && t.contains("10.244.2.7")
+    });
+    api.apply(slice("db-1", "db", &[("10.244.2.8", true)]));
+    wait_for("a slice update", &netns, &agent, |t| {
+        t.contains("10.244.2.8") && !t.contains("10.244.2.7")
+    });
+    api.apply(service("db", "10.96.0.21", None));
+    wait_for("a Service update", &netns, &agent, |t| {
+        t.contains("10.96.0.21") && !t.contains("10.96.0.20")
+    });
+    api.delete(Res::EndpointSlices, "shop", "db-1");
+    wait_for("a slice deletion", &netns, &agent, |t| {
+        !t.contains("10.244.2.8")
+    });
+    api.delete(Res::Services, "shop", "db");
+    wait_for("a Service deletion", &netns, &agent, |t| {
+        !t.contains("10.96.0.21")
+    });
+
+    // 3. Readiness flips.
+    api.apply(slice(
+        "web-1",
+        "web",
+        &[("10.244.1.5", false), ("10.244.1.6", true)],
+    ));
+    wait_for("an endpoint turning unready", &netns, &agent, |t| {
+        !t.contains("10.244.1.5") && t.contains("10.244.1.6")
+    });
+    api.apply(slice(
+        "web-1",
+        "web",
+        &[("10.244.1.5", true), ("10.244.1.6", true)],
+    ));
+    wait_for("an endpoint turning ready", &netns, &agent, |t| {
+        t.contains("10.244.1.5") && t.contains("10.244.1.6")
+    });
+
+    // 4. The node's address changes: NodePorts follow it.
+    api.apply(node("192.168.50.2"));
+    wait_for("a node address change", &netns, &agent, |t| {
+        t.contains("192.168.50.2") && !t.contains("192.168.50.1")
+    });
+
+    // 5. Dropped watch streams: the agent re-watches and sees later changes.
+    api.drop_watches();
+    std::thread::sleep(Duration::from_millis(500));
+    api.apply(service("cache", "10.96.0.40", None));
+    wait_for("a change after dropped streams", &netns, &agent, |t| {
+        t.contains("10.96.0.40")
+    });
+
+    // 6. Outage: rules stay through periodic resyncs; changes made meanwhile, with the
+    //    history compacted (the re-watch gets 410 Gone and relists), converge on return.
+    let before = netns.table();
+    api.set_down(true);
+    api.apply(service("late", "10.96.0.30", None));
+    api.delete(Res::Services, "shop", "cache");
+    api.compact();
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        netns.table(),
+        before,
+        "rules changed during the outage:\n{}",
+        agent.log()
+    );
+    let lists_before = api
+        .requests()
+        .iter()
+        .filter(|r| is_list(r, "/api/v1/services"))
+        .count();
+    api.set_down(false);
+    wait_for("convergence after the outage", &netns, &agent, |t| {
+        t.contains("10.96.0.30") && !t.contains("10.96.0.40")
+    });
+    let lists_after = api
+        .requests()
+        .iter()
+        .filter(|r| is_list(r, "/api/v1/services"))
+        .count();
+    assert!(lists_after > lists_before, "no relist after 410 Gone");
+    assert!(
+        agent.log().contains("410"),
+        "no 410 in the log:\n{}",
+        agent.log()
+    );
+
+    // 7. Restart: the old rules stay untouched until every list completes again; a
+    //    ServiceCIDR-less API falls back to --service-cluster-ip-range.
+    agent.stop();
+    assert!(
+        netns.table().contains("10.96.0.30"),
+        "rules removed on exit"
+    );
+    api.delete(Res::Services, "shop", "late");
+    api.set_service_cidrs_served(false);
+    api.stall_list(Res::Services, true);
+    let agent = Agent::start(
+        &netns,
+        &kubeconfig,
+        &["--service-cluster-ip-range", "10.100.0.0/16"],
+        dir.join("agent-2.log"),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let table = netns.table();
+    assert!(
+        table.contains("10.96.0.30") && table.contains("10.96.0.0/16"),
+        "old rules touched before the lists completed:\n{table}\n{}",
+        agent.log()
+    );
+    api.stall_list(Res::Services, false);
+    wait_for("convergence after a restart", &netns, &agent, |t| {
+        !t.contains("10.96.0.30") && t.contains("10.100.0.0/16") && !t.contains("10.96.0.0/16")
+    });
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A list (not a watch) request of `path`.
+fn is_list(request: &str, path: &str) -> bool {
+    request.starts_with(&format!("{path}?")) && !request.contains("watch=")
+}
