@@ -265,6 +265,16 @@ fn agent_follows_the_api() {
     wait_for("a slice update", &netns, &agent, |t| {
         t.contains("10.244.2.8") && !t.contains("10.244.2.7")
     });
+    // ... as a partial sync of that one service port.
+    let log = agent.log();
+    let last_sync = log
+        .lines()
+        .rfind(|l| l.contains(" synced "))
+        .unwrap_or_default();
+    assert!(
+        last_sync.contains("full=false") && last_sync.contains("written=1 "),
+        "a slice update was not a partial sync of one service port: {last_sync}"
+    );
     api.apply(service("db", "10.96.0.21", None));
     wait_for("a Service update", &netns, &agent, |t| {
         t.contains("10.96.0.21") && !t.contains("10.96.0.20")
@@ -308,6 +318,24 @@ fn agent_follows_the_api() {
     api.apply(service("cache", "10.96.0.40", None));
     wait_for("a change after dropped streams", &netns, &agent, |t| {
         t.contains("10.96.0.40")
+    });
+
+    // A stalled stream delays changes but loses none.
+    api.stall_watches(true);
+    let three = [
+        ("10.244.1.5", true),
+        ("10.244.1.6", true),
+        ("10.244.1.7", true),
+    ];
+    api.apply(slice("web-1", "web", &three));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !netns.table().contains("10.244.1.7"),
+        "the stall did not stall"
+    );
+    api.stall_watches(false);
+    wait_for("a change after a stalled stream", &netns, &agent, |t| {
+        t.contains("10.244.1.7")
     });
 
     // 6. Outage: rules stay through periodic resyncs; changes made meanwhile, with the

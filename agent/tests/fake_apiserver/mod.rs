@@ -104,10 +104,6 @@ impl FakeApi {
         Self { inner, wake, port }
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }

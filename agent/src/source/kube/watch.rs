@@ -93,6 +93,9 @@ pub async fn run<K: Watched>(
                 });
                 return;
             }
+            Err(watcher::Error::WatchError(status)) if status.code == 410 => {
+                tracing::info!(%kind, "resourceVersion expired (410 Gone): relisting");
+            }
             Err(e) => {
                 // Outages, 410 Gone (the watcher relists next), dropped streams: the rules
                 // in place stay until the state is known again.
