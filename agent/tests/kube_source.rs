@@ -312,6 +312,37 @@ fn agent_follows_the_api() {
         t.contains("192.168.50.2") && !t.contains("192.168.50.1")
     });
 
+    // ... and its deletion: no node address left for NodePorts, until it is back.
+    api.delete(Res::Nodes, "", "node-a");
+    wait_for("the Node's deletion", &netns, &agent, |t| {
+        !t.contains("192.168.50.2") && t.contains("10.96.0.10")
+    });
+    api.apply(node("192.168.50.2"));
+    wait_for("the Node's return", &netns, &agent, |t| {
+        t.contains("192.168.50.2")
+    });
+
+    // Changes every 50 ms for a second are coalesced by --min-sync-period (100 ms here):
+    // at most one sync per period, not one per change.
+    let syncs = |agent: &Agent| agent.log().matches(" synced ").count();
+    let before = syncs(&agent);
+    for i in 0..20 {
+        api.apply(service(
+            &format!("burst-{i}"),
+            &format!("10.96.3.{i}"),
+            None,
+        ));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_for("a burst of Services", &netns, &agent, |t| {
+        t.contains("10.96.3.19")
+    });
+    let burst_syncs = syncs(&agent) - before;
+    assert!(
+        burst_syncs <= 13,
+        "20 changes over 1 s took {burst_syncs} syncs"
+    );
+
     // 5. Dropped watch streams: the agent re-watches and sees later changes.
     api.drop_watches();
     std::thread::sleep(Duration::from_millis(500));
