@@ -210,3 +210,56 @@ fn pod_cidrs(node: &core_v1::Node) -> Vec<IpNet> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(name: &str) -> core_v1::Service {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"clusterIP": "10.96.0.1"}
+        }))
+        .expect("service")
+    }
+
+    #[test]
+    fn a_relist_replaces_the_kind_whole_and_leaves_the_others() {
+        let mut store = Store::new();
+        core_v1::Service::replace_all(&mut store, &[service("a"), service("b")]);
+        let node: core_v1::Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "n"},
+            "spec": {"podCIDRs": ["10.244.1.0/24", "bogus"]}
+        }))
+        .expect("node");
+        core_v1::Node::upsert(&mut store, &node);
+        // After a 410 relist only "b" exists: "a" was deleted while nobody watched.
+        core_v1::Service::replace_all(&mut store, &[service("b")]);
+        let names: Vec<_> = store
+            .snapshot
+            .state
+            .services
+            .keys()
+            .map(|k| k.name.clone())
+            .collect();
+        assert_eq!(names, ["b"]);
+        assert_eq!(
+            store.snapshot.pod_cidrs,
+            ["10.244.1.0/24".parse::<IpNet>().expect("cidr")]
+        );
+        core_v1::Node::remove(&mut store, &node);
+        assert!(store.snapshot.state.node.is_none() && store.snapshot.pod_cidrs.is_empty());
+    }
+
+    #[test]
+    fn every_kind_must_be_listed_before_the_first_sync() {
+        let mut store = Store::new();
+        assert_eq!(store.unlisted().len(), 4);
+        for kind in [Kind::Service, Kind::EndpointSlice, Kind::Node] {
+            store.mark_listed(kind);
+        }
+        assert_eq!(store.unlisted(), [Kind::ServiceCidr]);
+        store.mark_listed(Kind::ServiceCidr);
+        assert!(store.unlisted().is_empty());
+    }
+}
