@@ -113,7 +113,7 @@ impl Drop for Agent {
 
 /// Polls `check` on the table until it holds, or fails with the table and the agent's log.
 fn wait_for(what: &str, netns: &Netns, agent: &Agent, check: impl Fn(&str) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(45);
     loop {
         let table = netns.table();
         if check(&table) {
