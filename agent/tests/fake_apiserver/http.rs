@@ -115,6 +115,7 @@ async fn list(stream: &mut TcpStream, api: &FakeApi, res: Res, params: &BTreeMap
         .unwrap_or(usize::MAX);
     let (code, body) = page(&mut api.lock(), res, params, limit);
     let _ = respond(stream, code, &body).await;
+    api.lock().last_list_served = Some(std::time::SystemTime::now());
 }
 
 /// One page of a list: the status code and body.

@@ -54,6 +54,8 @@ struct Inner {
     pages: Vec<(u64, Vec<Value>)>,
     /// Every request's path and query, in order.
     requests: Vec<String>,
+    /// When the last list response was written out whole.
+    last_list_served: Option<std::time::SystemTime>,
 }
 
 /// The fake API server. It runs on its own thread (with its own tokio runtime), inside the
@@ -235,6 +237,12 @@ impl FakeApi {
     /// ServiceCIDRs answer 404, as from an API server that does not serve them.
     pub fn set_service_cidrs_served(&self, served: bool) {
         self.lock().service_cidrs_not_served = !served;
+    }
+
+    /// When the last list response was written out whole (for the benchmark).
+    #[allow(dead_code)]
+    pub fn last_list_served(&self) -> Option<std::time::SystemTime> {
+        self.lock().last_list_served
     }
 
     /// Every request so far (path and query).
