@@ -3,6 +3,8 @@
 //! Prints: RSS after the first sync, time from the last list page served to the first commit,
 //! and one EndpointSlice update -> committed (median, p90) end to end. Figures, not a test.
 
+// The bench uses a subset of the fake's controls.
+#[allow(dead_code)]
 #[path = "../tests/fake_apiserver/mod.rs"]
 mod fake_apiserver;
 
@@ -118,7 +120,10 @@ fn main() {
             "--min-sync-period",
             "100ms",
         ])
-        .env("RUST_LOG", "info,kube=warn")
+        .env(
+            "RUST_LOG",
+            "info,kube=warn,switchyard_agent::run=debug,switchyard_agent::source=debug",
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log"))
@@ -174,6 +179,17 @@ fn main() {
     );
     println!("  one EndpointSlice update -> committed: median {:.2} ms, p90 {:.2} ms, n={} (target <= 5 ms; kube-proxy nftables 3050 ms: ratio {:.4})",
              pct(0.5), pct(0.9), latencies.len(), pct(0.5) / 3050.0);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    for l in text
+        .lines()
+        .rev()
+        .take(6)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+    {
+        println!("  log: {l}");
+    }
     let _ = child.kill();
     let _ = child.wait();
     let _ = Command::new("ip").args(["netns", "del", &ns]).status();

@@ -65,12 +65,17 @@ impl Source {
                 }
             },
             Source::Kube(source) => {
-                let snapshot = source.snapshot();
-                let facts = NodeFacts {
-                    pod_cidrs: snapshot.pod_cidrs,
-                    service_cidr_flag: !snapshot.service_cidrs_served,
-                };
-                Some(setup.plan_state(&snapshot.state, &facts))
+                let started = std::time::Instant::now();
+                let plans = source.with_snapshot(|snapshot| {
+                    let facts = NodeFacts {
+                        pod_cidrs: snapshot.pod_cidrs.clone(),
+                        service_cidr_flag: !snapshot.service_cidrs_served,
+                    };
+                    setup.plan_state(&snapshot.state, &facts)
+                });
+                let plan_ms = started.elapsed().as_secs_f64() * 1000.0;
+                tracing::debug!(plan_ms, "planned");
+                Some(plans)
             }
         }
     }
@@ -115,12 +120,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .context("starting the Kubernetes API source")?;
             // No half-known state: nothing is cleaned up or synced before every kind is listed.
             kube.wait_listed().await;
-            let snapshot = kube.snapshot();
-            if snapshot.state.node.is_none() {
+            let node = kube.with_snapshot(|s| s.state.node.clone());
+            if node.is_none() {
                 tracing::warn!(node = %node_name, "no Node object of this name: planning both families, without node addresses");
             }
-            let setup =
-                NodeSetup::for_node(&args.node, node_name, snapshot.state.node.as_ref()).await?;
+            let setup = NodeSetup::for_node(&args.node, node_name, node.as_ref()).await?;
             let mut source = Source::Kube(Box::new(kube));
             let plans = source.plans(&setup).unwrap_or_default();
             (source, setup, plans)

@@ -101,13 +101,18 @@ pub trait Watched:
     + 'static
 {
     const KIND: Kind;
-    /// Replaces every object of this kind (the end of a relist).
+    /// Replaces every object of this kind, as the end of a relist does (tests' shorthand).
+    #[cfg(test)]
     fn replace_all(store: &mut Store, objects: &[Self]) {
-        Self::clear(store);
+        let mut relist = Store::new();
         for o in objects {
-            Self::upsert(store, o);
+            Self::upsert(&mut relist, o);
         }
+        Self::take(store, &mut relist);
     }
+    /// Moves this kind's objects from `from` (a relist, converted as it arrived) into `store`,
+    /// replacing what `store` had.
+    fn take(store: &mut Store, from: &mut Store);
     fn clear(store: &mut Store);
     fn upsert(store: &mut Store, object: &Self);
     fn remove(store: &mut Store, object: &Self);
@@ -119,6 +124,9 @@ fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) ->
 
 impl Watched for core_v1::Service {
     const KIND: Kind = Kind::Service;
+    fn take(store: &mut Store, from: &mut Store) {
+        store.snapshot.state.services = std::mem::take(&mut from.snapshot.state.services);
+    }
     fn clear(store: &mut Store) {
         store.snapshot.state.services.clear();
     }
@@ -136,6 +144,10 @@ impl Watched for core_v1::Service {
 
 impl Watched for discovery_v1::EndpointSlice {
     const KIND: Kind = Kind::EndpointSlice;
+    fn take(store: &mut Store, from: &mut Store) {
+        store.snapshot.state.endpoint_slices =
+            std::mem::take(&mut from.snapshot.state.endpoint_slices);
+    }
     fn clear(store: &mut Store) {
         store.snapshot.state.endpoint_slices.clear();
     }
@@ -154,6 +166,10 @@ impl Watched for discovery_v1::EndpointSlice {
 /// The Node watch has a `metadata.name` field selector, so every object is this node.
 impl Watched for core_v1::Node {
     const KIND: Kind = Kind::Node;
+    fn take(store: &mut Store, from: &mut Store) {
+        store.snapshot.state.node = from.snapshot.state.node.take();
+        store.snapshot.pod_cidrs = std::mem::take(&mut from.snapshot.pod_cidrs);
+    }
     fn clear(store: &mut Store) {
         store.snapshot.state.node = None;
         store.snapshot.pod_cidrs.clear();
@@ -173,6 +189,9 @@ impl Watched for core_v1::Node {
 
 impl Watched for networking_v1::ServiceCIDR {
     const KIND: Kind = Kind::ServiceCidr;
+    fn take(store: &mut Store, from: &mut Store) {
+        store.snapshot.state.service_cidrs = std::mem::take(&mut from.snapshot.state.service_cidrs);
+    }
     fn clear(store: &mut Store) {
         store.snapshot.state.service_cidrs.clear();
     }

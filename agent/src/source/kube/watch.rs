@@ -63,24 +63,33 @@ pub async fn run<K: Watched>(
 ) {
     let kind = K::KIND;
     let mut stream = std::pin::pin!(watcher::watcher(api, config).default_backoff());
-    // Objects of the relist in progress; swapped in whole at InitDone.
-    let mut relist: Vec<K> = Vec::new();
+    // The relist in progress, converted as objects arrive (so the API's larger objects are
+    // never held all at once); swapped in whole at InitDone.
+    let mut relist = Store::new();
+    let mut listed = 0usize;
     while let Some(item) = stream.next().await {
         match item {
             Ok(Event::Init) => {
                 tracing::debug!(%kind, "listing");
-                relist.clear();
+                relist = Store::new();
+                listed = 0;
             }
-            Ok(Event::InitApply(object)) => relist.push(object),
+            Ok(Event::InitApply(object)) => {
+                K::upsert(&mut relist, &object);
+                listed += 1;
+            }
             Ok(Event::InitDone) => {
-                let objects = std::mem::take(&mut relist);
-                tracing::info!(%kind, objects = objects.len(), "initial list complete");
+                tracing::info!(%kind, objects = listed, "initial list complete");
                 shared.update(|store| {
-                    K::replace_all(store, &objects);
+                    K::take(store, &mut relist);
                     store.mark_listed(kind);
                 });
+                relist = Store::new();
             }
-            Ok(Event::Apply(object)) => shared.update(|store| K::upsert(store, &object)),
+            Ok(Event::Apply(object)) => {
+                tracing::debug!(%kind, "applied");
+                shared.update(|store| K::upsert(store, &object));
+            }
             Ok(Event::Delete(object)) => shared.update(|store| K::remove(store, &object)),
             Err(e) if optional && not_served(&e) => {
                 tracing::info!(%kind, "not served by this API server (404); using the flags instead");
