@@ -439,3 +439,59 @@ fn agent_follows_the_api() {
 fn is_list(request: &str, path: &str) -> bool {
     request.starts_with(&format!("{path}?")) && !request.contains("watch=")
 }
+
+/// `--dry-run` against the API (no root, nothing touched): the plan is made from
+/// the listed objects, and an API without ServiceCIDRs (404) falls back to the flag.
+#[test]
+fn dry_run_plans_from_the_api() {
+    let api = FakeApi::start_in_netns(None);
+    api.set_service_cidrs_served(false);
+    api.apply(node("192.168.60.1"));
+    api.apply(service("web", "10.96.0.10", Some(30080)));
+    api.apply(slice("web-1", "web", &[("10.244.1.5", true)]));
+    let dir = std::env::temp_dir().join(format!("switchyard-kube-dry-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let kubeconfig = api.kubeconfig(&dir);
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["--kubeconfig", kubeconfig.to_str().expect("utf8")])
+        .args(["--hostname-override", "node-a", "--dry-run"])
+        .args(["--service-cluster-ip-range", "10.100.0.0/16"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run switchyard");
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "table ip switchyard",
+        "10.96.0.10",
+        "10.244.1.5",
+        "192.168.60.1",
+        "10.100.0.0/16",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    // Only IPv4: the Node has only an IPv4 address.
+    assert!(!text.contains("table ip6 switchyard"), "{text}");
+}
+
+/// Outside a pod, without --kubeconfig or --master, the error says what to pass.
+#[test]
+fn outside_a_pod_the_agent_asks_for_a_kubeconfig() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["--dry-run"])
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .output()
+        .expect("run switchyard");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("pass --kubeconfig or --master outside a pod"),
+        "{err}"
+    );
+}
