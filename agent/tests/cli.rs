@@ -262,3 +262,120 @@ fn running_without_a_backend_fails_clearly() {
         stderr(&out)
     );
 }
+
+/// A network namespace for one test, deleted on drop (also when the test fails).
+struct TestNetns(String);
+
+impl TestNetns {
+    fn new(tag: &str) -> Self {
+        let name = format!("swyd-cli-{tag}-{}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .expect("run ip");
+        assert!(ok.success(), "ip netns add {name} (this test needs root)");
+        Self(name)
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.0, program])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("ip netns exec")
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Objects that try to take what belongs to the example's Services: the node address on
+/// api's NodePort, web's cluster IP (external IP), api's cluster IP (LB ingress). All older.
+const HOSTILE: &str = "
+---
+apiVersion: v1
+kind: Service
+metadata: {name: grab-nodeport, namespace: evil, creationTimestamp: '2001-01-01T00:00:00Z'}
+spec:
+  clusterIP: 10.96.0.90
+  externalIPs: [192.168.0.10]
+  ports: [{port: 30123, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: grab-clusterip, namespace: evil, creationTimestamp: '2001-01-01T00:00:00Z'}
+spec:
+  clusterIP: 10.96.0.91
+  externalIPs: [10.96.0.10]
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: grab-lb, namespace: evil, creationTimestamp: '2001-01-01T00:00:00Z'}
+spec:
+  type: LoadBalancer
+  clusterIP: 10.96.0.92
+  ports: [{port: 443, targetPort: 8443, nodePort: 31999}]
+status: {loadBalancer: {ingress: [{ip: 10.96.0.20}]}}
+";
+
+#[test]
+fn hostile_objects_cost_only_themselves_in_the_kernel() {
+    let example = std::fs::read_to_string(example()).expect("example");
+    let path = temp_manifest("hostile", &format!("{example}{HOSTILE}"));
+    let ns = TestNetns::new("hostile");
+    let out = ns.run(
+        env!("CARGO_BIN_EXE_switchyard"),
+        &[
+            "--mode",
+            "nftables",
+            "--manifests",
+            path.to_str().expect("utf8"),
+            "--cluster-cidr",
+            "10.244.0.0/16",
+            "--once",
+        ],
+    );
+    let log = stderr(&out);
+    assert!(
+        out.status.success(),
+        "every valid Service is programmed: {log}"
+    );
+    // One warning per losing claim, naming the object, the field and the owner.
+    for (object, field, owner) in [
+        ("evil/grab-nodeport", "spec.externalIPs", "shop/api/tcp"),
+        ("evil/grab-clusterip", "spec.externalIPs", "shop/web"),
+        ("evil/grab-lb", "status.loadBalancer.ingress", "shop/api"),
+    ] {
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(object)).collect();
+        assert_eq!(lines.len(), 1, "one warning for {object}: {log}");
+        assert!(
+            lines[0].contains(field) && lines[0].contains(owner),
+            "{}",
+            lines[0]
+        );
+    }
+    let table = stdout(&ns.run("nft", &["list", "table", "ip", "switchyard"]));
+    // The victims keep their keys; the hostile addresses own none.
+    assert!(table.contains("192.168.0.10 . tcp . 30123"), "{table}");
+    assert!(table.contains("10.96.0.10 . tcp . 80"), "{table}");
+    assert!(
+        table.contains("10.96.0.20 . tcp . 443 : 10.244.1.20 . 8443"),
+        "api's cluster IP still goes to api's endpoint: {table}"
+    );
+    let rejected = table
+        .split("set no-endpoint-reject {")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\t}").next())
+        .unwrap_or_default();
+    assert!(
+        !rejected.contains("10.96.0.20"),
+        "the endpoint-less hostile LB must not make api's cluster IP reject: {rejected}"
+    );
+    // The hostile Services themselves still work on their own cluster IPs.
+    assert!(table.contains("10.96.0.91 . tcp . 80"), "{table}");
+}

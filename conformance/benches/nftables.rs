@@ -140,6 +140,9 @@ fn control_plane(n: usize) -> anyhow::Result<(Duration, Duration)> {
         let rt = runtime();
         let mut dp = NftablesDataplane::new(IpFamily::V4);
         rt.block_on(dp.probe())?;
+        if n == scales()[0] {
+            println!("kernel shape after probe(): {:?}", dp.features());
+        }
         let text = dp.render(&plan2, None);
         let t = Instant::now();
         rt.block_on(dp.apply(&plan2, None))?;
@@ -222,8 +225,8 @@ fn datapath() -> anyhow::Result<()> {
     // The dataplane lives on a thread inside the node namespace (its socket is bound there).
     // Messages: Some(Some(plan)) applies, Some(None) cleans up, None stops.
     let worker = std::thread::spawn(move || {
-        let setup = enter_path(&node);
         let mut dp = NftablesDataplane::new(IpFamily::V4);
+        let setup = enter_path(&node).and_then(|()| Ok(block(dp.probe())?));
         while let Ok(Some(msg)) = rx.recv() {
             let r = match (&setup, msg) {
                 (Ok(()), Some(plan)) => block(dp.apply(&plan, None))

@@ -66,6 +66,13 @@ impl Netns {
         run("ip", &all)
     }
 
+    /// Runs one `nft` command inside the namespace, given as its words (`add table ip x`);
+    /// `nft` joins its arguments, so no shell quoting is involved.
+    pub fn nft(&self, command: &str) -> anyhow::Result<String> {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        self.exec("nft", &words)
+    }
+
     /// Sets a sysctl inside the namespace.
     pub fn sysctl(&self, key: &str, value: &str) -> anyhow::Result<()> {
         self.exec("sysctl", &["-q", "-w", &format!("{key}={value}")])

@@ -211,28 +211,10 @@ pub fn floor_latencies(
     count: usize,
     warmup: usize,
 ) -> anyhow::Result<Vec<Duration>> {
-    node.exec("nft", &["add", "table", "ip", "floor"])?;
-    node.exec(
-        "nft",
-        &[
-            "add",
-            "chain",
-            "ip",
-            "floor",
-            "pre",
-            "{",
-            "type",
-            "nat",
-            "hook",
-            "prerouting",
-            "priority",
-            "-100",
-            ";",
-            "}",
-        ],
-    )?;
+    node.nft("add table ip floor")?;
+    node.nft("add chain ip floor pre { type nat hook prerouting priority -100 ; }")?;
     let samples = connect_latencies(client, dst, count, warmup);
-    node.exec("nft", &["delete", "table", "ip", "floor"])?;
+    node.nft("delete table ip floor")?;
     samples
 }
 

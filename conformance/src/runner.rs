@@ -134,7 +134,7 @@ pub fn run(
 
 /// One cell: its own topology, torn down afterwards whatever happens.
 pub fn run_one(scenario: &Scenario, backend: &Backend, alternate: &Backend) -> Cell {
-    if let Some(why) = scenario.requires.and_then(missing) {
+    if let Some(why) = scenario.requires.and_then(|r| missing(r, backend)) {
         return Cell::NotApplicable(why);
     }
     let topology = match Topology::build() {
@@ -257,6 +257,13 @@ async fn steps(
                     .apply(plan, None)
                     .await
                     .with_context(|| at("full resync"))?;
+            }
+            Step::ForwardPolicyDrop => {
+                let iptables = iptables_of(&current)
+                    .ok_or_else(|| anyhow!("{}: not an iptables backend", at("forward policy")))?;
+                topo.node
+                    .exec(iptables, &["-P", "FORWARD", "DROP"])
+                    .with_context(|| at("forward policy"))?;
             }
             Step::SwitchBackend => {
                 dataplane
@@ -512,9 +519,25 @@ fn spread_ok(hits: &BTreeMap<&str, usize>, total: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// The `iptables` binary of an iptables backend (by its conformance name).
+fn iptables_of(backend: &Backend) -> Option<&'static str> {
+    match backend.name.as_str() {
+        "iptables-nft" => Some("iptables-nft"),
+        "iptables-legacy" => Some("iptables-legacy"),
+        _ => None,
+    }
+}
+
 /// Why a requirement is not met here, if it is not.
-fn missing(r: Requirement) -> Option<String> {
+fn missing(r: Requirement, backend: &Backend) -> Option<String> {
     match r {
+        Requirement::IptablesForward => iptables_of(backend).is_none().then(|| {
+            format!(
+                "{} does not filter in iptables' FORWARD chain: a drop policy there is final for \
+                 traffic another table accepts (netfilter base-chain semantics)",
+                backend.name
+            )
+        }),
         Requirement::Sctp => {
             let protocols = std::fs::read_to_string("/proc/net/protocols").unwrap_or_default();
             (!protocols.lines().any(|l| l.starts_with("SCTP"))).then(|| {

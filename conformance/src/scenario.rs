@@ -35,6 +35,11 @@ pub struct NodeSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requirement {
     Sctp,
+    /// The backend filters in iptables' own `filter FORWARD` chain, where a host's policy of
+    /// DROP (Docker sets it) applies: only `iptables-nft` and `iptables-legacy`. A drop in
+    /// any netfilter base chain is final, so a backend in its own nftables table cannot accept
+    /// what iptables' FORWARD policy drops (as with kube-proxy's nftables mode).
+    IptablesForward,
 }
 
 /// One step.
@@ -62,6 +67,9 @@ pub enum Step {
     /// A new backend instance, as after an agent restart, probes and syncs the last plan in
     /// full over the rules the old one left in place.
     Restart,
+    /// Sets the node's iptables `filter FORWARD` policy to DROP, with the iptables variant the
+    /// backend uses (scenarios with [`Requirement::IptablesForward`]).
+    ForwardPolicyDrop,
 }
 
 /// One expectation: `count` connections from `from` to `to` (`ip:port/proto`).

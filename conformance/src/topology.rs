@@ -206,47 +206,11 @@ fn start_sink(client: &Netns) -> anyhow::Result<PodServer> {
     for conf in ["all", "eth0"] {
         client.sysctl(&format!("net.ipv4.conf.{conf}.accept_local"), "1")?;
     }
-    client.exec("nft", &["add", "table", "ip", "sink"])?;
-    client.exec(
-        "nft",
-        &[
-            "add",
-            "chain",
-            "ip",
-            "sink",
-            "prerouting",
-            "{",
-            "type",
-            "nat",
-            "hook",
-            "prerouting",
-            "priority",
-            "-100",
-            ";",
-            "}",
-        ],
-    )?;
-    client.exec(
-        "nft",
-        &[
-            "add",
-            "rule",
-            "ip",
-            "sink",
-            "prerouting",
-            "iifname",
-            "eth0",
-            "meta",
-            "l4proto",
-            "{",
-            "tcp,",
-            "udp",
-            "}",
-            "redirect",
-            "to",
-            &format!(":{SINK_PORT}"),
-        ],
-    )?;
+    client.nft("add table ip sink")?;
+    client.nft("add chain ip sink prerouting { type nat hook prerouting priority -100 ; }")?;
+    client.nft(&format!(
+        "add rule ip sink prerouting iifname eth0 meta l4proto {{ tcp, udp }} redirect to :{SINK_PORT}"
+    ))?;
     Ok(server)
 }
 

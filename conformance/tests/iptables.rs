@@ -2,11 +2,15 @@
 //! repair, partial syncs, the text in the kernel matching `render`, and IPv6. Both variants.
 //! Needs root (network namespaces): without it the tests fail and say so.
 
+use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 use switchyard_conformance::netns::{require_root, unique_prefix, Netns};
+use switchyard_conformance::probe::{Observed, Probe};
 use switchyard_conformance::runner::plan_for;
 use switchyard_conformance::scenarios::{http_slice, manifest, ready, svc};
-use switchyard_core::{diff, Dataplane, DataplaneError, IpFamily, ProxyPlan};
+use switchyard_conformance::topology::{Topology, CLUSTER_CIDR, NODE_NAME};
+use switchyard_core::{diff, Dataplane, DataplaneError, IpFamily, Protocol, ProxyPlan};
 use switchyard_iptables::{IptablesConfig, IptablesDataplane, Variant};
 
 const VARIANTS: [Variant; 2] = [Variant::Nft, Variant::Legacy];
@@ -319,5 +323,160 @@ fn the_variant_in_use_removes_our_rules_from_the_other_one() {
             now.contains("-j SWYD-SERVICES") && now.contains("default/b/tcp"),
             "{v:?} lacks our rules:\n{now}"
         );
+    }
+}
+
+/// `count` TCP connections from `ns` to `to`, one second each at most.
+fn connect(ns: &Netns, to: &str, count: usize) -> Vec<Observed> {
+    let dst: SocketAddr = to.parse().expect("address");
+    Probe {
+        netns: ns.path(),
+        dst,
+        proto: Protocol::Tcp,
+        count,
+        timeout: Duration::from_millis(1000),
+    }
+    .run()
+    .expect("probe")
+}
+
+fn answered_by(observed: &[Observed], pod: &str) -> bool {
+    observed
+        .iter()
+        .all(|o| matches!(o, Observed::Answered { pod: p, .. } if p == pod))
+}
+
+/// Hosts running Docker have a FORWARD policy of DROP: forwarded service traffic must still
+/// flow (SWYD-FORWARD), masqueraded or not. And an address inside a service CIDR that no
+/// Service owns is dropped, after the live cluster IPs' other ports are rejected. Real packets
+/// through the conformance topology; each rule is then removed to show the packets depended
+/// on it.
+#[test]
+fn forwarding_survives_a_drop_policy_and_unallocated_service_ips_are_dropped() {
+    require_root().expect("root");
+    for v in VARIANTS {
+        let topo = Topology::build().expect("topology");
+        let mut dp = IptablesConfig::new(IpFamily::V4)
+            .variant(v)
+            .netns(topo.node.path())
+            .build();
+        let yaml = manifest(&[
+            svc("np", "10.96.0.20")
+                .type_("NodePort")
+                .port("", "TCP", 80, 8080, Some(30080))
+                .yaml(),
+            http_slice("np", &ready(&["pod-b1"])),
+            svc("loc", "10.96.0.21")
+                .type_("NodePort")
+                .port("", "TCP", 80, 8080, Some(30081))
+                .spec("externalTrafficPolicy: Local")
+                .yaml(),
+            http_slice("loc", &ready(&["pod-a2"])),
+        ]);
+        let mut m = switchyard_agent::source::Manifests::default();
+        m.add_text(Path::new("forward.yaml"), &yaml).expect("yaml");
+        let config = switchyard_core::ProxyConfig::new(IpFamily::V4, NODE_NAME)
+            .with_cluster_cidrs([CLUSTER_CIDR.parse().expect("cidr")])
+            .with_service_cidrs(["10.96.0.0/16".parse().expect("cidr")]);
+        let plan = switchyard_core::plan(&m.to_state(NODE_NAME), &config);
+        assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+        rt().block_on(async {
+            dp.probe().await.expect("probe");
+            dp.apply(&plan, None).await.expect("apply");
+        });
+        let node = &topo.node;
+        let pod_a1 = &topo
+            .pods
+            .iter()
+            .find(|p| p.name == "pod-a1")
+            .expect("pod")
+            .ns;
+
+        // Unallocated service IPs. 10.96.0.99 is routed to the outside client, whose sink
+        // answers any connection that reaches it: only our drop makes it time out.
+        let saved = node.exec(save(v), &["-t", "filter"]).expect("save");
+        let filter_rules: Vec<&str> = saved
+            .lines()
+            .filter(|l| l.starts_with("-A SWYD-FILTER "))
+            .collect();
+        let drop_at = filter_rules
+            .iter()
+            .position(|l| l.starts_with("-A SWYD-FILTER -d 10.96.0.0/16 "))
+            .unwrap_or_else(|| panic!("{v:?}: no service-CIDR drop:\n{saved}"));
+        assert!(filter_rules[drop_at].ends_with("-j DROP"), "{v:?}: {saved}");
+        assert!(
+            filter_rules[..drop_at]
+                .iter()
+                .any(|l| l.contains("SWYD4-CLUSTER-IPS") && l.contains("REJECT")),
+            "{v:?}: the cluster-IP reject must come first:\n{saved}"
+        );
+        for from in [node, pod_a1] {
+            let seen = connect(from, "10.96.0.99:80", 1);
+            assert_eq!(
+                seen,
+                [Observed::TimedOut],
+                "{v:?}: unallocated IP from {}",
+                from.name()
+            );
+        }
+        let seen = connect(node, "10.96.0.20:81", 1);
+        assert_eq!(
+            seen,
+            [Observed::Refused],
+            "{v:?}: live cluster IP, unknown port"
+        );
+        let position = (drop_at + 1).to_string();
+        let delete = ["-t", "filter", "-D", "SWYD-FILTER", position.as_str()];
+        node.exec(iptables(v), &delete)
+            .expect("delete the drop rule");
+        let seen = connect(node, "10.96.0.99:80", 1);
+        assert!(
+            answered_by(&seen, "sink"),
+            "{v:?}: control: without the drop, the outside sink answers: {seen:?}"
+        );
+
+        // FORWARD policy DROP, as Docker sets it.
+        node.exec(iptables(v), &["-t", "filter", "-P", "FORWARD", "DROP"])
+            .expect("policy");
+        let cases = [
+            // NodePort, policy Cluster: masqueraded, forwarded to the remote node.
+            (&topo.client, "192.168.0.10:30080", "pod-b1"),
+            // NodePort, policy Local: client address kept (no masquerade mark).
+            (&topo.client, "192.168.0.10:30081", "pod-a2"),
+            // Pod to cluster IP, not masqueraded (--cluster-cidr), forwarded to the remote node.
+            (pod_a1, "10.96.0.20:80", "pod-b1"),
+        ];
+        for (from, to, pod) in cases {
+            let seen = connect(from, to, 3);
+            assert!(
+                answered_by(&seen, pod),
+                "{v:?}: {to} from {} with FORWARD DROP: {seen:?}",
+                from.name()
+            );
+        }
+        node.exec(
+            iptables(v),
+            &[
+                "-t",
+                "filter",
+                "-D",
+                "FORWARD",
+                "-m",
+                "comment",
+                "--comment",
+                "switchyard forwarding rules",
+                "-j",
+                "SWYD-FORWARD",
+            ],
+        )
+        .expect("delete the FORWARD jump");
+        for (from, to, _) in cases {
+            let seen = connect(from, to, 1);
+            assert_eq!(
+                seen,
+                [Observed::TimedOut],
+                "{v:?}: control: {to} without SWYD-FORWARD"
+            );
+        }
     }
 }

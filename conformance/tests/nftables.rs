@@ -236,7 +236,10 @@ fn feature_plan(family: IpFamily) -> ProxyPlan {
 const SERVICE_CIDRS: [&str; 2] = ["10.96.0.0/12", "fd00:96::/108"];
 
 /// Both kernel shapes: the count search testing the slot maps themselves (newer kernels), and
-/// the plain slot sets older kernels need (Debian 12's 6.1).
+/// the plain slot sets older kernels need (Debian 12's 6.1). The fallback shape must load on
+/// every kernel; the newer one must load exactly when `probe()` says the kernel has it (and be
+/// refused otherwise), so the probe and the shapes cannot drift apart. This is the rule-shape
+/// guard run on every kernel of the matrix (the VM runs this test binary too).
 #[test]
 fn nft_list_matches_our_printer_for_every_statement_in_both_families() {
     for (family, map_lookup_as_set) in [
@@ -246,9 +249,22 @@ fn nft_list_matches_our_printer_for_every_statement_in_both_families() {
         (IpFamily::V6, false),
     ] {
         in_netns(family, move |ns, dp| {
+            block(dp.probe()).expect("probe");
+            let kernel_has_it = dp.features().map_lookup_as_set;
             let features = switchyard_nftables::Features { map_lookup_as_set };
             *dp = NftablesDataplane::new(family).with_features(features);
             let plan = feature_plan(family);
+            if map_lookup_as_set && !kernel_has_it {
+                match block(dp.apply(&plan, None)) {
+                    Err(DataplaneError::KernelRejected {
+                        errno: Some(22), ..
+                    }) => return,
+                    other => panic!(
+                        "probe said this kernel cannot look a map's key up as a set, \
+                         but the shape that needs it gave {other:?}"
+                    ),
+                }
+            }
             let text = dp.render(&plan, None);
             let count_lookup = if map_lookup_as_set {
                 "@np-cluster-endpoint-2 goto np-cluster-count-3-20"

@@ -84,6 +84,8 @@ pub enum DataplaneError {
         program: String,
         /// The input line it complained about, when it said.
         line: Option<usize>,
+        /// The service port that line was written for, when known.
+        service: Option<String>,
         message: String,
     },
     /// Talking to the kernel or a tool failed at the transport level.
@@ -100,7 +102,9 @@ impl DataplaneError {
     /// the backend could tell: the one to isolate so everything else can be applied.
     pub fn service_port(&self) -> Option<&str> {
         match self {
-            Self::KernelRejected { service, .. } => service.as_deref(),
+            Self::KernelRejected { service, .. } | Self::ToolFailed { service, .. } => {
+                service.as_deref()
+            }
             _ => None,
         }
     }

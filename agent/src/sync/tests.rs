@@ -12,6 +12,11 @@ type Calls = Arc<Mutex<Vec<Option<Vec<String>>>>>;
 struct Recorder {
     calls: Calls,
     fail_next: Arc<Mutex<bool>>,
+    /// A service port whose presence in a plan makes every apply fail, naming it, as a kernel
+    /// rejection of that port's objects does.
+    poison: Option<String>,
+    /// The service ports of every plan committed.
+    committed: Arc<Mutex<Vec<Vec<String>>>>,
 }
 
 #[async_trait]
@@ -27,9 +32,21 @@ impl Dataplane for Recorder {
     }
     async fn apply(
         &mut self,
-        _plan: &ProxyPlan,
+        plan: &ProxyPlan,
         changes: Option<&Changes>,
     ) -> Result<ApplyStats, DataplaneError> {
+        if let Some(poison) = self
+            .poison
+            .as_ref()
+            .filter(|p| plan.services.keys().any(|k| k.to_string() == **p))
+        {
+            return Err(DataplaneError::KernelRejected {
+                object: "map ip switchyard cluster-endpoint-0".into(),
+                service: Some(poison.clone()),
+                errno: Some(17),
+                message: "File exists".into(),
+            });
+        }
         let call = changes.map(|c| c.touched().map(ToString::to_string).collect());
         self.calls.lock().expect("lock").push(call);
         let mut fail = self.fail_next.lock().expect("lock");
@@ -41,6 +58,8 @@ impl Dataplane for Recorder {
                 message: "injected".into(),
             });
         }
+        let names = plan.services.keys().map(ToString::to_string).collect();
+        self.committed.lock().expect("lock").push(names);
         Ok(ApplyStats {
             full: changes.is_none(),
             ..ApplyStats::default()
@@ -76,6 +95,8 @@ fn syncer() -> (Syncer, Calls, Arc<Mutex<bool>>) {
     let rec = Recorder {
         calls: calls.clone(),
         fail_next: fail.clone(),
+        poison: None,
+        committed: Arc::default(),
     };
     (Syncer::new(vec![Box::new(rec)]), calls, fail)
 }
@@ -134,57 +155,13 @@ async fn backoff_grows_and_caps() {
     assert_eq!(seen[9], Some(128));
 }
 
-/// Rejects any transaction holding `poison`, naming it as the kernel error does; records the
-/// service ports of every transaction it commits.
-struct Poisoned {
-    poison: String,
-    committed: Arc<Mutex<Vec<Vec<String>>>>,
-}
-
-#[async_trait]
-impl Dataplane for Poisoned {
-    fn mode(&self) -> Mode {
-        Mode::Other("poisoned".into())
-    }
-    fn family(&self) -> IpFamily {
-        IpFamily::V4
-    }
-    async fn probe(&mut self) -> Result<(), DataplaneError> {
-        Ok(())
-    }
-    async fn apply(
-        &mut self,
-        plan: &ProxyPlan,
-        changes: Option<&Changes>,
-    ) -> Result<ApplyStats, DataplaneError> {
-        let names: Vec<String> = plan.services.keys().map(ToString::to_string).collect();
-        if names.contains(&self.poison) {
-            return Err(DataplaneError::KernelRejected {
-                object: "map ip switchyard cluster-endpoint-0".into(),
-                service: Some(self.poison.clone()),
-                errno: Some(17),
-                message: "File exists".into(),
-            });
-        }
-        self.committed.lock().expect("lock").push(names);
-        Ok(ApplyStats {
-            full: changes.is_none(),
-            ..ApplyStats::default()
-        })
-    }
-    fn render(&self, _plan: &ProxyPlan, _changes: Option<&Changes>) -> String {
-        String::new()
-    }
-    async fn cleanup(&mut self) -> Result<(), DataplaneError> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn a_rejected_service_port_is_isolated_and_the_rest_applied() {
-    let committed = Arc::new(Mutex::new(Vec::new()));
-    let mut s = Syncer::new(vec![Box::new(Poisoned {
-        poison: "default/svc1/tcp".into(),
+    let committed: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    let mut s = Syncer::new(vec![Box::new(Recorder {
+        calls: Calls::default(),
+        fail_next: Arc::default(),
+        poison: Some("default/svc1/tcp".into()),
         committed: committed.clone(),
     })]);
     let out = s.sync(vec![plan_with(&[80, 81, 82])]).await;

@@ -6,7 +6,7 @@ use crate::rules::{Rule, Table};
 use crate::sets::{self, dispatch_entries, SetContents};
 use crate::tx::{TableChanges, Transaction};
 use std::collections::{BTreeMap, BTreeSet};
-use switchyard_core::plan::{NodePortListen, ProxyPlan};
+use switchyard_core::plan::{ProxyPlan, ServiceKey};
 use switchyard_core::Changes;
 
 /// Our chains that exist in the kernel, per table.
@@ -44,9 +44,7 @@ pub fn full(
     let mut nat = TableChanges::new(Table::Nat);
     render::filter_table(plan, sets, &mut filter);
     render::nat_skeleton(plan, sets, &mut nat);
-    if plan.node_port_addresses == NodePortListen::AllLocal {
-        nat.rules.extend(render::all_local_node_port_rules(plan));
-    }
+    nat.rules.extend(render::any_local_node_port_rules(plan));
     for (leaf, entries) in render::leaves(plan) {
         nat.rules
             .extend(render::leaf_rules(plan.family, leaf, &entries));
@@ -111,7 +109,9 @@ pub fn partial(
     let mut nat = TableChanges::new(Table::Nat);
     let mut existing = old.existing.clone();
     let mut leaves = BTreeSet::new();
-    let mut touches_node_ports = false;
+    // Keys on any local address live in linear chains (nat SWYD-NODEPORTS and filter
+    // SWYD-NODEPORT-FILTER), rewritten whole when a touched service port has one.
+    let mut touches_any_local = false;
     let mut owners = BTreeMap::new();
 
     for name in changes.touched() {
@@ -123,17 +123,17 @@ pub fn partial(
         let (new_chains, rules) = after
             .map(|s| render::service(plan, name, s))
             .unwrap_or_default();
-        for (p, s) in before
-            .map(|s| (&old.plan, s))
-            .into_iter()
-            .chain(after.map(|s| (plan, s)))
-        {
+        for s in before.into_iter().chain(after) {
             leaves.extend(
-                dispatch_entries(p, s)
+                dispatch_entries(s)
                     .iter()
-                    .map(|((ip, _, _), _)| render::leaf_of(ip)),
+                    .filter_map(|(k, _)| sets::addr_key(k))
+                    .map(|(ip, _, _)| render::leaf_of(&ip)),
             );
-            touches_node_ports |= s.node_port.is_some();
+            touches_any_local |= s
+                .paths()
+                .flat_map(|path| &path.keys)
+                .any(|k| matches!(k.key, ServiceKey::AnyLocal { .. }));
         }
         let stale: Vec<String> = old_chains.difference(&new_chains).cloned().collect();
         owners.extend(
@@ -160,13 +160,15 @@ pub fn partial(
                 .extend(render::leaf_rules(plan.family, leaf, entries));
         }
     }
-    if touches_node_ports && plan.node_port_addresses == NodePortListen::AllLocal {
-        // Linear chains: rewrite them whole (they only exist with --nodeport-addresses all).
+    if touches_any_local {
         nat.declare.push(names::NODEPORTS.into());
-        nat.rules.extend(render::all_local_node_port_rules(plan));
-        let mut f = TableChanges::new(Table::Filter);
-        render::filter_table(plan, sets, &mut f);
-        filter = f;
+        nat.rules.extend(render::any_local_node_port_rules(plan));
+    }
+    // The filter table is small and fixed but for those refusals and the service CIDRs: rewrite
+    // it whole when either may have changed. (`diff` reports a CIDR change as node-level, which
+    // makes the sync full; checking here too keeps a partial sync from ever leaving them stale.)
+    if touches_any_local || old.plan.service_cidrs != plan.service_cidrs {
+        render::filter_table(plan, sets, &mut filter);
     }
     add_jumps(&mut filter, &mut nat, missing_jumps);
 

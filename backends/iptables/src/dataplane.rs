@@ -151,6 +151,7 @@ impl IptablesDataplane {
                 return Err(DataplaneError::ToolFailed {
                     program: save,
                     line: None,
+                    service: None,
                     message: ran.stderr,
                 });
             }

@@ -217,6 +217,7 @@ pub fn restore_error(
     DataplaneError::ToolFailed {
         program: program.to_string(),
         line,
+        service,
         message,
     }
 }
@@ -297,6 +298,11 @@ mod tests {
             &owners,
         );
         assert!(e.to_string().contains("(for ns/a/tcp)"), "{e}");
+        assert_eq!(
+            e.service_port(),
+            Some("ns/a/tcp"),
+            "the agent isolates this port"
+        );
     }
 
     #[test]

@@ -16,26 +16,9 @@ mod render;
 mod restore_order;
 mod rules;
 mod sets;
+#[cfg(test)]
+mod tests;
 mod tx;
 
 pub use dataplane::{detect_variant, IptablesConfig, IptablesDataplane};
 pub use exec::Variant;
-
-/// Interim (replaced by the plan-driven renderer): the old external-path summary.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct OldExternal {
-    pub target: switchyard_core::plan::Target,
-    pub masquerade: bool,
-    pub short_circuit: bool,
-}
-
-pub(crate) fn interim_old_external(p: &switchyard_core::plan::PathPlan) -> OldExternal {
-    OldExternal {
-        target: p.fallback(),
-        masquerade: p.rules.last().is_some_and(|r| r.masquerade),
-        short_circuit: p
-            .rules
-            .iter()
-            .any(|r| r.from != switchyard_core::plan::SourceClass::Any),
-    }
-}

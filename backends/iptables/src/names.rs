@@ -29,8 +29,8 @@ pub const NODEPORTS: &str = "SWYD-NODEPORTS";
 pub const FILTER: &str = "SWYD-FILTER";
 /// Reject/drop for NodePorts on every local address.
 pub const NODEPORT_FILTER: &str = "SWYD-NODEPORT-FILTER";
-/// Marks for masquerade unless the source is a pod (`--cluster-cidr`).
-pub const MASQ_OUTSIDE: &str = "SWYD-MASQ-OUTSIDE";
+/// Jumped to from filter FORWARD for every packet: lets service traffic through a DROP policy.
+pub const FORWARD: &str = "SWYD-FORWARD";
 /// Root of the dispatch tree.
 pub const TREE_ROOT: &str = "SWYD-T";
 
@@ -207,7 +207,7 @@ mod tests {
             NODEPORT_FILTER,
         ]
         .into_iter()
-        .chain([MASQ_OUTSIDE, TREE_ROOT, &tree_chain(15, Some(15))])
+        .chain([FORWARD, TREE_ROOT, &tree_chain(15, Some(15))])
         {
             assert_eq!(service_group(fixed), None, "{fixed}");
             assert!(fixed < group, "{fixed} sorts before {group}");

@@ -1,4 +1,7 @@
-//! ProxyPlan → Transaction. Pure: decides nothing, only translates the plan into rules.
+//! ProxyPlan → Transaction. Pure: decides nothing, only translates the plan into rules. Keys
+//! come from each path's `keys` (core's claimed kernel keys), the masquerade and short-circuit
+//! decisions from each path's `rules` (walked by [`path_rules`]), the endpoint sets from
+//! `PathPlan::endpoint_targets`, the reject/drop refusals from `PathPlan::fallback`.
 //!
 //! Datapath shape (nat table), chosen so that cost does not grow with the service count:
 //! ```text
@@ -6,32 +9,37 @@
 //!   -m set --match-set SWYD4-VIPS dst,dst → SWYD-T          one hash lookup guards everything
 //!     SWYD-T:    16 rules on address bits 0-3  → SWYD-T-k
 //!     SWYD-T-k:  16 rules on address bits 4-7  → SWYD-T-kj  (256 leaves)
-//!     SWYD-T-kj: -d VIP -p P --dport N → SWYD-s<h>-svc | -ext | -fw
-//!   [-m addrtype --dst-type LOCAL → SWYD-NODEPORTS]          only with --nodeport-addresses all
-//! SWYD-s<h>-svc        masquerade decision, then SWYD-s<h>-clu or SWYD-s<h>-loc
-//! SWYD-s<h>-ext        masquerade / short-circuit, then the external target
+//!     SWYD-T-kj: -d VIP -p P --dport N → SWYD-s<h>-svc | -ext | -fw   (`Addr` keys)
+//!   [-m addrtype --dst-type LOCAL → SWYD-NODEPORTS]          `AnyLocal` keys (NodePorts on
+//!                                                             every local address)
+//! SWYD-s<h>-svc        the internal path's rules: per source class, masquerade mark, then
+//!                      SWYD-s<h>-clu or SWYD-s<h>-loc
+//! SWYD-s<h>-ext        the external path's rules, likewise (short-circuit is a rule)
 //! SWYD-s<h>-fw         allowed sources → SWYD-s<h>-ext
 //! SWYD-s<h>-clu / loc  affinity lookups, then a random cascade over SWYD-s<h>-e<h2>
 //! SWYD-s<h>-e<h2>      one endpoint: hairpin masquerade, affinity record, DNAT
 //! ```
 //! Anything addressed to a service that nat did not translate meets the filter table's
 //! SWYD-FILTER (INPUT/FORWARD/OUTPUT, new connections): set lookups reject (no endpoints) or
-//! drop (Local policy without local endpoints, source ranges), and anything else to a cluster IP
-//! is rejected.
+//! drop (Local policy without local endpoints, source ranges), anything else to a live cluster
+//! IP is rejected, and anything else inside a service CIDR is dropped. SWYD-FORWARD lets
+//! service traffic through a FORWARD policy of DROP.
 
 use crate::names::{self, ServiceChains, SetNames};
 use crate::rules::{host_mask, Match, Rule, Table, Target};
-use crate::sets::{dispatch_entries, Entry, Key};
+use crate::sets::{addr_key, dispatch_entries, refusal, Entry, Key};
 use crate::tx::TableChanges;
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use switchyard_core::plan::{
-    ClusterMasquerade, IpFamily, NodePortListen, ProxyPlan, ServicePortName, ServicePortPlan,
-    Target as PlanTarget,
+    IpFamily, NodePortListen, PathPlan, PathRule, Protocol, ProxyPlan, ServiceKey, ServicePortName,
+    ServicePortPlan, SourceClass, Target as PlanTarget,
 };
 
-/// The built-in chains we hook, and the jump rule each gets.
+/// The built-in chains we hook, and the jump rule each gets. Inserted at position 1 when
+/// missing; the two filter FORWARD jumps match disjoint packets (see `filter_table` and
+/// DESIGN-NOTES 51), so their relative order does not matter.
 pub fn base_jumps() -> Vec<(Table, Rule)> {
     let mut out = Vec::new();
     for chain in ["PREROUTING", "OUTPUT"] {
@@ -48,7 +56,17 @@ pub fn base_jumps() -> Vec<(Table, Rule)> {
             .comment("switchyard service filter");
         out.push((Table::Filter, r));
     }
+    let r = Rule::new("FORWARD", Target::Jump(names::FORWARD.into()))
+        .comment("switchyard forwarding rules");
+    out.push((Table::Filter, r));
     out
+}
+
+/// Whether NodePorts listen on every local address, i.e. whether the plan can hold
+/// `ServiceKey::AnyLocal` keys (core only makes them then). Decides whether the `addrtype`
+/// chains exist; which ports they hold comes from the keys.
+fn any_local_keys(plan: &ProxyPlan) -> bool {
+    plan.node_port_addresses == NodePortListen::AllLocal
 }
 
 /// Which dispatch leaf an address belongs to: its last byte, low nibble then high nibble.
@@ -89,7 +107,7 @@ pub fn nat_skeleton(plan: &ProxyPlan, sets: &SetNames, nat: &mut TableChanges) {
             })
             .comment("service addresses"),
     );
-    if plan.node_port_addresses == NodePortListen::AllLocal {
+    if any_local_keys(plan) {
         nat.declare.push(names::NODEPORTS.into());
         nat.rules.push(
             Rule::new(names::SERVICES, Target::Jump(names::NODEPORTS.into()))
@@ -136,24 +154,24 @@ pub fn nat_skeleton(plan: &ProxyPlan, sets: &SetNames, nat: &mut TableChanges) {
         names::MARK_MASQ,
         Target::OrMark(names::MASQ_MARK),
     ));
-    if let ClusterMasquerade::FromOutside(cidrs) = &plan.cluster_masquerade {
-        nat.declare.push(names::MASQ_OUTSIDE.into());
-        for c in cidrs {
-            nat.rules
-                .push(Rule::new(names::MASQ_OUTSIDE, Target::Return).m(source(c, false)));
-        }
-        nat.rules.push(Rule::new(
-            names::MASQ_OUTSIDE,
-            Target::Jump(names::MARK_MASQ.into()),
-        ));
-    }
 }
 
-/// The filter table: set-driven reject and drop, plus per-port rules for NodePorts on every
-/// local address.
+/// The filter table.
+///
+/// `SWYD-FILTER` (INPUT/FORWARD/OUTPUT, new connections) refuses what nat left addressed to a
+/// service: packets a source-range firewall marked, then set-driven reject and drop (keys whose
+/// path falls back to reject/drop), then any other port of a live cluster IP (reject), then,
+/// with NodePorts on every local address, their refusals, and last any other address inside a
+/// service CIDR (drop: an unallocated cluster IP, as kube-proxy's `cluster-ips-check`).
+///
+/// `SWYD-FORWARD` (every forwarded packet) lets service traffic through hosts whose FORWARD
+/// policy is DROP (Docker sets it): it drops conntrack-INVALID packets (which nat would not
+/// un-DNAT), accepts packets carrying the masquerade mark, and accepts every packet of a DNATed
+/// connection (both directions). It accepts nothing `SWYD-FILTER` refuses: those are new and
+/// not DNATed, and never carry the masquerade mark (DESIGN-NOTES 51).
 pub fn filter_table(plan: &ProxyPlan, sets: &SetNames, filter: &mut TableChanges) {
     filter.declare.push(names::FILTER.into());
-    let tcp = || Match::Protocol(switchyard_core::Protocol::Tcp);
+    let tcp = || Match::Protocol(Protocol::Tcp);
     let keyed = |name: &String| Match::Set {
         name: name.clone(),
         with_port: true,
@@ -191,33 +209,58 @@ pub fn filter_table(plan: &ProxyPlan, sets: &SetNames, filter: &mut TableChanges
             })
             .comment("no such port on the cluster IP"),
     ]);
-    if plan.node_port_addresses == NodePortListen::AllLocal {
+    if any_local_keys(plan) {
         filter.declare.push(names::NODEPORT_FILTER.into());
         filter.rules.push(
             Rule::new(names::FILTER, Target::Jump(names::NODEPORT_FILTER.into()))
                 .m(Match::AddrTypeLocal { source: false }),
         );
-        filter.rules.extend(all_local_node_port_filter_rules(plan));
+        filter.rules.extend(any_local_filter_rules(plan));
     }
+    for net in &plan.service_cidrs {
+        filter.rules.push(
+            r(Target::Drop)
+                .m(Match::Destination {
+                    addr: net.network(),
+                    mask: net.netmask(),
+                })
+                .comment("unallocated service IP"),
+        );
+    }
+
+    filter.declare.push(names::FORWARD.into());
+    let fwd = |t| Rule::new(names::FORWARD, t);
+    filter.rules.extend([
+        fwd(Target::Drop)
+            .m(Match::CtState("INVALID"))
+            .comment("invalid, nat would not translate it"),
+        fwd(Target::Accept)
+            .m(Match::Mark {
+                value: names::MASQ_MARK,
+                mask: names::MASQ_MARK,
+                negate: false,
+            })
+            .comment("masqueraded service traffic"),
+        fwd(Target::Accept)
+            .m(Match::CtState("DNAT"))
+            .comment("service traffic and its replies"),
+    ]);
 }
 
-/// With NodePorts on every local address, the nat NODEPORTS chain (linear, only walked by traffic
-/// to the node itself).
-pub fn all_local_node_port_rules(plan: &ProxyPlan) -> Vec<Rule> {
+/// The nat `SWYD-NODEPORTS` chain (NodePorts on every local address, walked only by traffic to
+/// the node itself, linear): one rule per `AnyLocal` key that nat dispatches.
+pub fn any_local_node_port_rules(plan: &ProxyPlan) -> Vec<Rule> {
     let mut out = Vec::new();
     for (name, svc) in &plan.services {
-        let (Some(np), Some(ext)) = (
-            svc.node_port,
-            svc.external.as_ref().map(crate::interim_old_external),
-        ) else {
-            continue;
-        };
-        if matches!(ext.target, PlanTarget::Cluster | PlanTarget::Local) || ext.short_circuit {
+        for (key, entry) in dispatch_entries(svc) {
+            let ServiceKey::AnyLocal { protocol, port } = key else {
+                continue;
+            };
             let chains = ServiceChains::new(name, plan.family);
             out.push(
-                Rule::new(names::NODEPORTS, Target::Jump(chains.ext))
-                    .m(Match::Protocol(svc.protocol))
-                    .m(Match::DestPort(np))
+                Rule::new(names::NODEPORTS, Target::Jump(chains.entry(entry)))
+                    .m(Match::Protocol(protocol))
+                    .m(Match::DestPort(port))
                     .comment(name.to_string()),
             );
         }
@@ -225,28 +268,34 @@ pub fn all_local_node_port_rules(plan: &ProxyPlan) -> Vec<Rule> {
     out
 }
 
-fn all_local_node_port_filter_rules(plan: &ProxyPlan) -> Vec<Rule> {
+/// `SWYD-NODEPORT-FILTER`: one refusal per `AnyLocal` key whose path falls back to reject or
+/// drop (the `addrtype` counterpart of the reject/drop sets).
+fn any_local_filter_rules(plan: &ProxyPlan) -> Vec<Rule> {
     let mut out = Vec::new();
     for (name, svc) in &plan.services {
-        let (Some(np), Some(ext)) = (
-            svc.node_port,
-            svc.external.as_ref().map(crate::interim_old_external),
-        ) else {
-            continue;
-        };
-        let target = match ext.target {
-            PlanTarget::Reject => Target::Reject {
-                tcp_reset: svc.protocol == switchyard_core::Protocol::Tcp,
-            },
-            PlanTarget::Drop => Target::Drop,
-            PlanTarget::Cluster | PlanTarget::Local => continue,
-        };
-        out.push(
-            Rule::new(names::NODEPORT_FILTER, target)
-                .m(Match::Protocol(svc.protocol))
-                .m(Match::DestPort(np))
-                .comment(name.to_string()),
-        );
+        for path in svc.paths() {
+            let Some(refuse) = refusal(path) else {
+                continue;
+            };
+            for k in &path.keys {
+                let ServiceKey::AnyLocal { protocol, port } = k.key else {
+                    continue;
+                };
+                let target = if refuse == PlanTarget::Reject {
+                    Target::Reject {
+                        tcp_reset: protocol == Protocol::Tcp,
+                    }
+                } else {
+                    Target::Drop
+                };
+                out.push(
+                    Rule::new(names::NODEPORT_FILTER, target)
+                        .m(Match::Protocol(protocol))
+                        .m(Match::DestPort(port))
+                        .comment(name.to_string()),
+                );
+            }
+        }
     }
     out
 }
@@ -254,14 +303,16 @@ fn all_local_node_port_filter_rules(plan: &ProxyPlan) -> Vec<Rule> {
 /// One dispatch rule's data: the address:port, where it goes, and whose it is.
 pub type LeafEntry<'a> = (Key, Entry, &'a ServicePortName);
 
-/// All dispatch entries of the plan, by leaf.
+/// All address-keyed dispatch entries of the plan, by leaf.
 pub fn leaves(plan: &ProxyPlan) -> BTreeMap<(u8, u8), Vec<LeafEntry<'_>>> {
     let mut out: BTreeMap<(u8, u8), Vec<_>> = BTreeMap::new();
     for (name, svc) in &plan.services {
-        for (key, entry) in dispatch_entries(plan, svc) {
-            out.entry(leaf_of(&key.0))
-                .or_default()
-                .push((key, entry, name));
+        for (key, entry) in dispatch_entries(svc) {
+            if let Some(key) = addr_key(&key) {
+                out.entry(leaf_of(&key.0))
+                    .or_default()
+                    .push((key, entry, name));
+            }
         }
     }
     out
@@ -274,12 +325,7 @@ pub fn leaf_rules(family: IpFamily, leaf: (u8, u8), entries: &[LeafEntry<'_>]) -
         .iter()
         .map(|((ip, proto, port), entry, name)| {
             let chains = ServiceChains::new(name, family);
-            let to = match entry {
-                Entry::Cluster => chains.svc,
-                Entry::External => chains.ext,
-                Entry::Firewall => chains.fw,
-            };
-            Rule::new(chain.clone(), Target::Jump(to))
+            Rule::new(chain.clone(), Target::Jump(chains.entry(*entry)))
                 .m(Match::Destination {
                     addr: *ip,
                     mask: host_mask(family),
@@ -289,6 +335,59 @@ pub fn leaf_rules(family: IpFamily, leaf: (u8, u8), entries: &[LeafEntry<'_>]) -
                 .comment(name.to_string())
         })
         .collect()
+}
+
+impl ServiceChains {
+    /// The chain a dispatch entry jumps to.
+    fn entry(&self, entry: Entry) -> String {
+        match entry {
+            Entry::Internal => self.svc.clone(),
+            Entry::External => self.ext.clone(),
+            Entry::Firewall => self.fw.clone(),
+        }
+    }
+}
+
+/// The nat rules of one path's chain: the plan's rules in order, first match deciding. Each
+/// rule's source class becomes its match (`Pod`: one rule per pod CIDR; `Host`: a local source
+/// address; `Any`: none); traffic it catches is marked for masquerade if the rule says so, then
+/// jumps to the endpoint-set chain `to(target)`, which always DNATs. An untranslated target
+/// (reject, drop) returns, leaving the packet to the filter table, unless it is the last rule,
+/// where falling off the chain does the same.
+pub fn path_rules(
+    plan: &ProxyPlan,
+    chain: &str,
+    rules: &[PathRule],
+    to: impl Fn(PlanTarget) -> Option<String>,
+    comment: &str,
+) -> Vec<Rule> {
+    let mut out = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+        let matches: Vec<Option<Match>> = match rule.from {
+            SourceClass::Pod => plan.pod_cidrs.iter().map(|net| Some(source(net))).collect(),
+            SourceClass::Host => vec![Some(Match::AddrTypeLocal { source: true })],
+            SourceClass::Any => vec![None],
+        };
+        let last = i + 1 == rules.len();
+        for m in matches {
+            let with = |r: Rule| match &m {
+                Some(m) => r.m(m.clone()),
+                None => r,
+            };
+            if rule.masquerade {
+                out.push(with(Rule::new(
+                    chain,
+                    Target::Jump(names::MARK_MASQ.into()),
+                )));
+            }
+            match to(rule.target) {
+                Some(dest) => out.push(with(Rule::new(chain, Target::Jump(dest))).comment(comment)),
+                None if !last => out.push(with(Rule::new(chain, Target::Return))),
+                None => {}
+            }
+        }
+    }
+    out
 }
 
 /// The chains and rules of one service port.
@@ -302,100 +401,65 @@ pub fn service(
     let comment = name.to_string();
     let mut chains = BTreeSet::new();
     let mut rules = Vec::new();
-    let policy_chain = |t: PlanTarget| match t {
+    let set_chain = |t: PlanTarget| match t {
         PlanTarget::Cluster => Some(c.cluster.clone()),
         PlanTarget::Local => Some(c.local.clone()),
         PlanTarget::Reject | PlanTarget::Drop => None,
     };
 
-    // Cluster-IP entry.
-    if let Some(to) = policy_chain(svc.internal.fallback()) {
-        chains.insert(c.svc.clone());
-        match &plan.cluster_masquerade {
-            ClusterMasquerade::All => {
-                rules.push(Rule::new(&c.svc, Target::Jump(names::MARK_MASQ.into())))
-            }
-            ClusterMasquerade::FromOutside(_) => {
-                rules.push(Rule::new(&c.svc, Target::Jump(names::MASQ_OUTSIDE.into())))
-            }
-            ClusterMasquerade::HairpinOnly => {}
-        }
-        rules.push(Rule::new(&c.svc, Target::Jump(to)).comment(comment.clone()));
-    }
-
-    // External entry.
-    if let Some(ext) = svc.external.as_ref().map(crate::interim_old_external) {
-        let to = policy_chain(ext.target);
-        if to.is_some() || ext.short_circuit {
-            chains.insert(c.ext.clone());
-            if ext.masquerade {
-                rules.push(Rule::new(&c.ext, Target::Jump(names::MARK_MASQ.into())));
-            }
-            if ext.short_circuit {
-                for cidr in &plan.pod_cidrs {
-                    rules.push(
-                        Rule::new(&c.ext, Target::Jump(c.cluster.clone()))
-                            .m(source(cidr, false))
-                            .comment("short-circuit pod traffic"),
-                    );
-                }
-                rules.push(
-                    Rule::new(&c.ext, Target::Jump(names::MARK_MASQ.into()))
-                        .m(Match::AddrTypeLocal { source: true })
-                        .comment("masquerade host traffic"),
-                );
-                rules.push(
-                    Rule::new(&c.ext, Target::Jump(c.cluster.clone()))
-                        .m(Match::AddrTypeLocal { source: true })
-                        .comment("short-circuit host traffic"),
-                );
-            }
-            if let Some(to) = to {
-                rules.push(Rule::new(&c.ext, Target::Jump(to)).comment(comment.clone()));
-            }
-        }
-        if let Some(ranges) = &svc.source_ranges {
-            // Allowed sources continue to the external chain (or, without one, stay
-            // untranslated for the filter's reject); everything else is marked for the filter
-            // to drop (nat cannot drop).
-            chains.insert(c.fw.clone());
-            let allowed = if chains.contains(&c.ext) {
-                Target::Jump(c.ext.clone())
-            } else {
-                Target::Return
-            };
-            for net in &ranges.allow {
-                rules.push(Rule::new(&c.fw, allowed.clone()).m(source(net, false)));
-            }
-            if ranges.allow_from_load_balancer_ips {
-                for ip in &svc.load_balancer_ips {
-                    rules.push(Rule::new(&c.fw, allowed.clone()).m(Match::Source {
-                        addr: *ip,
-                        mask: host_mask(family),
-                        negate: false,
-                    }));
-                }
-            }
-            rules.push(
-                Rule::new(&c.fw, Target::OrMark(names::DROP_MARK))
-                    .comment("source not in loadBalancerSourceRanges"),
-            );
-        }
-    }
-
-    // Endpoint sets, each once, and their endpoint chains.
-    let mut endpoint_chains = BTreeSet::new();
-    for (set_chain, set) in [
-        (&c.cluster, &svc.endpoints.cluster),
-        (&c.local, &svc.endpoints.local),
+    // Each path that translates: its chain walks the plan's rules.
+    for (path, chain) in [
+        (Some(&svc.internal), &c.svc),
+        (svc.external.as_ref(), &c.ext),
     ] {
-        let Some(set) = set.as_ref().filter(|s| !s.is_empty()) else {
+        let Some(path) = path.filter(|p| p.translates()) else {
             continue;
         };
-        let used = rules
-            .iter()
-            .any(|r| r.target == Target::Jump(set_chain.clone()));
-        if !used {
+        chains.insert(chain.clone());
+        rules.extend(path_rules(plan, chain, &path.rules, set_chain, &comment));
+    }
+
+    // Source ranges: allowed sources continue to the external chain (or, without one, stay
+    // untranslated for the filter's reject/drop); everything else is marked for the filter to
+    // drop (nat cannot drop).
+    let firewalled = dispatch_entries(svc)
+        .iter()
+        .any(|(_, e)| *e == Entry::Firewall);
+    if let Some(ranges) = svc.source_ranges.as_ref().filter(|_| firewalled) {
+        chains.insert(c.fw.clone());
+        let allowed = if chains.contains(&c.ext) {
+            Target::Jump(c.ext.clone())
+        } else {
+            Target::Return
+        };
+        for net in &ranges.allow {
+            rules.push(Rule::new(&c.fw, allowed.clone()).m(source(net)));
+        }
+        if ranges.allow_from_load_balancer_ips {
+            for ip in &svc.load_balancer_ips {
+                rules.push(Rule::new(&c.fw, allowed.clone()).m(Match::Source {
+                    addr: *ip,
+                    mask: host_mask(family),
+                    negate: false,
+                }));
+            }
+        }
+        rules.push(
+            Rule::new(&c.fw, Target::OrMark(names::DROP_MARK))
+                .comment("source not in loadBalancerSourceRanges"),
+        );
+    }
+
+    // The endpoint sets some path sends to, each once, and their endpoint chains.
+    let mut used: Vec<PlanTarget> = svc.paths().flat_map(PathPlan::endpoint_targets).collect();
+    used.sort();
+    used.dedup();
+    let mut endpoint_chains = BTreeSet::new();
+    for target in used {
+        let (Some(set_chain), set) = (set_chain(target), svc.endpoints_for(target)) else {
+            continue;
+        };
+        if set.is_empty() {
             continue;
         }
         chains.insert(set_chain.clone());
@@ -406,7 +470,7 @@ pub fn service(
         if let Some(seconds) = svc.affinity_timeout_seconds {
             for sep in &seps {
                 rules.push(
-                    Rule::new(set_chain, Target::Jump(sep.clone()))
+                    Rule::new(&set_chain, Target::Jump(sep.clone()))
                         .m(Match::RecentCheck {
                             name: sep.clone(),
                             seconds,
@@ -417,7 +481,7 @@ pub fn service(
         }
         let n = seps.len();
         for (i, sep) in seps.iter().enumerate() {
-            let mut r = Rule::new(set_chain, Target::Jump(sep.clone()));
+            let mut r = Rule::new(&set_chain, Target::Jump(sep.clone()));
             if i + 1 < n {
                 r = r.m(Match::OneIn(u32::try_from(n - i).unwrap_or(u32::MAX)));
             }
@@ -448,10 +512,10 @@ pub fn service(
     (chains, rules)
 }
 
-fn source(net: &IpNet, negate: bool) -> Match {
+fn source(net: &IpNet) -> Match {
     Match::Source {
         addr: net.network(),
         mask: net.netmask(),
-        negate,
+        negate: false,
     }
 }

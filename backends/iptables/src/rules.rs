@@ -69,6 +69,9 @@ pub enum Match {
     RecentSet { name: String },
     /// `-m conntrack --ctstate NEW`.
     NewConnection,
+    /// `-m conntrack --ctstate STATE` (e.g. `INVALID`, or `DNAT`: every packet, either
+    /// direction, of a connection whose destination was translated).
+    CtState(&'static str),
 }
 
 /// A target.
@@ -76,6 +79,7 @@ pub enum Match {
 pub enum Target {
     Jump(String),
     Return,
+    Accept,
     Drop,
     /// `REJECT`, with TCP reset for TCP and ICMP port unreachable otherwise.
     Reject {
@@ -155,6 +159,7 @@ impl Display for Match {
             }
             Self::RecentSet { name } => write!(f, "-m recent --name {name} --set"),
             Self::NewConnection => f.write_str("-m conntrack --ctstate NEW"),
+            Self::CtState(state) => write!(f, "-m conntrack --ctstate {state}"),
         }
     }
 }
@@ -164,6 +169,7 @@ impl Display for Target {
         match self {
             Self::Jump(chain) => write!(f, "-j {chain}"),
             Self::Return => f.write_str("-j RETURN"),
+            Self::Accept => f.write_str("-j ACCEPT"),
             Self::Drop => f.write_str("-j DROP"),
             Self::Reject { tcp_reset: true } => f.write_str("-j REJECT --reject-with tcp-reset"),
             Self::Reject { tcp_reset: false } => f.write_str("-j REJECT"),

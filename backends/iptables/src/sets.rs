@@ -1,12 +1,15 @@
 //! The ipsets that keep the datapath sub-linear: what they should contain for a plan, and the
 //! `ipset restore` text that gets them there.
+//!
+//! Every entry comes from the plan's keys (`PathPlan::keys`): nothing here computes an address
+//! or a port from a service's fields.
 
 use crate::names::SetNames;
 use std::collections::BTreeSet;
 use std::fmt::{self, Display, Formatter, Write as _};
 use std::net::IpAddr;
 use switchyard_core::plan::{
-    IpFamily, NodePortListen, Protocol, ProxyPlan, ServicePortPlan, Target,
+    IpFamily, PathPlan, Protocol, ProxyPlan, ServiceKey, ServicePortPlan, Target, VipKind,
 };
 
 /// An `address,proto:port` entry of a `hash:ip,port` set.
@@ -21,64 +24,56 @@ pub struct SetContents {
     pub cluster_ips: BTreeSet<IpAddr>,
 }
 
-/// Where the nat dispatch sends one address:port of a service port.
+/// Where the nat dispatch sends one key of a service port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Entry {
-    /// The cluster IP: to the `SVC` chain.
-    Cluster,
-    /// An external IP or a NodePort address: to the `EXT` chain.
+    /// A key of the internal path (the cluster IP): to the `svc` chain.
+    Internal,
+    /// A key of the external path (NodePort, external IP, LB IP): to the `ext` chain.
     External,
-    /// A load-balancer IP with source ranges: to the `FW` chain.
+    /// A load-balancer IP with source ranges: to the `fw` chain.
     Firewall,
 }
 
-/// Every address:port of a service port the nat dispatch handles, with where it goes. Keys whose
-/// traffic is never DNATed (reject/drop targets) are not dispatched at all; the filter sets
-/// handle them.
-pub fn dispatch_entries(plan: &ProxyPlan, svc: &ServicePortPlan) -> Vec<(Key, Entry)> {
+/// Every key of a service port the nat dispatch handles, with where it goes: the keys of each
+/// path that translates some traffic (`PathPlan::translates`). Keys of paths that never
+/// translate (reject/drop only) are not dispatched at all; the filter sets handle them. With
+/// source ranges, every load-balancer key goes to the firewall chain whatever the path does: it
+/// must drop disallowed sources even when allowed ones would be rejected.
+pub fn dispatch_entries(svc: &ServicePortPlan) -> Vec<(ServiceKey, Entry)> {
     let mut out = Vec::new();
-    let dnat = |t: Target| matches!(t, Target::Cluster | Target::Local);
-    if dnat(svc.internal.fallback()) {
-        out.push(((svc.cluster_ip, svc.protocol, svc.port), Entry::Cluster));
+    if svc.internal.translates() {
+        out.extend(svc.internal.keys.iter().map(|k| (k.key, Entry::Internal)));
     }
-    if let Some(ext) = svc.external.as_ref().map(crate::interim_old_external) {
-        let dispatch = dnat(ext.target) || ext.short_circuit;
-        // With source ranges the firewall chain sees every LB connection, DNATed or not: it
-        // must drop disallowed sources even when allowed ones would be rejected.
-        for ip in &svc.load_balancer_ips {
-            if svc.source_ranges.is_some() {
-                out.push(((*ip, svc.protocol, svc.port), Entry::Firewall));
-            } else if dispatch {
-                out.push(((*ip, svc.protocol, svc.port), Entry::External));
-            }
-        }
-        if dispatch {
-            for ip in &svc.external_ips {
-                out.push(((*ip, svc.protocol, svc.port), Entry::External));
-            }
-            if let (Some(np), NodePortListen::Addresses(addrs)) =
-                (svc.node_port, &plan.node_port_addresses)
-            {
-                for ip in addrs {
-                    out.push(((*ip, svc.protocol, np), Entry::External));
-                }
+    if let Some(ext) = &svc.external {
+        let translates = ext.translates();
+        for k in &ext.keys {
+            if k.kind == VipKind::LoadBalancerIp && svc.source_ranges.is_some() {
+                out.push((k.key, Entry::Firewall));
+            } else if translates {
+                out.push((k.key, Entry::External));
             }
         }
     }
     out
 }
 
-/// The external keys of a service port (external IPs, LB IPs, NodePort addresses).
-fn external_keys(plan: &ProxyPlan, svc: &ServicePortPlan) -> Vec<Key> {
-    let mut keys: Vec<Key> = svc
-        .external_vips()
-        .map(|(_, ip)| (ip, svc.protocol, svc.port))
-        .collect();
-    if let (Some(np), NodePortListen::Addresses(addrs)) = (svc.node_port, &plan.node_port_addresses)
-    {
-        keys.extend(addrs.iter().map(|ip| (*ip, svc.protocol, np)));
+/// A key as a `hash:ip,port` entry; `None` for keys on any local address (those are matched by
+/// `addrtype`, not by a set).
+pub fn addr_key(key: &ServiceKey) -> Option<Key> {
+    match *key {
+        ServiceKey::Addr { ip, protocol, port } => Some((ip, protocol, port)),
+        ServiceKey::AnyLocal { .. } => None,
     }
-    keys
+}
+
+/// What the filter does with a path's traffic that nat left untranslated: its fallback, when
+/// that is reject or drop.
+pub fn refusal(path: &PathPlan) -> Option<Target> {
+    match path.fallback() {
+        t @ (Target::Reject | Target::Drop) => Some(t),
+        Target::Cluster | Target::Local => None,
+    }
 }
 
 impl SetContents {
@@ -86,32 +81,31 @@ impl SetContents {
     pub fn for_plan(plan: &ProxyPlan) -> Self {
         let mut c = Self::default();
         for svc in plan.services.values() {
-            c.add_service(plan, svc);
+            c.add_service(svc);
         }
         c
     }
 
-    fn add_service(&mut self, plan: &ProxyPlan, svc: &ServicePortPlan) {
-        self.cluster_ips.insert(svc.cluster_ip);
-        self.vips
-            .extend(dispatch_entries(plan, svc).into_iter().map(|(k, _)| k));
-        let cluster_key = (svc.cluster_ip, svc.protocol, svc.port);
-        match svc.internal.fallback() {
-            Target::Reject => {
-                self.reject.insert(cluster_key);
-            }
-            Target::Drop => {
-                self.drop.insert(cluster_key);
-            }
-            Target::Cluster | Target::Local => {}
-        }
-        if let Some(ext) = svc.external.as_ref().map(crate::interim_old_external) {
-            let keys = external_keys(plan, svc);
-            match ext.target {
-                Target::Reject => self.reject.extend(keys),
-                Target::Drop => self.drop.extend(keys),
-                Target::Cluster | Target::Local => {}
-            }
+    fn add_service(&mut self, svc: &ServicePortPlan) {
+        self.cluster_ips.extend(
+            svc.paths()
+                .flat_map(|p| &p.keys)
+                .filter(|k| k.kind == VipKind::ClusterIp)
+                .filter_map(|k| addr_key(&k.key))
+                .map(|(ip, _, _)| ip),
+        );
+        self.vips.extend(
+            dispatch_entries(svc)
+                .iter()
+                .filter_map(|(k, _)| addr_key(k)),
+        );
+        for path in svc.paths() {
+            let set = match refusal(path) {
+                Some(Target::Reject) => &mut self.reject,
+                Some(Target::Drop) => &mut self.drop,
+                _ => continue,
+            };
+            set.extend(path.keys.iter().filter_map(|k| addr_key(&k.key)));
         }
     }
 }

@@ -4,8 +4,8 @@
 
 use super::basics::{apply, pods, sc, web};
 use super::*;
-use crate::scenario::{Check, Expect, NodeSettings, Scenario, Step};
-use crate::topology::From::{Client, Pod};
+use crate::scenario::{Check, Expect, NodeSettings, Requirement, Scenario, Step};
+use crate::topology::From::{Client, Node, Pod};
 
 /// An old object: it would win every claim among equals.
 const OLD: &str = "2020-01-01T00:00:00Z";
@@ -22,9 +22,18 @@ fn expecting_warnings(n: usize, s: Scenario) -> Scenario {
 }
 
 pub(super) fn scenarios() -> Vec<Scenario> {
-    let sticky = || Expect::Sticky {
+    let sticky = |masq| Expect::Sticky {
         pods: vec!["pod-a2", "pod-a3", "pod-b1"],
-        masq: false,
+        masq,
+    };
+    // Three clients the node routes for in both directions (a pod on the node, the outside
+    // client, the host): a remote pod's reply from a remote endpoint would bypass this node.
+    let sticky_checks = || {
+        Step::Check(vec![
+            Check::new(Pod("pod-a1"), "10.96.0.31:80/tcp", sticky(false)),
+            Check::new(Client, "10.96.0.31:80/tcp", sticky(true)),
+            Check::new(Node, "10.96.0.31:80/tcp", sticky(true)),
+        ])
     };
     vec![
         expecting_warnings(1, sc(
@@ -99,6 +108,31 @@ pub(super) fn scenarios() -> Vec<Scenario> {
                 Step::Check(vec![Check::new(Client, "192.168.0.10:8080/tcp", pods(&["pod-b2"], true))]),
             ],
         ),
+        Scenario {
+            requires: Some(Requirement::IptablesForward),
+            ..sc(
+                "forward-policy-drop",
+                "with the host's FORWARD policy DROP (Docker), forwarded service traffic still passes",
+                vec![
+                    apply(&[
+                        vec![
+                            svc("np", "10.96.0.46").type_("NodePort").port("", "TCP", 80, 8080, Some(30460)).yaml(),
+                            http_slice("np", &ready(&["pod-b1"])),
+                            svc("np-local", "10.96.0.47").type_("NodePort").port("", "TCP", 80, 8080, Some(30470)).spec("externalTrafficPolicy: Local").yaml(),
+                            http_slice("np-local", &ready(&["pod-a2"])),
+                        ],
+                        web(&["pod-b2"]),
+                    ]
+                    .concat()),
+                    Step::ForwardPolicyDrop,
+                    Step::Check(vec![
+                        Check::new(Client, "192.168.0.10:30460/tcp", pods(&["pod-b1"], true)),
+                        Check::new(Client, "192.168.0.10:30470/tcp", pods(&["pod-a2"], false)),
+                        Check::new(Pod("pod-a1"), "10.96.0.10:80/tcp", pods(&["pod-b2"], false)),
+                    ]),
+                ],
+            )
+        },
         sc(
             "affinity-survives-resync-and-restart",
             "a ClientIP-affine client keeps its endpoint across a full resync and an agent restart",
@@ -107,23 +141,11 @@ pub(super) fn scenarios() -> Vec<Scenario> {
                     svc("sticky", "10.96.0.31").http().spec("sessionAffinity: ClientIP").yaml(),
                     http_slice("sticky", &ready(&["pod-a2", "pod-a3", "pod-b1"])),
                 ]),
-                Step::Check(vec![
-                    Check::new(Pod("pod-a1"), "10.96.0.31:80/tcp", sticky()),
-                    Check::new(Pod("pod-b2"), "10.96.0.31:80/tcp", sticky()),
-                    Check::new(Pod("pod-b3"), "10.96.0.31:80/tcp", sticky()),
-                ]),
+                sticky_checks(),
                 Step::FullResync,
-                Step::Check(vec![
-                    Check::new(Pod("pod-a1"), "10.96.0.31:80/tcp", sticky()),
-                    Check::new(Pod("pod-b2"), "10.96.0.31:80/tcp", sticky()),
-                    Check::new(Pod("pod-b3"), "10.96.0.31:80/tcp", sticky()),
-                ]),
+                sticky_checks(),
                 Step::Restart,
-                Step::Check(vec![
-                    Check::new(Pod("pod-a1"), "10.96.0.31:80/tcp", sticky()),
-                    Check::new(Pod("pod-b2"), "10.96.0.31:80/tcp", sticky()),
-                    Check::new(Pod("pod-b3"), "10.96.0.31:80/tcp", sticky()),
-                ]),
+                sticky_checks(),
             ],
         ),
     ]

@@ -220,18 +220,6 @@ impl ServicePortPlan {
         all.dedup_by_key(|e| (e.ip, e.port));
         all
     }
-
-    /// All addresses that are external to the cluster: external IPs then load-balancer IPs.
-    pub fn external_vips(&self) -> impl Iterator<Item = (VipKind, IpAddr)> + '_ {
-        self.external_ips
-            .iter()
-            .map(|ip| (VipKind::ExternalIp, *ip))
-            .chain(
-                self.load_balancer_ips
-                    .iter()
-                    .map(|ip| (VipKind::LoadBalancerIp, *ip)),
-            )
-    }
 }
 
 /// The kinds of address a service port is reached on.
@@ -362,13 +350,6 @@ impl PathPlan {
     /// Where traffic that no earlier rule caught goes: the last rule's target.
     pub fn fallback(&self) -> Target {
         self.rules.last().map_or(Target::Reject, |r| r.target)
-    }
-
-    /// The first rule for a source of this class (`Any` matches every class).
-    pub fn rule_for(&self, class: SourceClass) -> Option<&PathRule> {
-        self.rules
-            .iter()
-            .find(|r| r.from == class || r.from == SourceClass::Any)
     }
 
     /// The endpoint sets some rule of this path sends to, each once, in rule order.

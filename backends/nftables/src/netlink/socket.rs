@@ -16,6 +16,9 @@ pub struct NlError {
     pub errno: i32,
 }
 
+/// One message of a dump's answer: (message type, payload after the netlink header).
+pub type Dumped = (u16, Vec<u8>);
+
 /// An nf_tables netlink socket, bound to the network namespace it was created in.
 #[derive(Debug)]
 pub struct NfSocket {
@@ -69,21 +72,12 @@ impl NfSocket {
                 }
                 Err(e) => return Err(e),
             };
-            let mut off = 0;
             let mut done = false;
-            while off + 16 <= buf.len() {
-                let len =
-                    u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap_or_default()) as usize;
-                let kind = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().unwrap_or_default());
-                if len < 16 || off + len > buf.len() {
-                    break;
-                }
-                if kind == NLMSG_ERROR && len >= 16 + 4 + 16 {
-                    let code =
-                        i32::from_ne_bytes(buf[off + 16..off + 20].try_into().unwrap_or_default());
+            for (kind, msg) in messages(&buf) {
+                if kind == NLMSG_ERROR && msg.len() >= 16 + 4 + 16 {
+                    let code = i32::from_ne_bytes(msg[16..20].try_into().unwrap_or_default());
                     // The original header follows the error code: its seq names the message.
-                    let seq =
-                        u32::from_ne_bytes(buf[off + 28..off + 32].try_into().unwrap_or_default());
+                    let seq = u32::from_ne_bytes(msg[28..32].try_into().unwrap_or_default());
                     if code != 0 {
                         errors.push(NlError { seq, errno: -code });
                     }
@@ -93,7 +87,6 @@ impl NfSocket {
                 } else if kind == NLMSG_DONE {
                     done = true;
                 }
-                off += (len + 3) & !3;
             }
             if done {
                 return Ok(errors);
@@ -109,33 +102,37 @@ impl NfSocket {
 
     /// Sends one dump request and collects every answer until `NLMSG_DONE`, as (message type,
     /// payload after the netlink header). `Ok(Err(errno))`: the kernel refused the request.
-    pub fn dump(&self, request: &[u8]) -> io::Result<Result<Vec<(u16, Vec<u8>)>, i32>> {
+    pub fn dump(&self, request: &[u8]) -> io::Result<Result<Vec<Dumped>, i32>> {
         self.sock.send(request, 0)?;
         let mut out = Vec::new();
         loop {
             let (buf, _) = self.sock.recv_from_full()?;
-            let mut off = 0;
-            while off + 16 <= buf.len() {
-                let len =
-                    u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap_or_default()) as usize;
-                let kind = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().unwrap_or_default());
-                if len < 16 || off + len > buf.len() {
-                    break;
-                }
+            for (kind, msg) in messages(&buf) {
                 match kind {
                     NLMSG_DONE => return Ok(Ok(out)),
-                    NLMSG_ERROR if len >= 20 => {
-                        let code = i32::from_ne_bytes(
-                            buf[off + 16..off + 20].try_into().unwrap_or_default(),
-                        );
+                    NLMSG_ERROR if msg.len() >= 20 => {
+                        let code = i32::from_ne_bytes(msg[16..20].try_into().unwrap_or_default());
                         if code != 0 {
                             return Ok(Err(-code));
                         }
                     }
-                    _ => out.push((kind, buf[off + 16..off + len].to_vec())),
+                    _ => out.push((kind, msg[16..].to_vec())),
                 }
-                off += (len + 3) & !3;
             }
         }
     }
+}
+
+/// The netlink messages in one received buffer, as (type, whole message with its 16-byte
+/// header). Stops at the first malformed length rather than reading past it.
+fn messages(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    let mut off = 0;
+    std::iter::from_fn(move || {
+        let header = buf.get(off..off + 16)?;
+        let len = u32::from_ne_bytes(header[0..4].try_into().unwrap_or_default()) as usize;
+        let kind = u16::from_ne_bytes(header[4..6].try_into().unwrap_or_default());
+        let msg = buf.get(off..off + len).filter(|_| len >= 16)?;
+        off += (len + 3) & !3;
+        Some((kind, msg))
+    })
 }

@@ -7,23 +7,27 @@ use crate::plan::{ServiceKey, VipKind};
 use crate::warning::Skipped;
 use std::collections::HashMap;
 
-fn planned(p: &ProxyPlan, name: &str) -> bool {
-    p.services.keys().any(|k| k.service.name == name)
-}
-
-fn ext_ips(p: &ProxyPlan, name: &str) -> Vec<IpAddr> {
+/// The (first) port of Service `default/<name>`, if planned.
+fn port<'a>(p: &'a ProxyPlan, name: &str) -> Option<&'a crate::plan::ServicePortPlan> {
     p.services
         .iter()
         .find(|(k, _)| k.service.name == name)
-        .map(|(_, s)| s.external_ips.clone())
+        .map(|(_, s)| s)
+}
+
+fn planned(p: &ProxyPlan, name: &str) -> bool {
+    port(p, name).is_some()
+}
+
+fn ext_ips(p: &ProxyPlan, name: &str) -> Vec<IpAddr> {
+    port(p, name)
+        .map(|s| s.external_ips.clone())
         .unwrap_or_default()
 }
 
 fn lb_ips(p: &ProxyPlan, name: &str) -> Vec<IpAddr> {
-    p.services
-        .iter()
-        .find(|(k, _)| k.service.name == name)
-        .map(|(_, s)| s.load_balancer_ips.clone())
+    port(p, name)
+        .map(|s| s.load_balancer_ips.clone())
         .unwrap_or_default()
 }
 
@@ -114,11 +118,7 @@ fn written_addresses_never_take_a_cluster_ip_on_any_port() {
         assert!(problem.contains("default/victim"), "{problem}");
     }
     // The victim's traffic still reaches it, from everywhere.
-    let victim = p
-        .services
-        .iter()
-        .find(|(k, _)| k.service.name == "victim")
-        .map(|(_, s)| s.internal.keys.clone());
+    let victim = port(&p, "victim").map(|s| s.internal.keys.clone());
     assert_eq!(
         victim.map(|k| k[0].kind),
         Some(VipKind::ClusterIp),

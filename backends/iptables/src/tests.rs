@@ -1,0 +1,414 @@
+//! Render tests on hand-built plans: every key, masquerade and short-circuit decision in the
+//! output must come from the plan's `PathPlan`s, whatever the service's other fields say.
+
+use crate::build::{self, Existing};
+use crate::names::{self, ServiceChains, SetNames};
+use crate::sets::SetContents;
+use ipnet::IpNet;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use switchyard_core::model::ObjectRef;
+use switchyard_core::plan::{
+    ClusterMasquerade, Endpoint, EndpointCategories, IpFamily, NodePortListen, PathPlan, PathRule,
+    PlannedKey, Protocol, ProxyPlan, ServiceKey, ServicePortName, ServicePortPlan, SourceClass,
+    Target, TopologyMode, VipKind,
+};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("ip")
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().expect("cidr")
+}
+
+fn name(svc: &str) -> ServicePortName {
+    ServicePortName {
+        service: ObjectRef::new("default", svc),
+        port: String::new(),
+        protocol: Protocol::Tcp,
+    }
+}
+
+fn endpoint(addr: &str, is_local: bool) -> Endpoint {
+    Endpoint {
+        ip: ip(addr),
+        port: 8080,
+        node_name: None,
+        zone: None,
+        is_local,
+        ready: true,
+        serving: true,
+        terminating: false,
+    }
+}
+
+fn addr(kind: VipKind, a: &str, port: u16) -> PlannedKey {
+    PlannedKey {
+        kind,
+        key: ServiceKey::Addr {
+            ip: ip(a),
+            protocol: Protocol::Tcp,
+            port,
+        },
+    }
+}
+
+fn any_local(port: u16) -> PlannedKey {
+    PlannedKey {
+        kind: VipKind::NodePort,
+        key: ServiceKey::AnyLocal {
+            protocol: Protocol::Tcp,
+            port,
+        },
+    }
+}
+
+fn rule(from: SourceClass, target: Target, masquerade: bool) -> PathRule {
+    PathRule {
+        from,
+        target,
+        masquerade,
+    }
+}
+
+/// A service port whose non-plan fields (addresses, node port) deliberately disagree with its
+/// paths: the renderer must follow the paths.
+fn service(internal: PathPlan, external: Option<PathPlan>) -> ServicePortPlan {
+    ServicePortPlan {
+        protocol: Protocol::Tcp,
+        port: 80,
+        cluster_ip: ip("10.96.0.10"),
+        external_ips: vec![ip("203.0.113.99")],
+        load_balancer_ips: Vec::new(),
+        node_port: Some(31999),
+        health_check_node_port: None,
+        source_ranges: None,
+        affinity_timeout_seconds: None,
+        endpoints: EndpointCategories {
+            cluster: Some(vec![
+                endpoint("10.244.1.10", true),
+                endpoint("10.244.2.10", false),
+            ]),
+            local: Some(vec![endpoint("10.244.1.10", true)]),
+            has_any: true,
+        },
+        internal,
+        external,
+        topology: TopologyMode::None,
+    }
+}
+
+fn plan(services: Vec<(&str, ServicePortPlan)>, listen: NodePortListen) -> ProxyPlan {
+    ProxyPlan {
+        family: IpFamily::V4,
+        node_name: "n1".into(),
+        node_ips: vec![ip("192.168.0.10")],
+        node_port_addresses: listen,
+        // Says "masquerade everything": must not matter, the paths' rules decide.
+        cluster_masquerade: ClusterMasquerade::All,
+        pod_cidrs: vec![net("10.244.0.0/16"), net("10.245.0.0/16")],
+        service_cidrs: vec![net("10.96.0.0/16")],
+        services: services
+            .into_iter()
+            .map(|(n, s)| (name(n), s))
+            .collect::<BTreeMap<_, _>>(),
+        warnings: Vec::new(),
+    }
+}
+
+/// The full sync's restore text, one line per rule.
+fn restore(plan: &ProxyPlan) -> Vec<String> {
+    let sets = SetNames::new(IpFamily::V4);
+    let (tx, _) = build::full(plan, &sets, &Existing::default(), &[]);
+    tx.restore_text().lines().map(str::to_string).collect()
+}
+
+/// The rules appended to `chain`, without the `-A chain ` prefix.
+fn chain(lines: &[String], chain: &str) -> Vec<String> {
+    let prefix = format!("-A {chain} ");
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+fn comment(svc: &str) -> String {
+    format!("-m comment --comment \"{}\"", name(svc))
+}
+
+#[test]
+fn the_internal_path_renders_its_rules_not_the_node_masquerade_setting() {
+    let internal = PathPlan {
+        keys: vec![addr(VipKind::ClusterIp, "10.96.0.1", 80)],
+        rules: vec![
+            rule(SourceClass::Pod, Target::Cluster, false),
+            rule(SourceClass::Any, Target::Cluster, true),
+        ],
+    };
+    let p = plan(
+        vec![("web", service(internal, None))],
+        NodePortListen::Addresses(vec![ip("192.168.0.10")]),
+    );
+    let lines = restore(&p);
+    let c = ServiceChains::new(&name("web"), IpFamily::V4);
+    let to_cluster = format!("{} -j {}", comment("web"), c.cluster);
+    assert_eq!(
+        chain(&lines, &c.svc),
+        [
+            format!("-s 10.244.0.0/16 {to_cluster}"),
+            format!("-s 10.245.0.0/16 {to_cluster}"),
+            format!("-j {}", names::MARK_MASQ),
+            to_cluster.clone(),
+        ]
+    );
+    // The dispatch key is the plan's, not `cluster_ip` (10.96.0.10).
+    assert_eq!(
+        chain(&lines, "SWYD-T-10"),
+        [format!(
+            "-d 10.96.0.1/32 -p tcp --dport 80 {} -j {}",
+            comment("web"),
+            c.svc
+        )]
+    );
+    let sets = SetContents::for_plan(&p);
+    assert_eq!(
+        sets.vips.into_iter().collect::<Vec<_>>(),
+        [(ip("10.96.0.1"), Protocol::Tcp, 80)]
+    );
+    assert_eq!(
+        sets.cluster_ips.into_iter().collect::<Vec<_>>(),
+        [ip("10.96.0.1")]
+    );
+    // No local-endpoint chain: no rule sends to it, although the service has local endpoints.
+    assert!(!lines.iter().any(|l| l.contains(&c.local)), "{lines:#?}");
+    assert!(!lines.iter().any(|l| l.contains(&c.ext)), "{lines:#?}");
+    // Nothing from the service's own address fields.
+    for stray in ["203.0.113.99", "31999", "10.96.0.10/"] {
+        assert!(
+            !lines.iter().any(|l| l.contains(stray)),
+            "{stray}: {lines:#?}"
+        );
+    }
+}
+
+#[test]
+fn the_external_path_short_circuits_by_source_class_and_falls_back_to_the_filter() {
+    // externalTrafficPolicy: Local, no local endpoint: pods and the host go to the cluster
+    // endpoints, everything else is dropped.
+    let internal = PathPlan {
+        keys: vec![addr(VipKind::ClusterIp, "10.96.0.2", 80)],
+        rules: vec![rule(SourceClass::Any, Target::Cluster, false)],
+    };
+    let external = PathPlan {
+        keys: vec![
+            addr(VipKind::ExternalIp, "203.0.113.5", 80),
+            addr(VipKind::NodePort, "192.168.0.10", 30080),
+        ],
+        rules: vec![
+            rule(SourceClass::Pod, Target::Cluster, false),
+            rule(SourceClass::Host, Target::Cluster, true),
+            rule(SourceClass::Any, Target::Drop, false),
+        ],
+    };
+    let p = plan(
+        vec![("np", service(internal, Some(external)))],
+        NodePortListen::Addresses(vec![ip("192.168.0.10")]),
+    );
+    let lines = restore(&p);
+    let c = ServiceChains::new(&name("np"), IpFamily::V4);
+    let to_cluster = format!("{} -j {}", comment("np"), c.cluster);
+    assert_eq!(
+        chain(&lines, &c.ext),
+        [
+            format!("-s 10.244.0.0/16 {to_cluster}"),
+            format!("-s 10.245.0.0/16 {to_cluster}"),
+            format!("-m addrtype --src-type LOCAL -j {}", names::MARK_MASQ),
+            format!("-m addrtype --src-type LOCAL {to_cluster}"),
+        ],
+        "the last rule (drop) falls off the chain, untranslated"
+    );
+    assert_eq!(chain(&lines, &c.svc), [to_cluster]);
+    let sets = SetContents::for_plan(&p);
+    let external_keys = [
+        (ip("192.168.0.10"), Protocol::Tcp, 30080),
+        (ip("203.0.113.5"), Protocol::Tcp, 80),
+    ];
+    assert_eq!(sets.drop.iter().copied().collect::<Vec<_>>(), external_keys);
+    assert!(sets.reject.is_empty());
+    for k in external_keys {
+        assert!(
+            sets.vips.contains(&k),
+            "{k:?} is dispatched to the ext chain"
+        );
+    }
+}
+
+#[test]
+fn an_untranslated_rule_before_the_last_returns() {
+    let internal = PathPlan {
+        keys: vec![addr(VipKind::ClusterIp, "10.96.0.3", 80)],
+        rules: vec![
+            rule(SourceClass::Host, Target::Reject, false),
+            rule(SourceClass::Any, Target::Local, true),
+        ],
+    };
+    let p = plan(
+        vec![("odd", service(internal, None))],
+        NodePortListen::Addresses(Vec::new()),
+    );
+    let lines = restore(&p);
+    let c = ServiceChains::new(&name("odd"), IpFamily::V4);
+    assert_eq!(
+        chain(&lines, &c.svc),
+        [
+            "-m addrtype --src-type LOCAL -j RETURN".to_string(),
+            format!("-j {}", names::MARK_MASQ),
+            format!("{} -j {}", comment("odd"), c.local),
+        ]
+    );
+    assert!(!lines.iter().any(|l| l.contains(&c.cluster)), "{lines:#?}");
+}
+
+#[test]
+fn keys_on_every_local_address_use_the_addrtype_chains() {
+    let internal = PathPlan {
+        keys: vec![addr(VipKind::ClusterIp, "10.96.0.4", 80)],
+        rules: vec![rule(SourceClass::Any, Target::Cluster, false)],
+    };
+    let served = PathPlan {
+        keys: vec![any_local(30100)],
+        rules: vec![rule(SourceClass::Any, Target::Cluster, true)],
+    };
+    let refused = PathPlan {
+        keys: vec![any_local(30200)],
+        rules: vec![rule(SourceClass::Any, Target::Reject, false)],
+    };
+    let rejected_internal = PathPlan {
+        keys: vec![addr(VipKind::ClusterIp, "10.96.0.5", 80)],
+        rules: vec![rule(SourceClass::Any, Target::Reject, false)],
+    };
+    let p = plan(
+        vec![
+            ("a", service(internal, Some(served))),
+            ("b", service(rejected_internal, Some(refused))),
+        ],
+        NodePortListen::AllLocal,
+    );
+    let lines = restore(&p);
+    let a = ServiceChains::new(&name("a"), IpFamily::V4);
+    assert_eq!(
+        chain(&lines, names::NODEPORTS),
+        [format!(
+            "-p tcp --dport 30100 {} -j {}",
+            comment("a"),
+            a.ext
+        )]
+    );
+    assert_eq!(
+        chain(&lines, names::NODEPORT_FILTER),
+        [format!(
+            "-p tcp --dport 30200 {} -j REJECT --reject-with tcp-reset",
+            comment("b")
+        )]
+    );
+    assert_eq!(
+        chain(&lines, &a.ext),
+        [
+            format!("-j {}", names::MARK_MASQ),
+            format!("{} -j {}", comment("a"), a.cluster)
+        ]
+    );
+    let sets = SetContents::for_plan(&p);
+    assert_eq!(
+        sets.reject.into_iter().collect::<Vec<_>>(),
+        [(ip("10.96.0.5"), Protocol::Tcp, 80)]
+    );
+    assert_eq!(sets.vips.len(), 1, "AnyLocal keys are not set entries");
+}
+
+#[test]
+fn filter_rejects_live_cluster_ips_then_drops_the_rest_of_the_service_cidrs() {
+    let internal = PathPlan {
+        keys: vec![addr(VipKind::ClusterIp, "10.96.0.1", 80)],
+        rules: vec![rule(SourceClass::Any, Target::Cluster, false)],
+    };
+    let p = plan(
+        vec![("web", service(internal, None))],
+        NodePortListen::Addresses(Vec::new()),
+    );
+    let lines = restore(&p);
+    let filter = chain(&lines, names::FILTER);
+    let live = filter
+        .iter()
+        .rposition(|r| r.contains("SWYD4-CLUSTER-IPS"))
+        .expect("cluster-IP reject");
+    let cidr = filter
+        .iter()
+        .position(|r| r.starts_with("-d 10.96.0.0/16 "))
+        .expect("service CIDR drop");
+    assert!(live < cidr, "{filter:#?}");
+    assert!(filter[cidr].ends_with("-j DROP"), "{}", filter[cidr]);
+    assert_eq!(
+        cidr,
+        filter.len() - 1,
+        "the CIDR drop comes last: {filter:#?}"
+    );
+
+    assert_eq!(
+        chain(&lines, names::FORWARD),
+        [
+            "-m conntrack --ctstate INVALID -m comment --comment \"invalid, nat would not translate it\" -j DROP",
+            "-m mark --mark 0x4000/0x4000 -m comment --comment \"masqueraded service traffic\" -j ACCEPT",
+            "-m conntrack --ctstate DNAT -m comment --comment \"service traffic and its replies\" -j ACCEPT",
+        ]
+    );
+    // Without service CIDRs, nothing is dropped by address.
+    let mut none = p.clone();
+    none.service_cidrs.clear();
+    let filter = chain(&restore(&none), names::FILTER);
+    assert!(
+        !filter.iter().any(|r| r.contains("unallocated")),
+        "{filter:#?}"
+    );
+}
+
+#[test]
+fn a_partial_sync_rewrites_the_filter_when_the_service_cidrs_change() {
+    let internal = PathPlan {
+        keys: vec![addr(VipKind::ClusterIp, "10.96.0.1", 80)],
+        rules: vec![rule(SourceClass::Any, Target::Cluster, false)],
+    };
+    let old = plan(
+        vec![("web", service(internal, None))],
+        NodePortListen::Addresses(Vec::new()),
+    );
+    let sets = SetNames::new(IpFamily::V4);
+    let (_, after) = build::full(&old, &sets, &Existing::default(), &[]);
+    let committed = build::Committed {
+        plan: old.clone(),
+        sets: after.sets,
+        existing: after.existing,
+    };
+    let mut new = old.clone();
+    new.service_cidrs.push(net("10.97.0.0/16"));
+    let changes = switchyard_core::diff(&old, &new);
+    let (tx, _) = build::partial(&committed, &new, &changes, &sets, &[]);
+    let text = tx.restore_text();
+    assert!(
+        text.contains("-A SWYD-FILTER -d 10.97.0.0/16 "),
+        "partial sync lost the new CIDR:\n{text}"
+    );
+    let (tx, _) = build::partial(
+        &committed,
+        &old,
+        &switchyard_core::diff(&old, &old),
+        &sets,
+        &[],
+    );
+    assert!(
+        !tx.restore_text().contains("SWYD-FILTER"),
+        "an unchanged plan leaves the filter alone"
+    );
+}
