@@ -444,21 +444,48 @@ fn is_list(request: &str, path: &str) -> bool {
 /// the listed objects, and an API without ServiceCIDRs (404) falls back to the flag.
 #[test]
 fn dry_run_plans_from_the_api() {
+    dry_run_with_flag_service_cidrs(|api| api.set_service_cidrs_served(false));
+}
+
+/// ServiceCIDRs forbidden (a ClusterRole from before them) fall back to the flag too, instead
+/// of keeping the node from ever syncing.
+#[test]
+fn forbidden_service_cidrs_fall_back_to_the_flag() {
+    dry_run_with_flag_service_cidrs(|api| api.forbid(Res::ServiceCidrs));
+}
+
+fn dry_run_with_flag_service_cidrs(setup: impl FnOnce(&FakeApi)) {
     let api = FakeApi::start_in_netns(None);
-    api.set_service_cidrs_served(false);
+    setup(&api);
     api.apply(node("192.168.60.1"));
     api.apply(service("web", "10.96.0.10", Some(30080)));
     api.apply(slice("web-1", "web", &[("10.244.1.5", true)]));
     let dir = std::env::temp_dir().join(format!("switchyard-kube-dry-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let kubeconfig = api.kubeconfig(&dir);
-    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(["--kubeconfig", kubeconfig.to_str().expect("utf8")])
         .args(["--hostname-override", "node-a", "--dry-run"])
         .args(["--service-cluster-ip-range", "10.100.0.0/16"])
         .env("RUST_LOG", "warn")
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run switchyard");
+    // The dry run waits for every initial list: a kind that never lists would hang it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "the dry run never finished:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
     let _ = std::fs::remove_dir_all(&dir);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

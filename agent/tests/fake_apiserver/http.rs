@@ -66,6 +66,11 @@ async fn handle(mut stream: TcpStream, api: FakeApi) {
         .await;
         return;
     }
+    if api.lock().forbidden.contains(&res) {
+        let message = format!("{} is forbidden: cannot list resource", res.kind());
+        let _ = respond(&mut stream, 403, &status(403, "Forbidden", &message)).await;
+        return;
+    }
     if params.get("watch").is_some_and(|w| w == "1" || w == "true") {
         watch(stream, api, res, &params).await;
     } else {
@@ -82,6 +87,7 @@ async fn respond(stream: &mut TcpStream, code: u16, body: &Value) -> std::io::Re
     let text = body.to_string();
     let reason = match code {
         200 => "OK",
+        403 => "Forbidden",
         404 => "Not Found",
         410 => "Gone",
         _ => "Error",

@@ -50,6 +50,8 @@ struct Inner {
     stall_lists: BTreeSet<Res>,
     stall_watches: bool,
     service_cidrs_not_served: bool,
+    /// Resources that answer 403 Forbidden (RBAC that does not cover them).
+    forbidden: BTreeSet<Res>,
     /// List snapshots for paging: (resourceVersion, filtered items).
     pages: Vec<(u64, Vec<Value>)>,
     /// Every request's path and query, in order.
@@ -243,6 +245,12 @@ impl FakeApi {
     #[allow(dead_code)]
     pub fn last_list_served(&self) -> Option<std::time::SystemTime> {
         self.lock().last_list_served
+    }
+
+    /// `res` answers 403 Forbidden, as when the agent's ClusterRole does not cover it.
+    #[allow(dead_code)]
+    pub fn forbid(&self, res: Res) {
+        self.lock().forbidden.insert(res);
     }
 
     /// Every request so far (path and query).

@@ -46,15 +46,19 @@ impl Shared {
     }
 }
 
-/// Whether a watcher error says the resource is not served by this API server (404 on the
-/// initial list): the API group/version does not exist there.
-fn not_served(e: &watcher::Error) -> bool {
-    matches!(e, watcher::Error::InitialListFailed(kube::Error::Api(s)) if s.code == 404)
+/// The HTTP status of a failed initial list, if the API answered one.
+fn list_status(e: &watcher::Error) -> Option<u16> {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s)) => Some(s.code),
+        _ => None,
+    }
 }
 
 /// Runs the watcher for `K` until its stream ends (never, in practice: errors are retried with
-/// backoff). `optional`: a 404 on the initial list means the API does not serve `K`; the kind
-/// then counts as listed (empty) and the task ends.
+/// backoff). `optional`: a 404 on the initial list means the API does not serve `K`, a 403
+/// that this agent may not read it (a ClusterRole from before ServiceCIDRs); either way the
+/// kind then counts as listed (empty), the flags stand in for it, and the task ends — an
+/// optional kind must not keep the node from ever syncing.
 pub async fn run<K: Watched>(
     api: Api<K>,
     config: watcher::Config,
@@ -91,8 +95,12 @@ pub async fn run<K: Watched>(
                 shared.update(|store| K::upsert(store, &object));
             }
             Ok(Event::Delete(object)) => shared.update(|store| K::remove(store, &object)),
-            Err(e) if optional && not_served(&e) => {
-                tracing::info!(%kind, "not served by this API server (404); using the flags instead");
+            Err(e) if optional && matches!(list_status(&e), Some(403 | 404)) => {
+                if list_status(&e) == Some(403) {
+                    tracing::warn!(%kind, "forbidden (403): grant get/list/watch on it; using the flags instead until restart");
+                } else {
+                    tracing::info!(%kind, "not served by this API server (404); using the flags instead");
+                }
                 shared.update(|store| {
                     if kind == Kind::ServiceCidr {
                         store.snapshot.service_cidrs_served = false;
