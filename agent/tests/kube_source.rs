@@ -179,6 +179,85 @@ fn is_root() -> bool {
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
 }
 
+/// A "pod" namespace behind a veth from `node`, holding `addresses` (/24 each, gateway .1 of
+/// the first), answering every TCP connection on port 8080 with the address it was reached
+/// at. The node gets 10.244.1.1 and a default route to the pod, so that cluster IPs route.
+fn start_pod(node: &Netns, addresses: &[&str]) -> Netns {
+    let pod = Netns::create("pod");
+    run(
+        "ip",
+        &[
+            "-n", &node.0, "link", "add", "vh", "type", "veth", "peer", "name", "vp", "netns",
+            &pod.0,
+        ],
+    );
+    run(
+        "ip",
+        &["-n", &node.0, "addr", "add", "10.244.1.1/24", "dev", "vh"],
+    );
+    run("ip", &["-n", &node.0, "link", "set", "vh", "up"]);
+    for a in addresses {
+        run(
+            "ip",
+            &["-n", &pod.0, "addr", "add", &format!("{a}/24"), "dev", "vp"],
+        );
+    }
+    run("ip", &["-n", &pod.0, "link", "set", "vp", "up"]);
+    run(
+        "ip",
+        &["-n", &pod.0, "route", "add", "default", "via", "10.244.1.1"],
+    );
+    run(
+        "ip",
+        &[
+            "-n",
+            &node.0,
+            "route",
+            "add",
+            "default",
+            "via",
+            addresses[0],
+        ],
+    );
+    let path = format!("/run/netns/{}", pod.0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).expect("open pod netns");
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns pod");
+        let listener = std::net::TcpListener::bind("0.0.0.0:8080").expect("bind 8080");
+        tx.send(()).expect("ready");
+        for mut conn in listener.incoming().flatten() {
+            use std::io::Write as _;
+            let local = conn
+                .local_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default();
+            let _ = writeln!(conn, "{local}");
+        }
+    });
+    rx.recv().expect("pod server ready");
+    pod
+}
+
+/// A TCP connection from inside `netns` to `to`: the first line the server sent, or `None`.
+fn connect_from(netns: &Netns, to: &str) -> Option<String> {
+    let path = format!("/run/netns/{}", netns.0);
+    let to: std::net::SocketAddr = to.parse().expect("address");
+    std::thread::spawn(move || {
+        use std::io::Read as _;
+        let f = std::fs::File::open(&path).ok()?;
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).ok()?;
+        let mut conn = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(2)).ok()?;
+        conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut text = String::new();
+        conn.read_to_string(&mut text).ok()?;
+        Some(text.trim().to_string())
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
 #[test]
 fn agent_follows_the_api() {
     assert!(
@@ -186,6 +265,7 @@ fn agent_follows_the_api() {
         "this test creates network namespaces: run it as root"
     );
     let netns = Netns::create("life");
+    let pod = start_pod(&netns, &["10.244.1.5", "10.244.1.6", "10.244.1.7"]);
     let api = FakeApi::start_in_netns(Some(&netns.0));
     let dir = std::env::temp_dir().join(format!("switchyard-kube-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -222,6 +302,13 @@ fn agent_follows_the_api() {
     wait_for("the initial state", &netns, &agent, |t| {
         t.contains("10.96.0.10") && t.contains("10.244.1.5") && t.contains("10.96.102.100")
     });
+    // Real packets: the cluster IP reaches the pod.
+    assert_eq!(
+        connect_from(&netns, "10.96.0.10:80").as_deref(),
+        Some("10.244.1.5"),
+        "no answer through the cluster IP:\n{}",
+        netns.table()
+    );
     let table = netns.table();
     assert!(
         !table.contains("10.96.0.99"),
@@ -383,6 +470,13 @@ fn agent_follows_the_api() {
         "rules changed during the outage:\n{}",
         agent.log()
     );
+    let answer = connect_from(&netns, "10.96.0.10:80");
+    assert!(
+        answer
+            .as_deref()
+            .is_some_and(|a| a.starts_with("10.244.1.")),
+        "traffic stopped during the outage: {answer:?}"
+    );
     let lists_before = api
         .requests()
         .iter()
@@ -432,6 +526,7 @@ fn agent_follows_the_api() {
         !t.contains("10.96.0.30") && t.contains("10.100.0.0/16") && !t.contains("10.96.0.0/16")
     });
     drop(agent);
+    drop(pod);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
