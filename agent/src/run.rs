@@ -234,6 +234,9 @@ async fn keep_in_sync(
             pending = true;
         }
         if retry_at.is_some_and(|at| now >= at) {
+            // Due: the retry is now an ordinary pending sync (re-armed after it runs), so a
+            // --min-sync-period longer than the backoff does not spin the loop.
+            retry_at = None;
             pending = true;
         }
         if !pending || now < last_sync + args.min_sync_period {

@@ -1,6 +1,7 @@
 //! The real `switchyard` binary against the in-repo fake API server, in a fresh network
 //! namespace (so it programs only that namespace's nftables), checked with
-//! `nft list table ip switchyard`. Needs root.
+//! `nft list table ip switchyard` and with real TCP connections through a cluster IP to a
+//! "pod" namespace behind a veth. Needs root (the dry-run tests do not).
 //!
 //! One test walks the agent's whole life, because each step starts from the state the previous
 //! one left (as on a node): nothing before every initial list, then create/update/delete of
