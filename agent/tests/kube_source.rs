@@ -414,6 +414,7 @@ fn agent_follows_the_api() {
     // at most one sync per period, not one per change.
     let syncs = |agent: &Agent| agent.log().matches(" synced ").count();
     let before = syncs(&agent);
+    let burst_started = Instant::now();
     for i in 0..20 {
         api.apply(service(
             &format!("burst-{i}"),
@@ -426,9 +427,12 @@ fn agent_follows_the_api() {
         t.contains("10.96.3.19")
     });
     let burst_syncs = syncs(&agent) - before;
+    // One sync per 100 ms of the burst, plus the first and a last one: a loaded machine that
+    // stretches the burst allows more, an agent that syncs per change exceeds it (20).
+    let allowed = (burst_started.elapsed().as_millis() / 100) as usize + 2;
     assert!(
-        burst_syncs <= 13,
-        "20 changes over 1 s took {burst_syncs} syncs"
+        burst_syncs <= allowed,
+        "20 changes took {burst_syncs} syncs (allowed {allowed})"
     );
 
     // 5. Dropped watch streams: the agent re-watches and sees later changes.
