@@ -42,6 +42,19 @@ pub enum VariantArg {
     Legacy,
 }
 
+/// kube-proxy's `--detect-local-mode`: which sources count as pods (and so are not
+/// masqueraded on their way to a cluster IP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum DetectLocalMode {
+    /// `--cluster-cidr`.
+    #[default]
+    #[value(name = "ClusterCIDR")]
+    ClusterCidr,
+    /// This node's `spec.podCIDRs`, followed live from its Node object (API source).
+    #[value(name = "NodeCIDR")]
+    NodeCidr,
+}
+
 /// The agent proper.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -81,9 +94,13 @@ pub struct NodeArgs {
     /// *.yaml/*.yml in this directory) instead of the Kubernetes API; re-read when it changes.
     #[arg(long, value_name = "PATH")]
     pub manifests: Option<PathBuf>,
-    /// Kubeconfig for the Kubernetes API source.
-    #[arg(long, value_name = "PATH")]
+    /// Kubeconfig for the Kubernetes API source. Without it (and without --manifests) the
+    /// agent uses the in-cluster service account.
+    #[arg(long, value_name = "PATH", conflicts_with = "manifests")]
     pub kubeconfig: Option<PathBuf>,
+    /// The Kubernetes API server's URL; overrides the kubeconfig's server (as kube-proxy).
+    #[arg(long, value_name = "URL", conflicts_with = "manifests")]
+    pub master: Option<String>,
     /// This node's name. Default: the only Node in --manifests, else the host name.
     #[arg(long, value_name = "NAME")]
     pub hostname_override: Option<String>,
@@ -91,6 +108,10 @@ pub struct NodeArgs {
     /// is masqueraded.
     #[arg(long, value_delimiter = ',', value_name = "CIDR[,CIDR]")]
     pub cluster_cidr: Vec<IpNet>,
+    /// Which sources are pods: `ClusterCIDR` (--cluster-cidr) or `NodeCIDR` (this Node's
+    /// spec.podCIDRs, followed live; API source only).
+    #[arg(long, value_enum, default_value = "ClusterCIDR")]
+    pub detect_local_mode: DetectLocalMode,
     /// Masquerade all traffic to cluster IPs.
     #[arg(long)]
     pub masquerade_all: bool,
@@ -105,7 +126,8 @@ pub struct NodeArgs {
     pub node_port_range: Option<(u16, u16)>,
     /// Service CIDRs (comma-separated, one per family; the API server's
     /// --service-cluster-ip-range): traffic to an address inside them that no Service owns is
-    /// dropped. ServiceCIDR objects in the manifests add to these.
+    /// dropped. ServiceCIDR objects in the manifests add to these; with the API source it is
+    /// used only when the API serves no ServiceCIDRs.
     #[arg(long, value_delimiter = ',', value_name = "CIDR[,CIDR]")]
     pub service_cluster_ip_range: Vec<IpNet>,
 }

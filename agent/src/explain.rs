@@ -11,7 +11,7 @@ pub async fn run(args: ExplainArgs) -> anyhow::Result<()> {
         .node
         .manifests
         .as_ref()
-        .context("explain needs --manifests (the API source is not in this build yet)")?;
+        .context("explain needs --manifests (it plans offline)")?;
     let manifests = Manifests::load(path)?;
     let setup = NodeSetup::resolve(&args.node, Some(&manifests)).await?;
     let (dst, dport, proto) = args.to;

@@ -1,12 +1,18 @@
 //! The agent's main job: read objects, plan, and keep the dataplane in sync.
+//!
+//! Both sources (manifest files, the Kubernetes API) feed the same loop, kube-proxy's
+//! bounded-frequency runner: changes are coalesced by `--min-sync-period`; every
+//! `--sync-period` a resync; a full sync on start, after a failure (with the Syncer's backoff)
+//! and every [`Source::full_every`] otherwise.
 
 use crate::backends;
 use crate::cli::RunArgs;
-use crate::node::NodeSetup;
+use crate::node::{NodeFacts, NodeSetup};
+use crate::source::kube::{KubeOptions, KubeSource};
 use crate::source::{Fingerprint, Manifests};
 use crate::sync::Syncer;
 use anyhow::Context as _;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 use switchyard_core::ProxyPlan;
 use tokio::time::Instant;
@@ -14,29 +20,126 @@ use tokio::time::Instant;
 /// How often the manifest files are checked for edits.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
+/// With the API source, the longest time between two full syncs (kube-proxy's bound): the
+/// periodic resync in between re-plans and applies what differs from the committed plan.
+const API_FULL_SYNC_EVERY: Duration = Duration::from_secs(3600);
+
+/// Where the objects come from.
+enum Source {
+    /// `--manifests PATH`, polled for edits.
+    Manifests {
+        path: PathBuf,
+        fingerprint: Fingerprint,
+    },
+    /// The Kubernetes API (watchers).
+    Kube(Box<KubeSource>),
+}
+
+impl Source {
+    /// Returns when the objects may have changed. Cancel-safe: dropping the future loses no
+    /// change (manifests: the fingerprint is updated only on return; API: the change counter
+    /// is marked seen only by [`Source::plans`]).
+    async fn changed(&mut self) {
+        match self {
+            Source::Manifests { path, fingerprint } => loop {
+                tokio::time::sleep(POLL_INTERVAL).await;
+                let current = Fingerprint::of(path);
+                if current != *fingerprint {
+                    *fingerprint = current;
+                    return;
+                }
+            },
+            Source::Kube(source) => source.changed().await,
+        }
+    }
+
+    /// The plans for the current objects; `None` keeps the rules as they are (manifests that
+    /// no longer parse).
+    fn plans(&mut self, setup: &NodeSetup) -> Option<Vec<ProxyPlan>> {
+        match self {
+            Source::Manifests { path, .. } => match Manifests::load(path) {
+                Ok(m) => Some(setup.plans(&m)),
+                Err(e) => {
+                    tracing::error!("{e:#}; keeping the rules of the last good manifests");
+                    None
+                }
+            },
+            Source::Kube(source) => {
+                let started = std::time::Instant::now();
+                let plans = source.with_snapshot(|snapshot| {
+                    let facts = NodeFacts {
+                        pod_cidrs: snapshot.pod_cidrs.clone(),
+                        service_cidr_flag: !snapshot.service_cidrs_served,
+                    };
+                    setup.plan_state(&snapshot.state, &facts)
+                });
+                let plan_ms = started.elapsed().as_secs_f64() * 1000.0;
+                tracing::debug!(plan_ms, "planned");
+                Some(plans)
+            }
+        }
+    }
+
+    /// How often a sync is forced full. Offline: every `--sync-period`, as before the API
+    /// source existed (a full sync of a hand-written manifest is cheap). API: hourly at most,
+    /// as kube-proxy (a full sync of a 10k-service cluster costs ~0.6 s).
+    fn full_every(&self, sync_period: Duration) -> Duration {
+        match self {
+            Source::Manifests { .. } => sync_period,
+            Source::Kube(_) => API_FULL_SYNC_EVERY.max(sync_period),
+        }
+    }
+}
+
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.cleanup {
         return backends::cleanup_modes(None).await;
     }
-    if args.node.kubeconfig.is_some() || args.node.manifests.is_none() {
-        anyhow::bail!(
-            "the Kubernetes API source is not in this build yet: pass --manifests PATH \
-             (see examples/ and the README)"
-        );
-    }
-    let path = args.node.manifests.clone().context("--manifests")?;
-    let manifests = Manifests::load(&path)?;
-    let setup = NodeSetup::resolve(&args.node, Some(&manifests)).await?;
+    let (mut source, setup, plans) = match &args.node.manifests {
+        Some(path) => {
+            let manifests = Manifests::load(path)?;
+            let setup = NodeSetup::resolve(&args.node, Some(&manifests)).await?;
+            let plans = setup.plans(&manifests);
+            let source = Source::Manifests {
+                path: path.clone(),
+                fingerprint: Fingerprint::of(path),
+            };
+            (source, setup, plans)
+        }
+        None => {
+            let node_name = match &args.node.hostname_override {
+                Some(name) => name.clone(),
+                None => crate::host::hostname()?,
+            };
+            let mut kube = KubeSource::start(KubeOptions {
+                kubeconfig: args.node.kubeconfig.as_deref(),
+                master: args.node.master.as_deref(),
+                node_name: &node_name,
+            })
+            .await
+            .context("starting the Kubernetes API source")?;
+            // No half-known state: nothing is cleaned up or synced before every kind is listed.
+            kube.wait_listed().await;
+            let node = kube.with_snapshot(|s| s.state.node.clone());
+            if node.is_none() {
+                tracing::warn!(node = %node_name, "no Node object of this name: planning both families, without node addresses");
+            }
+            let setup = NodeSetup::for_node(&args.node, node_name, node.as_ref()).await?;
+            let mut source = Source::Kube(Box::new(kube));
+            let plans = source.plans(&setup).unwrap_or_default();
+            (source, setup, plans)
+        }
+    };
     tracing::info!(node = %setup.node_name, mode = backends::mode_name(args.mode), "planning");
-    let plans = setup.plans(&manifests);
 
     if args.dry_run {
         print!("{}", dry_run_text(&args, &plans));
         return Ok(());
     }
-    let dataplanes = plans
-        .iter()
-        .map(|p| backends::dataplane(&args, p.family))
+    let dataplanes = setup
+        .families()
+        .into_iter()
+        .map(|family| backends::dataplane(&args, family))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut syncer = Syncer::new(dataplanes);
     syncer.probe().await.context("probing kernel support")?;
@@ -50,7 +153,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             None => Ok(()),
         };
     }
-    keep_in_sync(&args, &path, &setup, syncer).await
+    keep_in_sync(&args, &mut source, &setup, syncer).await
 }
 
 /// What `--dry-run` prints: the backend's own rendering, or the plan itself (`--show-plan`, or
@@ -88,55 +191,63 @@ fn dry_run_text(args: &RunArgs, plans: &[ProxyPlan]) -> String {
     }
 }
 
-/// Re-syncs when the manifests change (coalesced by --min-sync-period), every --sync-period
-/// in full, and after failures with backoff, until SIGINT/SIGTERM. Rules stay in place on exit,
-/// as with kube-proxy: traffic keeps flowing while the agent restarts.
+/// Re-syncs when the objects change (coalesced by --min-sync-period), every --sync-period, in
+/// full every [`Source::full_every`], and after failures with backoff, until SIGINT/SIGTERM.
+/// Rules stay in place on exit, as with kube-proxy: traffic keeps flowing while the agent
+/// restarts.
 async fn keep_in_sync(
     args: &RunArgs,
-    path: &Path,
+    source: &mut Source,
     setup: &NodeSetup,
     mut syncer: Syncer,
 ) -> anyhow::Result<()> {
-    let mut fingerprint = Fingerprint::of(path);
-    let mut last_sync = Instant::now();
-    let mut last_full = Instant::now();
-    let mut retry_at = syncer.retry_backoff().map(|d| Instant::now() + d);
+    let full_every = source.full_every(args.sync_period);
+    let start = Instant::now();
+    let (mut last_sync, mut last_periodic, mut last_full) = (start, start, start);
+    let mut retry_at = syncer.retry_backoff().map(|d| start + d);
     let mut pending = false;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     loop {
+        let mut wake = (last_periodic + args.sync_period).min(last_full + full_every);
+        if pending {
+            wake = wake.min(last_sync + args.min_sync_period);
+        }
+        if let Some(at) = retry_at {
+            wake = wake.min(at);
+        }
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
-            _ = tokio::time::sleep(POLL_INTERVAL) => {}
+            // Once a change is pending the next sync reads the newest state anyway.
+            _ = source.changed(), if !pending => pending = true,
+            _ = tokio::time::sleep_until(wake) => {}
         }
         let now = Instant::now();
-        let current = Fingerprint::of(path);
-        if current != fingerprint {
-            fingerprint = current;
+        if now >= last_periodic + args.sync_period {
+            last_periodic = now;
             pending = true;
         }
-        if now.duration_since(last_full) >= args.sync_period {
+        if now >= last_full + full_every {
             syncer.force_full();
             last_full = now;
             pending = true;
         }
         if retry_at.is_some_and(|at| now >= at) {
+            // Due: the retry is now an ordinary pending sync (re-armed after it runs), so a
+            // --min-sync-period longer than the backoff does not spin the loop.
+            retry_at = None;
             pending = true;
         }
-        if !pending || now.duration_since(last_sync) < args.min_sync_period {
+        if !pending || now < last_sync + args.min_sync_period {
             continue;
         }
         pending = false;
         last_sync = now;
-        let manifests = match Manifests::load(path) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!("{e:#}; keeping the rules of the last good manifests");
-                continue;
-            }
+        let Some(plans) = source.plans(setup) else {
+            continue;
         };
-        syncer.sync(setup.plans(&manifests)).await;
+        syncer.sync(plans).await;
         retry_at = syncer.retry_backoff().map(|d| {
             tracing::warn!(retry_in_ms = d.as_millis() as u64, "retrying with backoff");
             now + d

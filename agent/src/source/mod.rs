@@ -1,7 +1,8 @@
-//! Where cluster objects come from. Today: manifest files (offline). The Kubernetes API watch
-//! source is roadmap round 2.
+//! Where cluster objects come from: manifest files (offline) or the Kubernetes API (`kube`).
+//! Both produce the same `switchyard_core::ClusterState`.
 
 mod convert;
+pub mod kube;
 mod manifest;
 
 pub use manifest::Manifests;

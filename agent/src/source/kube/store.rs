@@ -1,0 +1,284 @@
+//! The watched objects, converted to `core`'s model, and whether each kind is fully known.
+//!
+//! A relist (startup, or after `410 Gone`) is buffered and swapped in whole at `InitDone`, so
+//! the planner never sees a kind half-listed: objects deleted while the agent was not watching
+//! disappear at that moment, and nothing else does.
+
+use crate::source::convert;
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1 as core_v1;
+use k8s_openapi::api::discovery::v1 as discovery_v1;
+use k8s_openapi::api::networking::v1 as networking_v1;
+use switchyard_core::ClusterState;
+
+/// Namespace given to namespaced objects that lack one (never the case on a real API).
+const DEFAULT_NAMESPACE: &str = "default";
+
+/// The kinds the source watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Service,
+    EndpointSlice,
+    Node,
+    ServiceCidr,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::Node,
+        Kind::ServiceCidr,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Service => "services",
+            Kind::EndpointSlice => "endpointslices",
+            Kind::Node => "node",
+            Kind::ServiceCidr => "servicecidrs",
+        })
+    }
+}
+
+/// What the planner needs from the API, beyond `ClusterState`.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub state: ClusterState,
+    /// This node's `spec.podCIDRs` (empty while it has none or is unknown).
+    pub pod_cidrs: Vec<IpNet>,
+    /// Whether the API serves ServiceCIDRs; when it does not, `--service-cluster-ip-range`
+    /// is the only source of service CIDRs.
+    pub service_cidrs_served: bool,
+}
+
+/// Everything the watchers have seen.
+#[derive(Debug, Default)]
+pub struct Store {
+    pub snapshot: Snapshot,
+    /// Per kind: has an initial list completed (ever)? The first sync waits for all four.
+    listed: [bool; 4],
+}
+
+impl Store {
+    pub fn new() -> Self {
+        Self {
+            snapshot: Snapshot {
+                service_cidrs_served: true,
+                ..Snapshot::default()
+            },
+            listed: [false; 4],
+        }
+    }
+
+    pub fn mark_listed(&mut self, kind: Kind) {
+        self.listed[kind.index()] = true;
+    }
+
+    /// Kinds whose initial list has not completed yet.
+    pub fn unlisted(&self) -> Vec<Kind> {
+        Kind::ALL
+            .into_iter()
+            .filter(|k| !self.listed[k.index()])
+            .collect()
+    }
+}
+
+/// A watched resource type and how its objects enter the [`Store`].
+pub trait Watched:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    const KIND: Kind;
+    /// Replaces every object of this kind, as the end of a relist does (tests' shorthand).
+    #[cfg(test)]
+    fn replace_all(store: &mut Store, objects: &[Self]) {
+        let mut relist = Store::new();
+        for o in objects {
+            Self::upsert(&mut relist, o);
+        }
+        Self::take(store, &mut relist);
+    }
+    /// Moves this kind's objects from `from` (a relist, converted as it arrived) into `store`,
+    /// replacing what `store` had.
+    fn take(store: &mut Store, from: &mut Store);
+    fn clear(store: &mut Store);
+    fn upsert(store: &mut Store, object: &Self);
+    fn remove(store: &mut Store, object: &Self);
+}
+
+fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    meta.name.clone().unwrap_or_default()
+}
+
+impl Watched for core_v1::Service {
+    const KIND: Kind = Kind::Service;
+    fn take(store: &mut Store, from: &mut Store) {
+        store.snapshot.state.services = std::mem::take(&mut from.snapshot.state.services);
+    }
+    fn clear(store: &mut Store) {
+        store.snapshot.state.services.clear();
+    }
+    fn upsert(store: &mut Store, object: &Self) {
+        store
+            .snapshot
+            .state
+            .upsert_service(convert::service(object, DEFAULT_NAMESPACE));
+    }
+    fn remove(store: &mut Store, object: &Self) {
+        let key = convert::meta(&object.metadata, DEFAULT_NAMESPACE).object_ref();
+        store.snapshot.state.services.remove(&key);
+    }
+}
+
+impl Watched for discovery_v1::EndpointSlice {
+    const KIND: Kind = Kind::EndpointSlice;
+    fn take(store: &mut Store, from: &mut Store) {
+        store.snapshot.state.endpoint_slices =
+            std::mem::take(&mut from.snapshot.state.endpoint_slices);
+    }
+    fn clear(store: &mut Store) {
+        store.snapshot.state.endpoint_slices.clear();
+    }
+    fn upsert(store: &mut Store, object: &Self) {
+        store
+            .snapshot
+            .state
+            .upsert_endpoint_slice(convert::endpoint_slice(object, DEFAULT_NAMESPACE));
+    }
+    fn remove(store: &mut Store, object: &Self) {
+        let key = convert::meta(&object.metadata, DEFAULT_NAMESPACE).object_ref();
+        store.snapshot.state.endpoint_slices.remove(&key);
+    }
+}
+
+/// The Node watch has a `metadata.name` field selector, so every object is this node.
+impl Watched for core_v1::Node {
+    const KIND: Kind = Kind::Node;
+    fn take(store: &mut Store, from: &mut Store) {
+        store.snapshot.state.node = from.snapshot.state.node.take();
+        store.snapshot.pod_cidrs = std::mem::take(&mut from.snapshot.pod_cidrs);
+    }
+    fn clear(store: &mut Store) {
+        store.snapshot.state.node = None;
+        store.snapshot.pod_cidrs.clear();
+    }
+    fn upsert(store: &mut Store, object: &Self) {
+        store.snapshot.state.node = Some(convert::node(object));
+        store.snapshot.pod_cidrs = pod_cidrs(object);
+    }
+    fn remove(store: &mut Store, object: &Self) {
+        tracing::warn!(
+            node = %name_of(&object.metadata),
+            "this node's Node object was deleted: planning without its addresses and zone"
+        );
+        Self::clear(store);
+    }
+}
+
+impl Watched for networking_v1::ServiceCIDR {
+    const KIND: Kind = Kind::ServiceCidr;
+    fn take(store: &mut Store, from: &mut Store) {
+        store.snapshot.state.service_cidrs = std::mem::take(&mut from.snapshot.state.service_cidrs);
+    }
+    fn clear(store: &mut Store) {
+        store.snapshot.state.service_cidrs.clear();
+    }
+    fn upsert(store: &mut Store, object: &Self) {
+        store
+            .snapshot
+            .state
+            .upsert_service_cidr(convert::service_cidr(object));
+    }
+    fn remove(store: &mut Store, object: &Self) {
+        store
+            .snapshot
+            .state
+            .service_cidrs
+            .remove(&name_of(&object.metadata));
+    }
+}
+
+/// `spec.podCIDRs` (else the legacy `spec.podCIDR`); unparsable entries are logged and skipped.
+fn pod_cidrs(node: &core_v1::Node) -> Vec<IpNet> {
+    let spec = node.spec.as_ref();
+    let listed = spec.and_then(|s| s.pod_cidrs.clone()).unwrap_or_default();
+    let raw = if listed.is_empty() {
+        spec.and_then(|s| s.pod_cidr.clone()).into_iter().collect()
+    } else {
+        listed
+    };
+    raw.iter()
+        .filter_map(|c| match c.parse() {
+            Ok(net) => Some(net),
+            Err(e) => {
+                tracing::warn!(node = %name_of(&node.metadata), cidr = %c, "bad spec.podCIDRs entry: {e}");
+                None
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(name: &str) -> core_v1::Service {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"clusterIP": "10.96.0.1"}
+        }))
+        .expect("service")
+    }
+
+    #[test]
+    fn a_relist_replaces_the_kind_whole_and_leaves_the_others() {
+        let mut store = Store::new();
+        core_v1::Service::replace_all(&mut store, &[service("a"), service("b")]);
+        let node: core_v1::Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "n"},
+            "spec": {"podCIDRs": ["10.244.1.0/24", "bogus"]}
+        }))
+        .expect("node");
+        core_v1::Node::upsert(&mut store, &node);
+        // After a 410 relist only "b" exists: "a" was deleted while nobody watched.
+        core_v1::Service::replace_all(&mut store, &[service("b")]);
+        let names: Vec<_> = store
+            .snapshot
+            .state
+            .services
+            .keys()
+            .map(|k| k.name.clone())
+            .collect();
+        assert_eq!(names, ["b"]);
+        assert_eq!(
+            store.snapshot.pod_cidrs,
+            ["10.244.1.0/24".parse::<IpNet>().expect("cidr")]
+        );
+        core_v1::Node::remove(&mut store, &node);
+        assert!(store.snapshot.state.node.is_none() && store.snapshot.pod_cidrs.is_empty());
+    }
+
+    #[test]
+    fn every_kind_must_be_listed_before_the_first_sync() {
+        let mut store = Store::new();
+        assert_eq!(store.unlisted().len(), 4);
+        for kind in [Kind::Service, Kind::EndpointSlice, Kind::Node] {
+            store.mark_listed(kind);
+        }
+        assert_eq!(store.unlisted(), [Kind::ServiceCidr]);
+        store.mark_listed(Kind::ServiceCidr);
+        assert!(store.unlisted().is_empty());
+    }
+}
