@@ -65,6 +65,8 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub iptables_variant: VariantArg,
     #[command(flatten)]
+    pub ipvs: crate::ipvs_args::IpvsArgs,
+    #[command(flatten)]
     pub node: NodeArgs,
     /// Print what would be programmed and exit; touches nothing.
     #[arg(long)]

@@ -8,6 +8,7 @@ pub mod backends;
 pub mod cli;
 pub mod explain;
 pub mod host;
+pub mod ipvs_args;
 pub mod node;
 pub mod run;
 pub mod source;
