@@ -53,11 +53,25 @@ pub enum DetectLocalMode {
     /// This node's `spec.podCIDRs`, followed live from its Node object (API source).
     #[value(name = "NodeCIDR")]
     NodeCidr,
+    /// Packets that arrived on `--pod-bridge-interface` (e.g. `cni0`).
+    #[value(name = "BridgeInterface")]
+    BridgeInterface,
+    /// Packets that arrived on an interface named `--pod-interface-name-prefix*`.
+    #[value(name = "InterfaceNamePrefix")]
+    InterfaceNamePrefix,
 }
 
 /// The agent proper.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// A kube-proxy KubeProxyConfiguration file (kubeproxy.config.k8s.io/v1alpha1, YAML or
+    /// JSON); flags given on the command line override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Remove what kube-proxy left on this node (its KUBE-* iptables chains in both variants,
+    /// `table ip/ip6 kube-proxy`, KUBE-* ipsets, the kube-ipvs0 interface) and exit.
+    #[arg(long, conflicts_with_all = ["dry_run", "once", "cleanup"])]
+    pub cleanup_kube_proxy: bool,
     /// Kernel dataplane to program.
     #[arg(long, value_enum, default_value = "nftables")]
     pub mode: ModeArg,
@@ -110,10 +124,18 @@ pub struct NodeArgs {
     /// is masqueraded.
     #[arg(long, value_delimiter = ',', value_name = "CIDR[,CIDR]")]
     pub cluster_cidr: Vec<IpNet>,
-    /// Which sources are pods: `ClusterCIDR` (--cluster-cidr) or `NodeCIDR` (this Node's
-    /// spec.podCIDRs, followed live; API source only).
+    /// Which sources are pods: `ClusterCIDR` (--cluster-cidr), `NodeCIDR` (this Node's
+    /// spec.podCIDRs, followed live; API source only), `BridgeInterface` or
+    /// `InterfaceNamePrefix` (the interface a packet arrived on).
     #[arg(long, value_enum, default_value = "ClusterCIDR")]
     pub detect_local_mode: DetectLocalMode,
+    /// With `--detect-local-mode BridgeInterface`: the pods' bridge (e.g. `cni0`).
+    #[arg(long, value_name = "NAME")]
+    pub pod_bridge_interface: Option<String>,
+    /// With `--detect-local-mode InterfaceNamePrefix`: the prefix of the pods' host-side
+    /// interfaces (e.g. `cali`, `veth`).
+    #[arg(long, value_name = "PREFIX")]
+    pub pod_interface_name_prefix: Option<String>,
     /// Masquerade all traffic to cluster IPs.
     #[arg(long)]
     pub masquerade_all: bool,

@@ -3,9 +3,9 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 use std::process::ExitCode;
-use switchyard_agent::{cli, explain, run};
+use switchyard_agent::{cli, config, explain, run};
 use tracing_subscriber::EnvFilter;
 
 /// Every sync re-plans the cluster and frees the previous plan; glibc malloc charges that
@@ -16,7 +16,12 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    // The matches are kept so `--config` can tell flags given from defaults.
+    let matches = cli::Cli::command().get_matches();
+    let mut cli = match cli::Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -27,7 +32,10 @@ async fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Some(cli::Command::Explain(args)) => explain::run(args).await,
-        None => run::run(cli.run).await,
+        None => match config::load_into(&matches, &mut cli.run) {
+            Ok(()) => run::run(cli.run).await,
+            Err(e) => Err(anyhow::Error::new(e).context("--config")),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

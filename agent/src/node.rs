@@ -10,10 +10,13 @@ use crate::cli::{DetectLocalMode, NodeArgs};
 use crate::host;
 use crate::source::Manifests;
 use anyhow::Context as _;
+use clap::ValueEnum as _;
 use ipnet::IpNet;
 use std::net::IpAddr;
 use switchyard_core::model::Node;
-use switchyard_core::{plan, ClusterState, IpFamily, NodePortAddresses, ProxyConfig, ProxyPlan};
+use switchyard_core::{
+    plan, ClusterState, IpFamily, LocalDetector, NodePortAddresses, ProxyConfig, ProxyPlan,
+};
 
 /// How this node is set up: the name and families are fixed for the agent's lifetime; the
 /// per-family configs are rebuilt from [`NodeFacts`] at every plan.
@@ -73,11 +76,12 @@ impl NodeSetup {
                 .context("--nodeport-addresses with CIDRs needs this host's addresses")?,
             _ => Vec::new(),
         };
+        let pod_sources = pod_sources(args)?;
         let configs = families(node)
             .into_iter()
             .map(|family| {
                 ProxyConfig::new(family, node_name.clone())
-                    .with_cluster_cidrs(args.cluster_cidr.iter().copied())
+                    .with_pod_sources(pod_sources.clone())
                     .with_masquerade_all(args.masquerade_all)
                     .with_node_port_range(args.node_port_range.map(|(a, b)| a..=b))
                     .with_service_cidrs(args.service_cluster_ip_range.iter().copied())
@@ -126,6 +130,37 @@ impl NodeSetup {
             .map(|c| plan(state, c))
             .collect()
     }
+}
+
+/// How pods are recognised, from `--detect-local-mode` and its companion flag (for
+/// `NodeCIDR`, the flag's CIDRs until [`NodeSetup::configs_for`] substitutes the Node's).
+/// Decided here once; core carries it into the plan and every backend renders it.
+fn pod_sources(args: &NodeArgs) -> anyhow::Result<LocalDetector> {
+    let interface = |value: &Option<String>, flag: &str| -> anyhow::Result<String> {
+        let name = value.as_deref().with_context(|| {
+            format!(
+                "--detect-local-mode {} needs {flag}",
+                args.detect_local_mode
+                    .to_possible_value()
+                    .map(|v| v.get_name().to_string())
+                    .unwrap_or_default()
+            )
+        })?;
+        crate::config::values::interface_name(name).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+    };
+    Ok(match args.detect_local_mode {
+        DetectLocalMode::ClusterCidr | DetectLocalMode::NodeCidr => {
+            LocalDetector::Cidrs(args.cluster_cidr.clone())
+        }
+        DetectLocalMode::BridgeInterface => LocalDetector::InputInterface(interface(
+            &args.pod_bridge_interface,
+            "--pod-bridge-interface (detectLocal.bridgeInterface)",
+        )?),
+        DetectLocalMode::InterfaceNamePrefix => LocalDetector::InterfacePrefix(interface(
+            &args.pod_interface_name_prefix,
+            "--pod-interface-name-prefix (detectLocal.interfaceNamePrefix)",
+        )?),
+    })
 }
 
 /// The families to plan: those of the node's addresses when its Node object lists any (a

@@ -1,6 +1,6 @@
 //! Node-level settings that shape the plan (kube-proxy's flags of the same names).
 
-use crate::plan::IpFamily;
+use crate::plan::{IpFamily, LocalDetector};
 use ipnet::IpNet;
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
@@ -13,10 +13,11 @@ pub struct ProxyConfig {
     pub family: IpFamily,
     /// This node's name (`--hostname-override`): decides which endpoints are local.
     pub node_name: String,
-    /// `--cluster-cidr`: pod addresses. Traffic from outside them to a cluster IP is masqueraded,
-    /// and traffic from inside them to an external address of an `externalTrafficPolicy: Local`
-    /// Service is short-circuited to the cluster endpoints. Empty: neither happens.
-    pub cluster_cidrs: Vec<IpNet>,
+    /// Which sources are pods (`--detect-local-mode`; `--cluster-cidr` by default). Traffic
+    /// from others to a cluster IP is masqueraded, and pods' traffic to an external address of
+    /// an `externalTrafficPolicy: Local` Service is short-circuited to the cluster endpoints.
+    /// No CIDR: neither happens.
+    pub pod_sources: LocalDetector,
     /// `--masquerade-all`: masquerade every connection to a cluster IP.
     pub masquerade_all: bool,
     /// `--node-port-range`: when set, NodePorts outside it are rejected as malformed. `None`
@@ -53,7 +54,7 @@ impl ProxyConfig {
         Self {
             family,
             node_name: node_name.into(),
-            cluster_cidrs: Vec::new(),
+            pod_sources: LocalDetector::default(),
             masquerade_all: false,
             node_port_range: None,
             service_cidrs: Vec::new(),
@@ -62,14 +63,25 @@ impl ProxyConfig {
         }
     }
 
-    /// Keeps only the CIDRs of this config's family: a dual-stack `--cluster-cidr` list can be
-    /// passed to both families' configs unchanged.
-    pub fn with_cluster_cidrs(mut self, cidrs: impl IntoIterator<Item = IpNet>) -> Self {
+    /// Pods are the sources inside these CIDRs (`ClusterCIDR`/`NodeCIDR` detection). Keeps only
+    /// the CIDRs of this config's family: a dual-stack `--cluster-cidr` list can be passed to
+    /// both families' configs unchanged.
+    pub fn with_cluster_cidrs(self, cidrs: impl IntoIterator<Item = IpNet>) -> Self {
+        self.with_pod_sources(LocalDetector::Cidrs(cidrs.into_iter().collect()))
+    }
+
+    /// Sets how pods are recognised; CIDRs of the other family are dropped.
+    pub fn with_pod_sources(mut self, detector: LocalDetector) -> Self {
         let family = self.family;
-        self.cluster_cidrs = cidrs
-            .into_iter()
-            .filter(|c| IpFamily::of(&c.addr()) == family)
-            .collect();
+        self.pod_sources = match detector {
+            LocalDetector::Cidrs(cidrs) => LocalDetector::Cidrs(
+                cidrs
+                    .into_iter()
+                    .filter(|c| IpFamily::of(&c.addr()) == family)
+                    .collect(),
+            ),
+            by_interface => by_interface,
+        };
         self
     }
 

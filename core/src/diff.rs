@@ -46,7 +46,7 @@ pub fn diff(old: &ProxyPlan, new: &ProxyPlan) -> Changes {
             || old.node_ips != new.node_ips
             || old.node_port_addresses != new.node_port_addresses
             || old.cluster_masquerade != new.cluster_masquerade
-            || old.pod_cidrs != new.pod_cidrs
+            || old.pod_sources != new.pod_sources
             || old.service_cidrs != new.service_cidrs,
         ..Changes::default()
     };

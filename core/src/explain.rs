@@ -100,9 +100,11 @@ pub fn explain(
     }
 }
 
-/// Whether `src` is a pod, the host or outside, in the order the path rules test them.
+/// Whether `src` is a pod, the host or outside, in the order the path rules test them. With
+/// interface-based pod detection an address alone never says "pod" (the kernel rules look at
+/// the input interface, which a question about addresses does not carry).
 pub fn origin_of(plan: &ProxyPlan, src: IpAddr) -> Origin {
-    if plan.pod_cidrs.iter().any(|c| c.contains(&src)) {
+    if plan.pod_sources.matches(src, None) {
         Origin::Pod
     } else if plan.node_ips.contains(&src) {
         Origin::Host
@@ -115,7 +117,7 @@ pub fn origin_of(plan: &ProxyPlan, src: IpAddr) -> Origin {
 /// addresses from its Node object only; the kernel rules test every local address.
 fn in_class(plan: &ProxyPlan, class: SourceClass, src: IpAddr) -> bool {
     match class {
-        SourceClass::Pod => plan.pod_cidrs.iter().any(|c| c.contains(&src)),
+        SourceClass::Pod => plan.pod_sources.matches(src, None),
         SourceClass::Host => plan.node_ips.contains(&src),
         SourceClass::Any => true,
     }

@@ -39,8 +39,8 @@ use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use switchyard_core::plan::{
-    Endpoint, IpFamily, NodePortListen, PathPlan, PathRule, Protocol, ProxyPlan, ServiceKey,
-    ServicePortName, ServicePortPlan, SourceClass, Target as PlanTarget,
+    Endpoint, IpFamily, LocalDetector, NodePortListen, PathPlan, PathRule, Protocol, ProxyPlan,
+    ServiceKey, ServicePortName, ServicePortPlan, SourceClass, Target as PlanTarget,
 };
 
 /// The built-in chains we hook, and the jump rule each gets. Inserted at position 1 when
@@ -436,21 +436,21 @@ pub fn path_rules(
         if unreachable {
             continue;
         }
-        // Source matches first: iptables-save prints `-s` before any `-m`.
-        let not_pod = shield_pod
-            .then(|| plan.pod_cidrs.first())
-            .flatten()
-            .map(|net| Match::Source {
-                addr: net.network(),
-                mask: net.netmask(),
-                negate: true,
-            });
+        let not_pod = shield_pod.then(|| not_pod(&plan.pod_sources)).flatten();
         let not_host = shield_host.then_some(Match::NotLocalSource);
         for m in class_matches(plan, rule.from) {
-            let all = m.into_iter().chain(not_pod.clone()).chain(not_host.clone());
-            let (sources, others): (Vec<Match>, Vec<Match>) =
-                all.partition(|m| matches!(m, Match::Source { .. }));
-            let r = sources.into_iter().chain(others).fold(
+            let mut all: Vec<Match> = m
+                .into_iter()
+                .chain(not_pod.clone())
+                .chain(not_host.clone())
+                .collect();
+            // In iptables-save's order: `-s`, then `-i`, then the rest (`-m`).
+            all.sort_by_key(|m| match m {
+                Match::Source { .. } => 0,
+                Match::InInterface { .. } => 1,
+                _ => 2,
+            });
+            let r = all.into_iter().fold(
                 Rule::new(chain, Target::Jump(names::MARK_MASQ.into())),
                 Rule::m,
             );
@@ -475,13 +475,50 @@ fn inline_tail(plan: &ProxyPlan, rules: &[PathRule]) -> Option<usize> {
     let excludes_pods = tail.iter().enumerate().any(|(i, r)| {
         r.from == SourceClass::Pod && !r.masquerade && tail[i + 1..].iter().any(|l| l.masquerade)
     });
-    (!excludes_pods || plan.pod_cidrs.len() <= 1).then_some(start)
+    let one_pod_match = match &plan.pod_sources {
+        LocalDetector::Cidrs(cidrs) => cidrs.len() <= 1,
+        LocalDetector::InputInterface(_) | LocalDetector::InterfacePrefix(_) => true,
+    };
+    (!excludes_pods || one_pod_match).then_some(start)
+}
+
+/// The one match that excludes pods (`! -s cidr`, `! -i name[+]`); `None` with no CIDR
+/// (nothing is a pod). Only asked when [`inline_tail`] saw a single pod match.
+fn not_pod(pods: &LocalDetector) -> Option<Match> {
+    match pods {
+        LocalDetector::Cidrs(cidrs) => cidrs.first().map(|net| Match::Source {
+            addr: net.network(),
+            mask: net.netmask(),
+            negate: true,
+        }),
+        by_interface => pod_interface(by_interface, true),
+    }
+}
+
+/// `-i name` / `-i prefix+` for interface-based pod detection.
+fn pod_interface(pods: &LocalDetector, negate: bool) -> Option<Match> {
+    match pods {
+        LocalDetector::Cidrs(_) => None,
+        LocalDetector::InputInterface(name) => Some(Match::InInterface {
+            name: name.clone(),
+            prefix: false,
+            negate,
+        }),
+        LocalDetector::InterfacePrefix(prefix) => Some(Match::InInterface {
+            name: prefix.clone(),
+            prefix: true,
+            negate,
+        }),
+    }
 }
 
 /// The alternatives a source class matches: one match list per rule to write.
 fn class_matches(plan: &ProxyPlan, class: SourceClass) -> Vec<Option<Match>> {
     match class {
-        SourceClass::Pod => plan.pod_cidrs.iter().map(|net| Some(source(net))).collect(),
+        SourceClass::Pod => match &plan.pod_sources {
+            LocalDetector::Cidrs(cidrs) => cidrs.iter().map(|net| Some(source(net))).collect(),
+            by_interface => vec![pod_interface(by_interface, false)],
+        },
         SourceClass::Host => vec![Some(Match::AddrTypeLocal { source: true })],
         SourceClass::Any => vec![None],
     }

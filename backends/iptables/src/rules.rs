@@ -51,6 +51,13 @@ pub enum Match {
         mask: IpAddr,
         negate: bool,
     },
+    /// `[!] -i name`, or `[!] -i prefix+` with `prefix`: the input interface (never matches
+    /// locally generated packets).
+    InInterface {
+        name: String,
+        prefix: bool,
+        negate: bool,
+    },
     /// `-d addr/mask`.
     Destination { addr: IpAddr, mask: IpAddr },
     /// `--dport N` (needs a preceding `Protocol`).
@@ -126,6 +133,16 @@ impl Display for Match {
                 )
             }
             Self::Destination { addr, mask } => write!(f, "-d {}", net(*addr, *mask)),
+            Self::InInterface {
+                name,
+                prefix,
+                negate,
+            } => write!(
+                f,
+                "{}-i {name}{}",
+                if *negate { "! " } else { "" },
+                if *prefix { "+" } else { "" }
+            ),
             Self::DestPort(p) => write!(f, "--dport {p}"),
             Self::Set { name, with_port } => {
                 write!(

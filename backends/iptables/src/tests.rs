@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use switchyard_core::model::ObjectRef;
 use switchyard_core::plan::{
-    ClusterMasquerade, Endpoint, EndpointCategories, IpFamily, NodePortListen, PathPlan, PathRule,
-    PlannedKey, Protocol, ProxyPlan, ServiceKey, ServicePortName, ServicePortPlan, SourceClass,
-    Target, TopologyMode, VipKind,
+    ClusterMasquerade, Endpoint, EndpointCategories, IpFamily, LocalDetector, NodePortListen,
+    PathPlan, PathRule, PlannedKey, Protocol, ProxyPlan, ServiceKey, ServicePortName,
+    ServicePortPlan, SourceClass, Target, TopologyMode, VipKind,
 };
 
 fn ip(s: &str) -> IpAddr {
@@ -107,7 +107,7 @@ fn plan(services: Vec<(&str, ServicePortPlan)>, listen: NodePortListen) -> Proxy
         node_port_addresses: listen,
         // Says "masquerade everything": must not matter, the paths' rules decide.
         cluster_masquerade: ClusterMasquerade::All,
-        pod_cidrs: vec![net("10.244.0.0/16"), net("10.245.0.0/16")],
+        pod_sources: LocalDetector::Cidrs(vec![net("10.244.0.0/16"), net("10.245.0.0/16")]),
         service_cidrs: vec![net("10.96.0.0/16")],
         services: services
             .into_iter()
@@ -533,7 +533,7 @@ fn rendered_paths_decide_exactly_as_the_plan_rules_for_every_source() {
             svc.endpoints.cluster = Some(vec![endpoint("10.244.2.10", false)]);
             svc.endpoints.local = Some(vec![endpoint("10.244.1.10", true)]);
             let mut p = plan(vec![("p", svc)], NodePortListen::Addresses(Vec::new()));
-            p.pod_cidrs = pod_cidrs.clone();
+            p.pod_sources = LocalDetector::Cidrs(pod_cidrs.clone());
             let lines = restore(&p);
             let c = ServiceChains::new(&name("p"), IpFamily::V4);
             if !lines
@@ -614,7 +614,7 @@ fn a_service_port_without_affinity_owns_at_most_two_chains() {
         vec![("cip", clusterip), ("np", nodeport), ("sticky", sticky)],
         NodePortListen::Addresses(vec![ip("192.168.0.10")]),
     );
-    p.pod_cidrs = vec![net("10.244.0.0/16")];
+    p.pod_sources = LocalDetector::Cidrs(vec![net("10.244.0.0/16")]);
     let lines = restore(&p);
     let declared = |svc: &str| -> Vec<String> {
         let group = &ServiceChains::new(&name(svc), IpFamily::V4).svc[..17];

@@ -20,6 +20,8 @@ pub enum Base {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetaKey {
     Mark = 3,
+    /// The input interface's name, `IFNAMSIZ` (16) bytes, NUL-padded.
+    IifName = 6,
     L4Proto = 16,
 }
 

@@ -88,6 +88,13 @@ pub enum Stmt {
     SaddrInSet(String),
     /// `fib saddr type local`
     FibSaddrLocal,
+    /// `iifname [!=] "name"`, or `iifname [!=] "prefix*"` with `prefix`: the packet arrived on
+    /// this interface (none for locally generated packets, which therefore never match).
+    Iifname {
+        name: String,
+        prefix: bool,
+        negate: bool,
+    },
     /// `ct state new`
     CtStateNew,
     /// `meta l4proto tcp`
@@ -112,6 +119,9 @@ pub enum Stmt {
     UpdateSaddr(String),
     Verdict(Verdict),
 }
+
+/// Interface names are this long in the kernel, NUL-padded.
+const IFNAMSIZ: usize = 16;
 
 fn addr_len(f: IpFamily) -> u32 {
     match f {
@@ -300,6 +310,28 @@ impl Stmt {
                 out.push(member_of(set));
             }
             Self::FibSaddrLocal => fib_local(false, out),
+            Self::Iifname {
+                name,
+                prefix,
+                negate,
+            } => {
+                out.push(Expr::Meta {
+                    key: MetaKey::IifName,
+                    dreg: REG0,
+                });
+                // A whole name compares all 16 bytes, NUL padding included; a prefix compares
+                // only its own bytes (what nft emits for `"prefix*"`).
+                let mut data = name.as_bytes().to_vec();
+                if !*prefix {
+                    data.resize(IFNAMSIZ, 0);
+                }
+                let op = if *negate { CmpOp::Neq } else { CmpOp::Eq };
+                out.push(Expr::Cmp {
+                    sreg: REG0,
+                    op,
+                    data,
+                });
+            }
             Self::CtStateNew => {
                 out.push(Expr::CtState { dreg: REG0 });
                 test_bit(REG0, CT_STATE_NEW, CmpOp::Neq, out);
@@ -421,6 +453,15 @@ impl Stmt {
             Self::DaddrInSet(s) => write!(out, "{fam} daddr @{s}"),
             Self::SaddrInSet(s) => write!(out, "{fam} saddr @{s}"),
             Self::FibSaddrLocal => write!(out, "fib saddr type local"),
+            Self::Iifname {
+                name,
+                prefix,
+                negate,
+            } => {
+                let op = if *negate { "!= " } else { "" };
+                let star = if *prefix { "*" } else { "" };
+                write!(out, "iifname {op}\"{name}{star}\"")
+            }
             Self::CtStateNew => write!(out, "ct state new"),
             Self::L4Proto(p) => write!(out, "meta l4proto {}", p.lower()),
             // nft lists an implicit `==` this way.

@@ -20,8 +20,8 @@ impl Display for ProxyPlan {
         }
         match &self.cluster_masquerade {
             ClusterMasquerade::All => writeln!(f, "cluster-ip-masquerade: all")?,
-            ClusterMasquerade::FromOutside(c) => {
-                writeln!(f, "cluster-ip-masquerade: sources outside {}", list(c))?
+            ClusterMasquerade::FromOutside(pods) => {
+                writeln!(f, "cluster-ip-masquerade: all but pods ({pods})")?
             }
             ClusterMasquerade::HairpinOnly => {
                 writeln!(f, "cluster-ip-masquerade: hairpin only (no --cluster-cidr)")?

@@ -3,6 +3,7 @@
 mod claims;
 mod display;
 mod endpoints;
+mod local;
 mod paths;
 mod service;
 mod types;
@@ -10,6 +11,7 @@ mod types;
 #[cfg(test)]
 mod tests;
 
+pub use local::LocalDetector;
 pub use service::DEFAULT_AFFINITY_TIMEOUT_SECONDS;
 pub use types::*;
 
@@ -35,10 +37,10 @@ pub fn plan(state: &ClusterState, config: &ProxyConfig) -> ProxyPlan {
     let node_port_addresses = node_port_listen(config, &node_ips, &mut warnings);
     let cluster_masquerade = if config.masquerade_all {
         ClusterMasquerade::All
-    } else if config.cluster_cidrs.is_empty() {
+    } else if config.pod_sources.is_none() {
         ClusterMasquerade::HairpinOnly
     } else {
-        ClusterMasquerade::FromOutside(config.cluster_cidrs.clone())
+        ClusterMasquerade::FromOutside(config.pod_sources.clone())
     };
 
     let slices = endpoints::slices_by_service(state, family, &mut warnings);
@@ -200,7 +202,7 @@ pub fn plan(state: &ClusterState, config: &ProxyConfig) -> ProxyPlan {
         node_ips,
         node_port_addresses,
         cluster_masquerade,
-        pod_cidrs: config.cluster_cidrs.clone(),
+        pod_sources: config.pod_sources.clone(),
         service_cidrs: service_cidrs(state, config, &mut warnings),
         services,
         warnings,

@@ -1,5 +1,6 @@
 //! The plan's vocabulary: what every backend renders and every test checks against.
 
+use super::LocalDetector;
 use crate::model::ObjectRef;
 use crate::warning::Warning;
 use ipnet::IpNet;
@@ -129,9 +130,11 @@ pub struct ProxyPlan {
     pub node_port_addresses: NodePortListen,
     /// How cluster-IP traffic is masqueraded.
     pub cluster_masquerade: ClusterMasquerade,
-    /// Pod CIDRs (`--cluster-cidr`): sources treated as pods for short-circuiting external
-    /// traffic. Empty: only host-originated traffic is short-circuited.
-    pub pod_cidrs: Vec<IpNet>,
+    /// Which sources are pods (`--detect-local-mode`; `--cluster-cidr` by default): they keep
+    /// their address to cluster IPs, and are short-circuited to the cluster endpoints for
+    /// external traffic. Rules of [`SourceClass::Pod`] match exactly this. None known: only
+    /// host-originated traffic is short-circuited.
+    pub pod_sources: LocalDetector,
     /// Service CIDRs (`--service-cluster-ip-range`, ServiceCIDR objects): traffic to an address
     /// inside them that no Service owns is dropped, as kube-proxy's nftables mode does. Empty:
     /// unknown, nothing is dropped.
@@ -157,9 +160,9 @@ pub enum NodePortListen {
 pub enum ClusterMasquerade {
     /// `--masquerade-all`.
     All,
-    /// Connections whose source is outside these pod CIDRs (`--cluster-cidr`): such a client
+    /// Connections not from a pod (by this detector, the plan's `pod_sources`): such a client
     /// routed to the service range via this node, and the reply must come back the same way.
-    FromOutside(Vec<IpNet>),
+    FromOutside(LocalDetector),
     /// No cluster CIDR is known: only hairpin traffic is masqueraded.
     HairpinOnly,
 }
@@ -316,7 +319,7 @@ pub struct PlannedKey {
 /// Who sent a packet, as far as rules can tell from its source address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum SourceClass {
-    /// A pod: the source is inside [`ProxyPlan::pod_cidrs`].
+    /// A pod, as [`ProxyPlan::pod_sources`] recognises it (source CIDR or input interface).
     Pod,
     /// This node itself: the source is one of its local addresses.
     Host,

@@ -49,7 +49,7 @@ use crate::objects::{Elem, Hook, Key, Set};
 use crate::stmt::{KeySrc, Stmt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use switchyard_core::plan::{PathRule, ProxyPlan, ServiceKey, SourceClass, Target};
+use switchyard_core::plan::{LocalDetector, PathRule, ProxyPlan, ServiceKey, SourceClass, Target};
 
 /// The endpoint in each DNAT slot, per endpoint kind, of one service port.
 pub type Slots = BTreeMap<Kind, Vec<SocketAddr>>;
@@ -181,16 +181,7 @@ pub fn path_rules(
     b.chain(chain);
     for (i, rule) in rules.iter().enumerate() {
         let matches: Vec<Vec<Stmt>> = match rule.from {
-            SourceClass::Pod => plan
-                .pod_cidrs
-                .iter()
-                .map(|net| {
-                    vec![Stmt::Saddr {
-                        net: *net,
-                        negate: false,
-                    }]
-                })
-                .collect(),
+            SourceClass::Pod => pod_matches(&plan.pod_sources),
             SourceClass::Host => vec![vec![Stmt::FibSaddrLocal]],
             SourceClass::Any => vec![vec![]],
         };
@@ -205,6 +196,31 @@ pub fn path_rules(
                 None => {}
             }
         }
+    }
+}
+
+/// The alternatives that recognise a pod, one rule each (no alternative: nothing is a pod).
+fn pod_matches(pods: &LocalDetector) -> Vec<Vec<Stmt>> {
+    match pods {
+        LocalDetector::Cidrs(cidrs) => cidrs
+            .iter()
+            .map(|net| {
+                vec![Stmt::Saddr {
+                    net: *net,
+                    negate: false,
+                }]
+            })
+            .collect(),
+        LocalDetector::InputInterface(name) => vec![vec![Stmt::Iifname {
+            name: name.clone(),
+            prefix: false,
+            negate: false,
+        }]],
+        LocalDetector::InterfacePrefix(prefix) => vec![vec![Stmt::Iifname {
+            name: prefix.clone(),
+            prefix: true,
+            negate: false,
+        }]],
     }
 }
 

@@ -198,7 +198,7 @@ mod tests {
             node_ips: vec![],
             node_port_addresses: NodePortListen::Addresses(vec![]),
             cluster_masquerade: ClusterMasquerade::HairpinOnly,
-            pod_cidrs: vec![],
+            pod_sources: Default::default(),
             service_cidrs: vec![],
             services: Default::default(),
             warnings: vec![],
