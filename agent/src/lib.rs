@@ -10,6 +10,7 @@ pub mod config;
 pub mod explain;
 pub mod host;
 pub mod ipvs_args;
+pub mod migrate;
 pub mod node;
 pub mod run;
 pub mod source;

@@ -95,6 +95,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.cleanup {
         return backends::cleanup_modes(None).await;
     }
+    if args.cleanup_kube_proxy {
+        return crate::migrate::cleanup_kube_proxy().await;
+    }
     let (mut source, setup, plans) = match &args.node.manifests {
         Some(path) => {
             let manifests = Manifests::load(path)?;
