@@ -123,6 +123,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .context("starting the Kubernetes API source")?;
             // No half-known state: nothing is cleaned up or synced before every kind is listed.
             kube.wait_listed().await;
+            kube.announce_start(&node_name).await;
             let node = kube.with_snapshot(|s| s.state.node.clone());
             if node.is_none() {
                 tracing::warn!(node = %node_name, "no Node object of this name: planning both families, without node addresses");

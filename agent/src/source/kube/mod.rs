@@ -12,8 +12,10 @@
 //! in whole (see `store`). API failures are retried with backoff and never clear the state,
 //! so an outage keeps the last rules.
 
+pub mod access;
 mod client;
 mod error;
+mod events;
 mod store;
 mod watch;
 
@@ -24,7 +26,6 @@ use k8s_openapi::api::core::v1 as core_v1;
 use k8s_openapi::api::discovery::v1 as discovery_v1;
 use k8s_openapi::api::networking::v1 as networking_v1;
 use kube::runtime::watcher;
-use kube::Api;
 use std::path::Path;
 use std::sync::Arc;
 use watch::Shared;
@@ -46,11 +47,20 @@ pub struct KubeOptions<'a> {
 }
 
 /// The running watchers. Dropping it stops them.
-#[derive(Debug)]
 pub struct KubeSource {
+    /// Kept for the Starting event (`events`).
+    client: kube::Client,
     shared: Arc<Shared>,
     changes: tokio::sync::watch::Receiver<u64>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for KubeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeSource")
+            .field("watchers", &self.tasks.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for KubeSource {
@@ -74,25 +84,25 @@ impl KubeSource {
             .fields(&format!("metadata.name={}", options.node_name));
         let tasks = vec![
             tokio::spawn(watch::run(
-                Api::<core_v1::Service>::all(client.clone()),
+                access::watched_api::<core_v1::Service>(client.clone()),
                 proxied.clone(),
                 shared.clone(),
                 false,
             )),
             tokio::spawn(watch::run(
-                Api::<discovery_v1::EndpointSlice>::all(client.clone()),
+                access::watched_api::<discovery_v1::EndpointSlice>(client.clone()),
                 proxied,
                 shared.clone(),
                 false,
             )),
             tokio::spawn(watch::run(
-                Api::<core_v1::Node>::all(client.clone()),
+                access::watched_api::<core_v1::Node>(client.clone()),
                 node,
                 shared.clone(),
                 false,
             )),
             tokio::spawn(watch::run(
-                Api::<networking_v1::ServiceCIDR>::all(client),
+                access::watched_api::<networking_v1::ServiceCIDR>(client.clone()),
                 base,
                 shared.clone(),
                 true,
@@ -100,6 +110,7 @@ impl KubeSource {
         ];
         let changes = shared.subscribe();
         Ok(Self {
+            client,
             shared,
             changes,
             tasks,
