@@ -78,6 +78,26 @@ fn peer_seen_from(ns: &Netns) -> IpAddr {
     }
 }
 
+/// The kernel's listing of the node's rules by `backend`, and the match a detector must
+/// appear as in it.
+fn listing(backend: &Backend, node: &Netns, detector: &LocalDetector) -> (String, String) {
+    let (name, prefix) = match detector {
+        LocalDetector::InputInterface(n) => (n.as_str(), false),
+        LocalDetector::InterfacePrefix(p) => (p.as_str(), true),
+        LocalDetector::Cidrs(_) => panic!("interface detectors only"),
+    };
+    if backend.name == "nftables" {
+        let star = if prefix { "*" } else { "" };
+        let text = node.exec("nft", &["list", "ruleset"]).expect("nft list");
+        (text, format!("iifname \"{name}{star}\""))
+    } else {
+        let plus = if prefix { "+" } else { "" };
+        let save = format!("{}-save", backend.name);
+        let text = node.exec(&save, &["-t", "nat"]).expect("iptables-save");
+        (text, format!("-i {name}{plus} "))
+    }
+}
+
 /// For each detector, (source, masqueraded?) for the bridged pod, the routed pod and the
 /// outside client, checked through `backend`.
 fn check(backend: Backend) {
@@ -113,6 +133,13 @@ fn check(backend: Backend) {
             for (detector, expected) in &cases {
                 let p = plan_with(detector.clone());
                 rt.block_on(dp.apply(&p, None)).expect("apply");
+                // What we print is what the kernel lists back.
+                let (listing, want) = listing(&backend, &topo.node, detector);
+                assert!(
+                    listing.contains(&want) && dp.render(&p, None).contains(&want),
+                    "{}: {want:?} in both the kernel's listing and our rendering:\n{listing}",
+                    backend.name
+                );
                 for (ns, masq) in expected {
                     let peer = peer_seen_from(ns);
                     let own = if ns.name() == routed.name() {

@@ -23,8 +23,8 @@ fn words(line: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut rest = line.trim_start();
     while !rest.is_empty() {
-        let end = if rest.starts_with('"') {
-            rest[1..].find('"').map_or(rest.len(), |i| i + 2)
+        let end = if let Some(quoted) = rest.strip_prefix('"') {
+            quoted.find('"').map_or(rest.len(), |i| i + 2)
         } else {
             rest.find(' ').unwrap_or(rest.len())
         };
