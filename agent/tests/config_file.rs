@@ -25,7 +25,7 @@ fn config_file(tag: &str, edit: impl Fn(String) -> String) -> PathBuf {
     path
 }
 
-fn plan_with(config: &PathBuf, flags: &[&str]) -> Output {
+fn plan_with(config: &std::path::Path, flags: &[&str]) -> Output {
     let example = data("../examples/cluster.yaml");
     Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(["--config", config.to_str().expect("utf8")])
