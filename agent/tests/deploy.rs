@@ -220,13 +220,20 @@ fn the_daemonset_runs_the_agent_like_kube_proxy() {
 
     // The kubeconfig it names is the ConfigMap's other key, authenticating with the pod's
     // service account token (the API server is reached directly, not through a cluster IP).
-    let kubeconfig = loaded.config.kubeconfig.expect("clientConnection.kubeconfig");
+    let kubeconfig = loaded
+        .config
+        .kubeconfig
+        .expect("clientConnection.kubeconfig");
     let key = kubeconfig
         .strip_prefix(&mount.mount_path)
         .expect("the kubeconfig is in the same ConfigMap")
         .to_string_lossy()
         .to_string();
-    let kc_text = cm.data.as_ref().and_then(|d| d.get(&key)).expect("kubeconfig key");
+    let kc_text = cm
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&key))
+        .expect("kubeconfig key");
     let kc = kube::config::Kubeconfig::from_yaml(kc_text).expect("a kubeconfig");
     let user = kc.auth_infos[0].auth_info.as_ref().expect("user");
     assert_eq!(
