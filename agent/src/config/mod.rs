@@ -207,7 +207,7 @@ pub fn apply(file: &FileConfig, matches: &ArgMatches, args: &mut RunArgs) {
         &mut ipvs.exclude_cidrs,
         file.ipvs.exclude_cidrs.clone(),
     );
-    server_addresses(file, matches);
+    server_addresses(file);
 }
 
 /// `healthzBindAddress` and `metricsBindAddress` (validated by [`file::read`], kube-proxy's
@@ -216,9 +216,9 @@ pub fn apply(file: &FileConfig, matches: &ArgMatches, args: &mut RunArgs) {
 /// MERGE NOTE for the lead: the health and metrics servers, with their
 /// `--healthz-bind-address`/`--metrics-bind-address` flags, are another branch's. When both
 /// are merged, replace this body with two [`fill`] calls into those `RunArgs` fields (clap ids
-/// `healthz_bind_address`, `metrics_bind_address`) and take `args`. Until then a file that
-/// sets either is told that this build serves neither.
-fn server_addresses(file: &FileConfig, _matches: &ArgMatches) {
+/// `healthz_bind_address`, `metrics_bind_address`), taking `matches` and `args` as `apply`
+/// does. Until then a file that sets either is told that this build serves neither.
+fn server_addresses(file: &FileConfig) {
     for (field, addr) in [
         ("healthzBindAddress", file.healthz_bind_address),
         ("metricsBindAddress", file.metrics_bind_address),

@@ -161,8 +161,8 @@ pub fn lookup(path: &str) -> Option<Field> {
     })
 }
 
-/// Warnings for `doc`'s unknown fields and its ignored fields that are set, by full path, in
-/// document order.
+/// Warnings for `doc`'s unknown fields and its ignored fields that are set, by full path,
+/// sorted by path.
 pub fn warnings(doc: &Value) -> Vec<String> {
     let mut out = Vec::new();
     walk(doc, "", &mut out);
