@@ -20,8 +20,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
+use switchyard_core::conntrack::Scope;
 use switchyard_core::plan::ServiceKey;
-use switchyard_core::{FlowCleanup, IpFamily};
+use switchyard_core::{stale_flows, Changes, FlowCleanup, IpFamily, ProxyPlan};
 
 /// Deletes one sync may issue per family. A delete costs the kernel a hash lookup and us a
 /// round trip (~10-20 us), so 2000 bound a sync's extra time to tens of milliseconds even when
@@ -96,6 +97,24 @@ impl Cleaner {
     /// Rules an earlier run did not finish: pass them to `stale_flows` with the next plan.
     pub fn carried(&self) -> &[FlowCleanup] {
         &self.carried
+    }
+
+    /// The cleanup after `new` was committed: core decides which flows are stale — of the
+    /// service ports `changes` names between `old` (the plan committed before) and `new`, or of
+    /// every UDP/SCTP port when `old` or `changes` is unknown (first sync, after a failure) —
+    /// plus the rules carried from earlier runs; this executes them.
+    pub fn after_commit(
+        &mut self,
+        old: Option<&ProxyPlan>,
+        changes: Option<&Changes>,
+        new: &ProxyPlan,
+    ) -> ConntrackStats {
+        let scope = match (old, changes) {
+            (Some(old), Some(changes)) => Scope::Changed { old, changes },
+            _ => Scope::Everything,
+        };
+        let rules = stale_flows(scope, new, &self.carried);
+        self.run(rules)
     }
 
     /// Deletes the entries these rules call stale (rules of other families are ignored).
