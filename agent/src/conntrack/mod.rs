@@ -52,8 +52,9 @@ pub enum ConntrackError {
 }
 
 /// What one cleanup did, for logs and metrics (one per family and sync).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConntrackStats {
+    pub family: IpFamily,
     /// Stale-flow rules (kernel keys of UDP/SCTP service ports) this sync worked on.
     pub rules: usize,
     /// Entries the dumps returned.
@@ -121,7 +122,16 @@ impl Cleaner {
     /// Replaces the carried rules with those this run did not finish.
     pub fn run(&mut self, rules: Vec<FlowCleanup>) -> ConntrackStats {
         let started = Instant::now();
-        let mut stats = ConntrackStats::default();
+        let mut stats = ConntrackStats {
+            family: self.family,
+            rules: 0,
+            scanned: 0,
+            deleted: 0,
+            vanished: 0,
+            failed: 0,
+            carried: 0,
+            elapsed: Duration::ZERO,
+        };
         self.carried.clear();
         let mut by_protocol: BTreeMap<u8, Vec<FlowCleanup>> = BTreeMap::new();
         for r in rules.into_iter().filter(|r| r.family == self.family) {

@@ -1,0 +1,233 @@
+//! The real binary's conntrack cleanup (root): a UDP client that keeps its source port follows
+//! its Service's endpoint when the endpoint is replaced (kube-proxy #126130), because the agent
+//! deletes the stale entry after committing the new rules. Everything lives in one network
+//! namespace: the endpoints are addresses of a veth interface, the client is the node itself.
+
+use std::net::UdpSocket;
+use std::os::fd::AsFd as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const A: &str = "10.244.1.1";
+const B: &str = "10.244.1.2";
+
+/// A network namespace, deleted on drop (also when the test fails).
+struct Netns(String);
+
+impl Netns {
+    fn create() -> Self {
+        let name = format!("swyd-ct-{}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .expect("run ip");
+        assert!(ok.success(), "ip netns add {name} (this test needs root)");
+        Self(name)
+    }
+    fn ip(&self, args: &str) {
+        let out = self.exec("ip", &args.split(' ').collect::<Vec<_>>());
+        assert!(out.status.success(), "ip {args}: {out:?}");
+    }
+    fn exec(&self, program: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.0, program])
+            .args(args)
+            .output()
+            .expect("ip netns exec")
+    }
+    fn path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.0)
+    }
+    /// Runs `f` on a thread inside the namespace (sockets it opens stay there).
+    fn within<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = self.path();
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).expect("open netns");
+            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            f()
+        })
+        .join()
+        .expect("thread in netns")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// A UDP server on `ip:5353` in the namespace, answering every datagram with its address.
+fn serve(ns: &Netns, ip: &'static str, stop: Arc<AtomicBool>) {
+    let socket = ns.within(move || UdpSocket::bind((ip, 5353)).expect("bind endpoint"));
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok((_, peer)) = socket.recv_from(&mut buf) {
+                let _ = socket.send_to(ip.as_bytes(), peer);
+            }
+        }
+    });
+}
+
+fn manifest(endpoint: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Node
+metadata: {{name: node-a}}
+status: {{addresses: [{{type: InternalIP, address: 192.168.0.10}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: dns, namespace: kube-system}}
+spec:
+  clusterIP: 10.96.0.53
+  ports: [{{protocol: UDP, port: 53, targetPort: 5353}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: dns-1
+  namespace: kube-system
+  labels: {{kubernetes.io/service-name: dns}}
+addressType: IPv4
+ports: [{{protocol: UDP, port: 5353}}]
+endpoints: [{{addresses: [{endpoint}], nodeName: node-a}}]
+"
+    )
+}
+
+/// Replaces the file in one rename, so the agent never reads half of it.
+fn write(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("write manifest");
+    std::fs::rename(&tmp, path).expect("rename manifest");
+}
+
+struct Agent(Child, PathBuf);
+
+impl Agent {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.1).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls the namespace's nftables table until `check` holds (bounded; fails with the log).
+fn wait_for_table(ns: &Netns, agent: &Agent, what: &str, check: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let table = String::from_utf8_lossy(
+            &ns.exec("nft", &["list", "table", "ip", "switchyard"])
+                .stdout,
+        )
+        .into_owned();
+        if check(&table) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{table}\n--- agent log ---\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One request over the pinned client; the answering endpoint, or why none answered.
+fn ask(client: &UdpSocket) -> String {
+    let mut buf = [0u8; 64];
+    match client.send(b"q").and_then(|_| client.recv(&mut buf)) {
+        Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+#[test]
+fn replaced_endpoint_takes_over_a_pinned_udp_client() {
+    let ns = Netns::create();
+    ns.ip("link set lo up");
+    ns.ip("link add veth0 type veth peer name veth1");
+    ns.ip("link set veth1 up");
+    for addr in ["192.168.0.10/24", "10.244.1.1/32", "10.244.1.2/32"] {
+        ns.ip(&format!("addr add {addr} dev veth0"));
+    }
+    ns.ip("link set veth0 up");
+    ns.ip("route add 10.96.0.0/12 dev veth0");
+    let stop = Arc::new(AtomicBool::new(false));
+    serve(&ns, A, stop.clone());
+    serve(&ns, B, stop.clone());
+
+    let dir = std::env::temp_dir().join(format!("swyd-ct-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let manifests = dir.join("cluster.yaml");
+    write(&manifests, &manifest(A));
+    let log = dir.join("agent.log");
+    let agent = Agent(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.0, env!("CARGO_BIN_EXE_switchyard")])
+            .args(["--mode", "nftables", "--manifests"])
+            .arg(&manifests)
+            .args(["--min-sync-period", "100ms"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start switchyard"),
+        log,
+    );
+    wait_for_table(&ns, &agent, "endpoint A programmed", |t| t.contains(A));
+
+    // The client binds once and keeps its source port for the whole test.
+    let client = ns.within(|| {
+        let s = UdpSocket::bind("0.0.0.0:0").expect("bind client");
+        s.connect("10.96.0.53:53").expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(1)))
+            .expect("timeout");
+        s
+    });
+    for _ in 0..3 {
+        assert_eq!(ask(&client), A, "log:\n{}", agent.log());
+    }
+
+    write(&manifests, &manifest(B));
+    wait_for_table(&ns, &agent, "endpoint B replacing A", |t| {
+        t.contains(B) && !t.contains(A)
+    });
+    // The cleanup runs right after the commit. A client the cleanup missed stays on A for as
+    // long as it keeps sending (each request refreshes the entry), so 50 tries fail on the bug.
+    let mut answers = Vec::new();
+    for _ in 0..50 {
+        let answer = ask(&client);
+        if answer == B {
+            break;
+        }
+        answers.push(answer);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let log = agent.log();
+    assert!(
+        answers.len() < 50,
+        "the pinned client never reached B: {answers:?}\n--- agent log ---\n{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("conntrack cleanup") && l.contains("deleted=1")),
+        "the agent logs the deleted entry:\n{log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
