@@ -18,8 +18,8 @@ const B: &str = "10.244.1.2";
 struct Netns(String);
 
 impl Netns {
-    fn create() -> Self {
-        let name = format!("swyd-ct-{}", std::process::id());
+    fn create(tag: &str) -> Self {
+        let name = format!("swyd-ct-{tag}-{}", std::process::id());
         let ok = Command::new("ip")
             .args(["netns", "add", &name])
             .status()
@@ -157,7 +157,7 @@ fn ask(client: &UdpSocket) -> String {
 
 #[test]
 fn replaced_endpoint_takes_over_a_pinned_udp_client() {
-    let ns = Netns::create();
+    let ns = Netns::create("agent");
     ns.ip("link set lo up");
     ns.ip("link add veth0 type veth peer name veth1");
     ns.ip("link set veth1 up");
@@ -230,4 +230,90 @@ fn replaced_endpoint_takes_over_a_pinned_udp_client() {
         "the agent logs the deleted entry:\n{log}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The Cleaner against real kernel entries: the kernel filters the dump by protocol, the budget
+/// bounds one run, the rest is carried and finished by the next run, and a TCP entry to the same
+/// address and port is never touched.
+#[test]
+fn cleanup_is_bounded_and_carries_the_rest() {
+    use switchyard_agent::conntrack::Cleaner;
+    use switchyard_core::model::ObjectRef;
+    use switchyard_core::plan::ServiceKey;
+    use switchyard_core::{FlowCleanup, IpFamily, Protocol, ServicePortName};
+
+    let ns = Netns::create("budget");
+    ns.ip("link set lo up");
+    ns.ip("link add veth0 type veth peer name veth1");
+    ns.ip("link set veth1 up");
+    ns.ip("addr add 192.168.0.10/24 dev veth0");
+    ns.ip("link set veth0 up");
+    ns.ip("route add 10.96.0.0/12 dev veth0");
+    // Any conntrack expression switches connection tracking on in the namespace.
+    let out = ns.exec(
+        "nft",
+        &["add table ip t; add chain ip t out { type filter hook output priority 0; }; add rule ip t out ct state new counter"],
+    );
+    assert!(out.status.success(), "nft: {out:?}");
+
+    let (stats, carried, stats2, left) = ns.within(|| {
+        // Three UDP entries to the key (unanswered, untranslated: reply source = the address
+        // itself) and one TCP attempt to the same address and port.
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            let s = UdpSocket::bind("0.0.0.0:0").expect("bind");
+            s.send_to(b"q", "10.96.0.53:53").expect("send");
+            clients.push(s);
+        }
+        let _ = std::net::TcpStream::connect_timeout(
+            &"10.96.0.53:53".parse().expect("address"),
+            Duration::from_millis(200),
+        );
+        let rule = FlowCleanup {
+            family: IpFamily::V4,
+            key: ServiceKey::Addr {
+                ip: "10.96.0.53".parse().expect("address"),
+                protocol: Protocol::Udp,
+                port: 53,
+            },
+            keep: [("10.244.1.1".parse().expect("address"), 5353)].into(),
+            service: ServicePortName {
+                service: ObjectRef::new("kube-system", "dns"),
+                port: String::new(),
+                protocol: Protocol::Udp,
+            },
+        };
+        let mut cleaner = Cleaner::with_budget(IpFamily::V4, 2);
+        let stats = cleaner.run(vec![rule]);
+        let carried = cleaner.carried().to_vec();
+        let stats2 = cleaner.run(carried.clone());
+        let left =
+            std::fs::read_to_string("/proc/thread-self/net/nf_conntrack").unwrap_or_default();
+        (stats, carried.len(), stats2, left)
+    });
+    assert_eq!(
+        stats.unfiltered_dumps, 0,
+        "the kernel filters by protocol: {stats:?}"
+    );
+    assert_eq!(
+        stats.scanned, 3,
+        "only the UDP entries are dumped: {stats:?}"
+    );
+    assert_eq!(
+        (stats.deleted, stats.failed, stats.carried),
+        (2, 0, 1),
+        "{stats:?}"
+    );
+    assert_eq!(carried, 1);
+    assert_eq!(
+        (stats2.scanned, stats2.deleted, stats2.carried),
+        (1, 1, 0),
+        "{stats2:?}"
+    );
+    let udp_left = left.lines().filter(|l| l.contains(" udp ")).count();
+    assert_eq!(udp_left, 0, "{left}");
+    assert!(
+        left.lines().any(|l| l.contains(" tcp ")),
+        "TCP untouched: {left}"
+    );
 }

@@ -59,6 +59,9 @@ pub struct ConntrackStats {
     pub rules: usize,
     /// Entries the dumps returned.
     pub scanned: usize,
+    /// Dumps the kernel would not filter by protocol (`CTA_FILTER`, 5.9+): the family's whole
+    /// table was read instead.
+    pub unfiltered_dumps: usize,
     /// Stale entries deleted.
     pub deleted: usize,
     /// Stale entries already gone when deleted (expired, or replaced since the dump).
@@ -126,6 +129,7 @@ impl Cleaner {
             family: self.family,
             rules: 0,
             scanned: 0,
+            unfiltered_dumps: 0,
             deleted: 0,
             vanished: 0,
             failed: 0,
@@ -191,8 +195,9 @@ impl Cleaner {
             Some(s) => s,
             None => self.socket.insert(CtSocket::open()?),
         };
-        let flows = socket.dump(self.family, protocol)?;
+        let (flows, filtered) = socket.dump(self.family, protocol)?;
         stats.scanned += flows.len();
+        stats.unfiltered_dumps += usize::from(!filtered);
         let index = RuleIndex::new(rules);
         let mut unfinished = BTreeSet::new();
         let mut first_error = None;

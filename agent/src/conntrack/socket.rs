@@ -42,25 +42,33 @@ impl CtSocket {
         })
     }
 
-    /// The entries of one family and L4 protocol. Filtered in the kernel where it supports
-    /// `CTA_FILTER`; a kernel that refuses it is asked for the family's whole table, and the
-    /// protocol is filtered here.
-    pub fn dump(&mut self, family: IpFamily, protocol: u8) -> Result<Vec<Flow>, ConntrackError> {
-        let flows = match self.request(dump_request(family, protocol), NLM_F_DUMP) {
+    /// The entries of one family and L4 protocol, and whether the kernel filtered them.
+    /// Filtered in the kernel where it supports `CTA_FILTER`; a kernel that refuses it is asked
+    /// for the family's whole table, and the protocol is filtered here.
+    pub fn dump(
+        &mut self,
+        family: IpFamily,
+        protocol: u8,
+    ) -> Result<(Vec<Flow>, bool), ConntrackError> {
+        let (answers, filtered) = match self.request(dump_request(family, protocol), NLM_F_DUMP) {
             Err(ConntrackError::Kernel { errno, .. }) if errno == EINVAL || errno == EOPNOTSUPP => {
                 tracing::debug!(
                     errno,
                     "the kernel refuses a filtered conntrack dump; dumping all"
                 );
-                self.request(dump_request_unfiltered(family), NLM_F_DUMP)?
+                (
+                    self.request(dump_request_unfiltered(family), NLM_F_DUMP)?,
+                    false,
+                )
             }
-            other => other?,
+            other => (other?, true),
         };
-        Ok(flows
+        let flows = answers
             .iter()
             .filter_map(Flow::from_message)
             .filter(|f| f.orig.protocol == protocol)
-            .collect())
+            .collect();
+        Ok((flows, filtered))
     }
 
     /// Deletes one entry. `Err(Kernel { errno: ENOENT })`: it is already gone.
