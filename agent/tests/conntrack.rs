@@ -10,6 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use switchyard_core::IpFamily;
 
 const A: &str = "10.244.1.1";
 const B: &str = "10.244.1.2";
@@ -237,53 +238,80 @@ fn replaced_endpoint_takes_over_a_pinned_udp_client() {
 /// address and port is never touched.
 #[test]
 fn cleanup_is_bounded_and_carries_the_rest() {
+    bounded_cleanup(IpFamily::V4);
+}
+
+/// The same in IPv6 (`AF_INET6` dumps, 16-byte addresses in the delete's tuple).
+#[test]
+fn cleanup_is_bounded_and_carries_the_rest_v6() {
+    bounded_cleanup(IpFamily::V6);
+}
+
+fn bounded_cleanup(family: IpFamily) {
     use switchyard_agent::conntrack::Cleaner;
     use switchyard_core::model::ObjectRef;
     use switchyard_core::plan::ServiceKey;
-    use switchyard_core::{FlowCleanup, IpFamily, Protocol, ServicePortName};
+    use switchyard_core::{FlowCleanup, Protocol, ServicePortName};
 
-    let ns = Netns::create("budget");
+    let (tag, node, routed, vip, endpoint, any) = match family {
+        IpFamily::V4 => (
+            "v4",
+            "192.168.0.10/24",
+            "10.96.0.0/12",
+            "10.96.0.53",
+            "10.244.1.1",
+            "0.0.0.0:0",
+        ),
+        IpFamily::V6 => (
+            "v6",
+            "fd00::10/64 nodad",
+            "fd00:96::/64",
+            "fd00:96::53",
+            "fd00:244::1",
+            "[::]:0",
+        ),
+    };
+    let ns = Netns::create(tag);
     ns.ip("link set lo up");
     ns.ip("link add veth0 type veth peer name veth1");
     ns.ip("link set veth1 up");
-    ns.ip("addr add 192.168.0.10/24 dev veth0");
+    ns.ip(&format!("addr add {node} dev veth0"));
     ns.ip("link set veth0 up");
-    ns.ip("route add 10.96.0.0/12 dev veth0");
+    ns.ip(&format!("route add {routed} dev veth0"));
     // Any conntrack expression switches connection tracking on in the namespace.
     let out = ns.exec(
         "nft",
-        &["add table ip t; add chain ip t out { type filter hook output priority 0; }; add rule ip t out ct state new counter"],
+        &["add table inet t; add chain inet t out { type filter hook output priority 0; }; add rule inet t out ct state new counter"],
     );
     assert!(out.status.success(), "nft: {out:?}");
 
-    let (stats, carried, stats2, left) = ns.within(|| {
+    let vip: std::net::IpAddr = vip.parse().expect("address");
+    let endpoint: std::net::IpAddr = endpoint.parse().expect("address");
+    let (stats, carried, stats2, left) = ns.within(move || {
         // Three UDP entries to the key (unanswered, untranslated: reply source = the address
         // itself) and one TCP attempt to the same address and port.
         let mut clients = Vec::new();
         for _ in 0..3 {
-            let s = UdpSocket::bind("0.0.0.0:0").expect("bind");
-            s.send_to(b"q", "10.96.0.53:53").expect("send");
+            let s = UdpSocket::bind(any).expect("bind");
+            s.send_to(b"q", (vip, 53)).expect("send");
             clients.push(s);
         }
-        let _ = std::net::TcpStream::connect_timeout(
-            &"10.96.0.53:53".parse().expect("address"),
-            Duration::from_millis(200),
-        );
+        let _ = std::net::TcpStream::connect_timeout(&(vip, 53).into(), Duration::from_millis(200));
         let rule = FlowCleanup {
-            family: IpFamily::V4,
+            family,
             key: ServiceKey::Addr {
-                ip: "10.96.0.53".parse().expect("address"),
+                ip: vip,
                 protocol: Protocol::Udp,
                 port: 53,
             },
-            keep: [("10.244.1.1".parse().expect("address"), 5353)].into(),
+            keep: [(endpoint, 5353)].into(),
             service: ServicePortName {
                 service: ObjectRef::new("kube-system", "dns"),
                 port: String::new(),
                 protocol: Protocol::Udp,
             },
         };
-        let mut cleaner = Cleaner::with_budget(IpFamily::V4, 2);
+        let mut cleaner = Cleaner::with_budget(family, 2);
         let stats = cleaner.run(vec![rule]);
         let carried = cleaner.carried().to_vec();
         let stats2 = cleaner.run(carried.clone());
