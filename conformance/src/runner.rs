@@ -260,11 +260,17 @@ async fn steps(
                     dataplane = new_dataplane(&current, &node_path)
                         .await
                         .with_context(|| at("restart"))?;
+                    conntrack = Cleaner::new(IpFamily::V4);
                 }
                 dataplane
                     .apply(plan, None)
                     .await
                     .with_context(|| at("full resync"))?;
+                // As the agent after a full sync: every UDP/SCTP port is reconciled.
+                let stats = conntrack.after_commit(None, None, plan);
+                if stats.failed > 0 {
+                    bail!("{}: conntrack cleanup failed: {stats:?}", at("full resync"));
+                }
             }
             Step::ForwardPolicyDrop => {
                 let iptables = iptables_of(&current)
