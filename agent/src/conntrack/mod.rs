@@ -154,6 +154,8 @@ impl Cleaner {
                 Ok(unfinished) => unfinished,
                 Err(e) => {
                     stats.failed += 1;
+                    // A timed-out or overrun dump leaves the socket mid-answer: start afresh.
+                    self.socket = None;
                     tracing::warn!(family = %self.family, protocol, "conntrack cleanup: {e}; retrying at the next sync");
                     (0..group.len()).collect()
                 }
