@@ -7,6 +7,7 @@
 pub mod backends;
 pub mod cli;
 pub mod config;
+pub mod conntrack;
 pub mod explain;
 pub mod host;
 pub mod ipvs_args;

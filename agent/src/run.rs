@@ -145,7 +145,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .into_iter()
         .map(|family| backends::dataplane(&args, family))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut syncer = Syncer::new(dataplanes);
+    let mut syncer = Syncer::new(dataplanes).with_conntrack();
     syncer.probe().await.context("probing kernel support")?;
     backends::cleanup_modes(Some(args.mode))
         .await

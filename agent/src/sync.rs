@@ -12,6 +12,7 @@
 //! A rejection that names no service port is retried with backoff as before (bisecting by
 //! committing subsets would remove other Services' rules from the kernel in between).
 
+use crate::conntrack::{Cleaner, ConntrackStats};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use switchyard_core::{diff, ApplyStats, Dataplane, DataplaneError, ProxyPlan, ServicePortName};
@@ -28,6 +29,9 @@ struct Lane {
     /// Service ports the kernel rejected, with why; left out of every plan until the next
     /// forced full sync.
     quarantined: BTreeMap<ServicePortName, String>,
+    /// Conntrack cleanup after each commit ([`Syncer::with_conntrack`]); `None` in tests that
+    /// must not touch the host's conntrack table.
+    conntrack: Option<Cleaner>,
 }
 
 /// Drives one dataplane per family.
@@ -57,6 +61,8 @@ pub struct SyncOutcome {
     pub errors: Vec<DataplaneError>,
     /// Service ports newly quarantined by this sync.
     pub quarantined: usize,
+    /// The conntrack cleanup of each family that ran (after its commit).
+    pub conntrack: Vec<ConntrackStats>,
 }
 
 impl Syncer {
@@ -69,10 +75,22 @@ impl Syncer {
                     committed: None,
                     logged_warnings: BTreeSet::new(),
                     quarantined: BTreeMap::new(),
+                    conntrack: None,
                 })
                 .collect(),
             failures_in_a_row: 0,
         }
+    }
+
+    /// Cleans stale UDP/SCTP conntrack entries after every commit (DESIGN-NOTES 140-149), in
+    /// the network namespace of the thread that syncs. Blocking, but bounded per sync
+    /// (`conntrack::MAX_DELETES_PER_SYNC`).
+    #[must_use]
+    pub fn with_conntrack(mut self) -> Self {
+        for lane in &mut self.lanes {
+            lane.conntrack = Some(Cleaner::new(lane.dataplane.family()));
+        }
+        self
     }
 
     /// Checks every dataplane's kernel support.
@@ -126,6 +144,14 @@ impl Syncer {
                     .retain(|name, _| !lane.quarantined.contains_key(name));
                 let changes = lane.committed.as_ref().map(|old| diff(old, &plan));
                 if changes.as_ref().is_some_and(|c| c.is_empty()) {
+                    // Nothing to commit, but rules an earlier cleanup could not finish.
+                    if let Some(ct) = lane.conntrack.as_mut().filter(|c| !c.carried().is_empty()) {
+                        outcome.conntrack.push(ct.after_commit(
+                            lane.committed.as_ref(),
+                            changes.as_ref(),
+                            &plan,
+                        ));
+                    }
                     break;
                 }
                 let incremental = changes.as_ref().filter(|c| !c.requires_full_sync());
@@ -143,6 +169,13 @@ impl Syncer {
                             quarantined = stats.quarantined,
                             "synced"
                         );
+                        if let Some(ct) = &mut lane.conntrack {
+                            outcome.conntrack.push(ct.after_commit(
+                                lane.committed.as_ref(),
+                                changes.as_ref(),
+                                &plan,
+                            ));
+                        }
                         lane.committed = Some(plan);
                         outcome.applied.push(stats);
                         break;

@@ -122,17 +122,40 @@ fn tcp(dst: SocketAddr, timeout: Duration) -> Observed {
 }
 
 fn udp(dst: SocketAddr, timeout: Duration) -> Observed {
-    let bind: SocketAddr = if dst.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
-        .parse()
-        .expect("literal");
-    let socket = match UdpSocket::bind(bind) {
-        Ok(s) => s,
-        Err(e) => return Observed::Failed(e.to_string()),
+    match udp_socket(dst) {
+        Ok(socket) => udp_on(&socket, timeout),
+        Err(e) => classify(&e),
+    }
+}
+
+/// A UDP socket of the calling thread's network namespace, bound to an ephemeral port and
+/// connected to `dst` (so ICMP errors reach it).
+fn udp_socket(dst: SocketAddr) -> std::io::Result<UdpSocket> {
+    let bind: SocketAddr = if dst.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
-    if let Err(e) = socket
-        .connect(dst)
-        .and_then(|_| socket.set_read_timeout(Some(timeout)))
-    {
+    let socket = UdpSocket::bind(bind)?;
+    socket.connect(dst)?;
+    Ok(socket)
+}
+
+/// A UDP client that keeps its source port: created in `netns`, then usable from any thread
+/// (a socket stays in the namespace it was created in). Probe it with [`udp_on`].
+pub fn pinned_udp(netns: &std::path::Path, dst: SocketAddr) -> anyhow::Result<UdpSocket> {
+    let netns = netns.to_path_buf();
+    std::thread::spawn(move || -> anyhow::Result<UdpSocket> {
+        enter_path(&netns)?;
+        Ok(udp_socket(dst)?)
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("socket thread panicked"))?
+}
+
+/// One request and its answer over an existing connected UDP socket.
+pub fn udp_on(socket: &UdpSocket, timeout: Duration) -> Observed {
+    if let Err(e) = socket.set_read_timeout(Some(timeout)) {
         return classify(&e);
     }
     if let Err(e) = socket.send(b"ping") {

@@ -2,15 +2,16 @@
 
 use crate::matrix::{Cell, Matrix};
 use crate::netns::{require_root, Netns};
-use crate::probe::{Observed, Probe};
+use crate::probe::{pinned_udp, udp_on, Observed, Probe};
 use crate::scenario::{Check, Expect, NodeSettings, Requirement, Scenario, Step};
 use crate::topology::{Topology, CLUSTER_CIDR, NODE_NAME};
 use anyhow::{anyhow, bail, Context as _};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use switchyard_agent::conntrack::Cleaner;
 use switchyard_agent::source::Manifests;
 use switchyard_core::{
     diff, explain, plan, Dataplane, IpFamily, NodePortAddresses, Protocol, ProxyConfig, ProxyPlan,
@@ -175,6 +176,10 @@ async fn steps(
     let mut current = backend.clone();
     let mut dataplane = new_dataplane(&current, &node_path).await?;
     let mut last: Option<ProxyPlan> = None;
+    // The agent's conntrack cleanup, run after every apply exactly as the sync loop does.
+    let mut conntrack = Cleaner::new(IpFamily::V4);
+    // Sockets of pinned UDP checks, kept for the whole scenario (one source port each).
+    let mut pinned: BTreeMap<String, UdpSocket> = BTreeMap::new();
     // The endpoint each sticky (source, destination) was kept on: a later sticky check of the
     // same pair must see the same one (affinity survives syncs and restarts) until cleanup.
     let mut sticky: BTreeMap<String, String> = BTreeMap::new();
@@ -183,14 +188,16 @@ async fn steps(
         match step {
             Step::Apply(yaml) => {
                 let plan = plan_for(yaml, s.node).with_context(|| at("apply"))?;
-                let changes = last
-                    .as_ref()
-                    .map(|old| diff(old, &plan))
-                    .filter(|c| !c.requires_full_sync());
+                let all_changes = last.as_ref().map(|old| diff(old, &plan));
+                let changes = all_changes.as_ref().filter(|c| !c.requires_full_sync());
                 dataplane
-                    .apply(&plan, changes.as_ref())
+                    .apply(&plan, changes)
                     .await
                     .with_context(|| at("apply"))?;
+                let stats = conntrack.after_commit(last.as_ref(), all_changes.as_ref(), &plan);
+                if stats.failed > 0 {
+                    bail!("{}: conntrack cleanup failed: {stats:?}", at("apply"));
+                }
                 last = Some(plan);
             }
             Step::Check(checks) => {
@@ -199,7 +206,8 @@ async fn steps(
                     .ok_or_else(|| anyhow!("{}: nothing applied yet", at("check")))?;
                 for c in checks {
                     let here = at(&format!("{:?} -> {}", c.from, c.to));
-                    let observed = check(topo, plan, c).with_context(|| here.clone())?;
+                    let observed =
+                        check(topo, plan, c, &mut pinned).with_context(|| here.clone())?;
                     if matches!(c.expect, Expect::Sticky { .. }) {
                         let pod = observed.iter().find_map(|o| match o {
                             Observed::Answered { pod, .. } => Some(pod.clone()),
@@ -252,11 +260,17 @@ async fn steps(
                     dataplane = new_dataplane(&current, &node_path)
                         .await
                         .with_context(|| at("restart"))?;
+                    conntrack = Cleaner::new(IpFamily::V4);
                 }
                 dataplane
                     .apply(plan, None)
                     .await
                     .with_context(|| at("full resync"))?;
+                // As the agent after a full sync: every UDP/SCTP port is reconciled.
+                let stats = conntrack.after_commit(None, None, plan);
+                if stats.failed > 0 {
+                    bail!("{}: conntrack cleanup failed: {stats:?}", at("full resync"));
+                }
             }
             Step::ForwardPolicyDrop => {
                 let iptables = iptables_of(&current)
@@ -346,20 +360,37 @@ pub fn parse_target(to: &str) -> anyhow::Result<(SocketAddr, Protocol)> {
 
 /// Checks one expectation: first that it agrees with `explain`, then with real packets.
 /// Returns what the probes observed.
-fn check(topo: &Topology, plan: &ProxyPlan, c: &Check) -> anyhow::Result<Vec<Observed>> {
+fn check(
+    topo: &Topology,
+    plan: &ProxyPlan,
+    c: &Check,
+    pinned: &mut BTreeMap<String, UdpSocket>,
+) -> anyhow::Result<Vec<Observed>> {
     let (ns, src) = topo.origin(c.from)?;
     let (dst, proto) = parse_target(c.to)?;
     let answer = explain(plan, src, dst.ip(), dst.port(), proto);
     let ports = agree_with_explain(topo, &c.expect, &answer.verdict, src)
         .with_context(|| format!("the scenario disagrees with explain ({})", answer.reason))?;
-    let observed = Probe {
-        netns: ns.path(),
-        dst,
-        proto,
-        count: c.count,
-        timeout: Duration::from_millis(1000),
-    }
-    .run()?;
+    let timeout = Duration::from_millis(1000);
+    let observed = if c.pinned {
+        if proto != Protocol::Udp {
+            bail!("only UDP checks can keep their source port");
+        }
+        let socket = match pinned.entry(format!("{:?} {}", c.from, c.to)) {
+            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => v.insert(pinned_udp(&ns.path(), dst)?),
+        };
+        (0..c.count).map(|_| udp_on(socket, timeout)).collect()
+    } else {
+        Probe {
+            netns: ns.path(),
+            dst,
+            proto,
+            count: c.count,
+            timeout,
+        }
+        .run()?
+    };
     judge(topo, &c.expect, &observed, src, &ports)?;
     Ok(observed)
 }

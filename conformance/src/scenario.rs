@@ -79,6 +79,10 @@ pub struct Check {
     pub to: &'static str,
     pub count: usize,
     pub expect: Expect,
+    /// UDP only: every probe of this (source, destination) in the scenario goes out of one
+    /// socket, bound once — a client that keeps its source port (a DNS resolver, a statsd
+    /// sender), so each probe meets the conntrack entry the previous one left.
+    pub pinned: bool,
 }
 
 /// What the connections must see.
@@ -118,6 +122,15 @@ impl Check {
             to,
             count,
             expect,
+            pinned: false,
+        }
+    }
+
+    /// A check whose probes keep their source port across the scenario (see `pinned`).
+    pub fn pinned(from: From, to: &'static str, expect: Expect) -> Self {
+        Self {
+            pinned: true,
+            ..Self::new(from, to, expect)
         }
     }
 }

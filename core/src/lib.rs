@@ -19,6 +19,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod config;
+pub mod conntrack;
 pub mod dataplane;
 pub mod diff;
 pub mod explain;
@@ -29,6 +30,7 @@ pub mod semantics;
 pub mod warning;
 
 pub use config::{NodePortAddresses, ProxyConfig};
+pub use conntrack::{stale_flows, FlowCleanup};
 pub use dataplane::{ApplyStats, Dataplane, DataplaneError, Mode};
 pub use diff::{diff, Changes};
 pub use explain::{explain, Explanation, Origin, Verdict};
