@@ -3,6 +3,7 @@
 mod claims;
 mod display;
 mod endpoints;
+mod health;
 mod paths;
 mod service;
 mod types;
@@ -10,6 +11,7 @@ mod types;
 #[cfg(test)]
 mod tests;
 
+pub use health::{health_checks, HealthCheck, NoLocalEndpoints};
 pub use service::DEFAULT_AFFINITY_TIMEOUT_SECONDS;
 pub use types::*;
 
@@ -182,7 +184,12 @@ pub fn plan(state: &ClusterState, config: &ProxyConfig) -> ProxyPlan {
                     external_ips,
                     load_balancer_ips,
                     node_port: port.node_port,
-                    health_check_node_port: valid.health_check_node_port,
+                    // Served only where it means something: external traffic kept on
+                    // this node (kube-proxy's NeedsHealthCheck; the API allocates one only
+                    // for LoadBalancer Services with externalTrafficPolicy: Local).
+                    health_check_node_port: valid
+                        .health_check_node_port
+                        .filter(|_| policies.external_local),
                     source_ranges,
                     affinity_timeout_seconds: valid.affinity_timeout_seconds,
                     endpoints,
