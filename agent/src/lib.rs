@@ -7,9 +7,13 @@
 pub mod backends;
 pub mod cli;
 pub mod explain;
+pub mod health;
 pub mod host;
+pub mod http;
 pub mod ipvs_args;
+pub mod metrics;
 pub mod node;
+pub mod ops;
 pub mod run;
 pub mod source;
 pub mod sync;

@@ -13,8 +13,10 @@
 //! committing subsets would remove other Services' rules from the kernel in between).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
-use switchyard_core::{diff, ApplyStats, Dataplane, DataplaneError, ProxyPlan, ServicePortName};
+use std::time::{Duration, Instant};
+use switchyard_core::{
+    diff, ApplyStats, Dataplane, DataplaneError, IpFamily, ProxyPlan, ServicePortName,
+};
 
 /// How many service ports one sync may isolate before it gives up and retries with backoff.
 pub const MAX_ISOLATED_PER_SYNC: usize = 16;
@@ -56,6 +58,22 @@ pub struct SyncOutcome {
     pub applied: Vec<ApplyStats>,
     pub errors: Vec<DataplaneError>,
     /// Service ports newly quarantined by this sync.
+    pub quarantined: usize,
+    /// Per lane, for health and metrics.
+    pub lanes: Vec<LaneOutcome>,
+}
+
+/// What one lane did in one sync.
+#[derive(Debug, Clone)]
+pub struct LaneOutcome {
+    pub family: IpFamily,
+    /// Diff and apply (retries after isolating a service port included).
+    pub elapsed: Duration,
+    /// The last successful apply's stats; `None` when nothing differed or the apply failed.
+    pub stats: Option<ApplyStats>,
+    /// The lane's rules are not in the planned state.
+    pub failed: bool,
+    /// Service ports this lane leaves out (quarantined).
     pub quarantined: usize,
 }
 
@@ -121,6 +139,14 @@ impl Syncer {
 
             let mut plan = plan;
             let mut isolated = 0;
+            let started = Instant::now();
+            let mut lane_outcome = LaneOutcome {
+                family: plan.family,
+                elapsed: Duration::ZERO,
+                stats: None,
+                failed: false,
+                quarantined: 0,
+            };
             loop {
                 plan.services
                     .retain(|name, _| !lane.quarantined.contains_key(name));
@@ -144,6 +170,7 @@ impl Syncer {
                             "synced"
                         );
                         lane.committed = Some(plan);
+                        lane_outcome.stats = Some(stats);
                         outcome.applied.push(stats);
                         break;
                     }
@@ -169,12 +196,16 @@ impl Syncer {
                             _ => {
                                 tracing::error!(mode = %lane.dataplane.mode(), family = %plan.family, "sync failed: {e}; the next sync will be full");
                                 outcome.errors.push(e);
+                                lane_outcome.failed = true;
                                 break;
                             }
                         }
                     }
                 }
             }
+            lane_outcome.elapsed = started.elapsed();
+            lane_outcome.quarantined = lane.quarantined.len();
+            outcome.lanes.push(lane_outcome);
         }
         if outcome.errors.is_empty() {
             self.failures_in_a_row = 0;
