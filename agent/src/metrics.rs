@@ -177,28 +177,96 @@ impl Metrics {
             registry: Registry::default(),
         };
         let kp = r.sub_registry_with_prefix("kubeproxy");
-        kp.register("sync_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds", m.sync_duration.clone());
-        kp.register("sync_full_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds for full resyncs", m.sync_full_duration.clone());
-        kp.register("sync_partial_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds for partial resyncs", m.sync_partial_duration.clone());
-        kp.register("sync_proxy_rules_last_timestamp_seconds", "The last time proxy rules were successfully synced", m.last_timestamp.clone());
-        kp.register("sync_proxy_rules_last_queued_timestamp_seconds", "The last time a sync of proxy rules was queued", m.last_queued_timestamp.clone());
-        kp.register("network_programming_duration_seconds", "In Cluster Network Programming Latency in seconds", m.network_programming.clone());
-        kp.register("sync_proxy_rules_endpoint_changes_pending", "Pending proxy rules Endpoint changes", m.source.endpoint_changes_pending.clone());
+        kp.register(
+            "sync_proxy_rules_duration_seconds",
+            "SyncProxyRules latency in seconds",
+            m.sync_duration.clone(),
+        );
+        kp.register(
+            "sync_full_proxy_rules_duration_seconds",
+            "SyncProxyRules latency in seconds for full resyncs",
+            m.sync_full_duration.clone(),
+        );
+        kp.register(
+            "sync_partial_proxy_rules_duration_seconds",
+            "SyncProxyRules latency in seconds for partial resyncs",
+            m.sync_partial_duration.clone(),
+        );
+        kp.register(
+            "sync_proxy_rules_last_timestamp_seconds",
+            "The last time proxy rules were successfully synced",
+            m.last_timestamp.clone(),
+        );
+        kp.register(
+            "sync_proxy_rules_last_queued_timestamp_seconds",
+            "The last time a sync of proxy rules was queued",
+            m.last_queued_timestamp.clone(),
+        );
+        kp.register(
+            "network_programming_duration_seconds",
+            "In Cluster Network Programming Latency in seconds",
+            m.network_programming.clone(),
+        );
+        kp.register(
+            "sync_proxy_rules_endpoint_changes_pending",
+            "Pending proxy rules Endpoint changes",
+            m.source.endpoint_changes_pending.clone(),
+        );
         // Counters are registered without `_total`: the encoder appends it.
-        kp.register("sync_proxy_rules_endpoint_changes", "Cumulative proxy rules Endpoint changes", m.source.endpoint_changes_total.clone());
-        kp.register("sync_proxy_rules_service_changes_pending", "Pending proxy rules Service changes", m.source.service_changes_pending.clone());
-        kp.register("sync_proxy_rules_service_changes", "Cumulative proxy rules Service changes", m.source.service_changes_total.clone());
+        kp.register(
+            "sync_proxy_rules_endpoint_changes",
+            "Cumulative proxy rules Endpoint changes",
+            m.source.endpoint_changes_total.clone(),
+        );
+        kp.register(
+            "sync_proxy_rules_service_changes_pending",
+            "Pending proxy rules Service changes",
+            m.source.service_changes_pending.clone(),
+        );
+        kp.register(
+            "sync_proxy_rules_service_changes",
+            "Cumulative proxy rules Service changes",
+            m.source.service_changes_total.clone(),
+        );
         // A gauge despite its name, as in kube-proxy.
-        kp.register("sync_proxy_rules_no_local_endpoints_total", "Number of services with a Local traffic policy and no endpoints", m.no_local_endpoints.clone());
-        kp.register("proxy_healthz", "Cumulative proxy healthz HTTP status", m.healthz_total.0.clone());
-        kp.register("proxy_livez", "Cumulative proxy livez HTTP status", m.livez_total.0.clone());
+        kp.register(
+            "sync_proxy_rules_no_local_endpoints_total",
+            "Number of services with a Local traffic policy and no endpoints",
+            m.no_local_endpoints.clone(),
+        );
+        kp.register(
+            "proxy_healthz",
+            "Cumulative proxy healthz HTTP status",
+            m.healthz_total.0.clone(),
+        );
+        kp.register(
+            "proxy_livez",
+            "Cumulative proxy livez HTTP status",
+            m.livez_total.0.clone(),
+        );
         match (mode, &m.mode_failures) {
-            ("iptables", Some(f)) => kp.register("sync_proxy_rules_iptables_restore_failures", "Cumulative proxy iptables restore failures", f.clone()),
-            ("nftables", Some(f)) => kp.register("sync_proxy_rules_nftables_sync_failures", "Cumulative proxy nftables sync failures", f.clone()),
+            ("iptables", Some(f)) => kp.register(
+                "sync_proxy_rules_iptables_restore_failures",
+                "Cumulative proxy iptables restore failures",
+                f.clone(),
+            ),
+            ("nftables", Some(f)) => kp.register(
+                "sync_proxy_rules_nftables_sync_failures",
+                "Cumulative proxy nftables sync failures",
+                f.clone(),
+            ),
             _ => {}
         }
-        kp.register("conntrack_reconciler_deleted_entries", "Cumulative conntrack flows deleted by conntrack reconciler", m.conntrack_deleted.clone());
-        kp.register("conntrack_reconciler_sync_duration_seconds", "ReconcileConntrackFlowsLatency latency in seconds", m.conntrack_duration.clone());
+        kp.register(
+            "conntrack_reconciler_deleted_entries",
+            "Cumulative conntrack flows deleted by conntrack reconciler",
+            m.conntrack_deleted.clone(),
+        );
+        kp.register(
+            "conntrack_reconciler_sync_duration_seconds",
+            "ReconcileConntrackFlowsLatency latency in seconds",
+            m.conntrack_duration.clone(),
+        );
 
         let sy = r.sub_registry_with_prefix("switchyard");
         let info: Family<Info, Gauge> = Family::default();
@@ -207,25 +275,61 @@ impl Metrics {
             version: env!("CARGO_PKG_VERSION"),
         })
         .set(1);
-        sy.register("build_info", "The running dataplane mode and version (always 1)", info);
-        sy.register("sync_failures", "Syncs whose apply failed, in every mode", m.sync_failures.clone());
-        sy.register("sync_kernel_duration_seconds", "Time spent talking to the kernel per sync", m.kernel_duration.clone());
-        sy.register("sync_operations", "Kernel operations sent (netlink messages, restore lines, genl calls)", m.operations.clone());
-        sy.register("sync_service_ports_written", "Service ports whose kernel objects were written or removed", m.service_ports_written.clone());
-        sy.register("service_ports", "Service ports in the last plan", m.service_ports.clone());
-        sy.register("skipped_objects", "Malformed values left out of the last plan, by object kind and what they cost", m.skipped.clone());
-        sy.register("quarantined_service_ports", "Service ports left out because the kernel rejected their rules", m.quarantined.clone());
-        sy.register("conntrack_cleanup_failures", "Conntrack flow deletions that failed", m.conntrack_failed.clone());
+        sy.register(
+            "build_info",
+            "The running dataplane mode and version (always 1)",
+            info,
+        );
+        sy.register(
+            "sync_failures",
+            "Syncs whose apply failed, in every mode",
+            m.sync_failures.clone(),
+        );
+        sy.register(
+            "sync_kernel_duration_seconds",
+            "Time spent talking to the kernel per sync",
+            m.kernel_duration.clone(),
+        );
+        sy.register(
+            "sync_operations",
+            "Kernel operations sent (netlink messages, restore lines, genl calls)",
+            m.operations.clone(),
+        );
+        sy.register(
+            "sync_service_ports_written",
+            "Service ports whose kernel objects were written or removed",
+            m.service_ports_written.clone(),
+        );
+        sy.register(
+            "service_ports",
+            "Service ports in the last plan",
+            m.service_ports.clone(),
+        );
+        sy.register(
+            "skipped_objects",
+            "Malformed values left out of the last plan, by object kind and what they cost",
+            m.skipped.clone(),
+        );
+        sy.register(
+            "quarantined_service_ports",
+            "Service ports left out because the kernel rejected their rules",
+            m.quarantined.clone(),
+        );
+        sy.register(
+            "conntrack_cleanup_failures",
+            "Conntrack flow deletions that failed",
+            m.conntrack_failed.clone(),
+        );
         Self { registry: r, ..m }
     }
 
-    /// The exposition, in the text format.
+    /// The exposition, in Prometheus' text format 0.0.4 (what kube-proxy serves).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!("encoding metrics: {e}");
         }
-        out
+        openmetrics_to_text(&out)
     }
 
     /// A sync was queued for these families (a watched object changed).
@@ -239,12 +343,22 @@ impl Metrics {
 
     /// One family's sync: `elapsed` covers planning and this family's apply; `stats` is
     /// `None` when nothing differed from the committed plan; `failed` when the apply failed.
-    pub fn synced(&self, family: IpFamily, elapsed: Duration, stats: Option<&ApplyStats>, failed: bool) {
+    pub fn synced(
+        &self,
+        family: IpFamily,
+        elapsed: Duration,
+        stats: Option<&ApplyStats>,
+        failed: bool,
+    ) {
         let label = ByFamily::of(family);
         let secs = elapsed.as_secs_f64();
         self.sync_duration.get_or_create(&label).observe(secs);
         let full = stats.is_some_and(|s| s.full);
-        let by_kind = if full { &self.sync_full_duration } else { &self.sync_partial_duration };
+        let by_kind = if full {
+            &self.sync_full_duration
+        } else {
+            &self.sync_partial_duration
+        };
         by_kind.get_or_create(&label).observe(secs);
         if failed {
             self.sync_failures.get_or_create(&label).inc();
@@ -260,7 +374,9 @@ impl Metrics {
             self.kernel_duration
                 .get_or_create(&label)
                 .observe(s.kernel_time.as_secs_f64());
-            self.operations.get_or_create(&label).inc_by(s.operations as u64);
+            self.operations
+                .get_or_create(&label)
+                .inc_by(s.operations as u64);
             self.service_ports_written
                 .get_or_create(&label)
                 .inc_by(s.service_ports_written as u64);
@@ -306,7 +422,9 @@ impl Metrics {
     /// The network programming latency of changes that reached the kernel: `now` minus each
     /// EndpointSlice's `endpoints.kubernetes.io/last-change-trigger-time`.
     pub fn programmed(&self, family: IpFamily, triggers: &[SystemTime], now: SystemTime) {
-        let h = self.network_programming.get_or_create(&ByFamily::of(family));
+        let h = self
+            .network_programming
+            .get_or_create(&ByFamily::of(family));
         for t in triggers {
             h.observe(now.duration_since(*t).unwrap_or_default().as_secs_f64());
         }
@@ -319,8 +437,12 @@ impl Metrics {
     /// `kubeproxy_conntrack_reconciler_sync_duration_seconds`.
     pub fn record_conntrack_cleanup(&self, family: IpFamily, cleanup: ConntrackCleanup) {
         let label = ByFamily::of(family);
-        self.conntrack_deleted.get_or_create(&label).inc_by(cleanup.deleted);
-        self.conntrack_failed.get_or_create(&label).inc_by(cleanup.failed);
+        self.conntrack_deleted
+            .get_or_create(&label)
+            .inc_by(cleanup.deleted);
+        self.conntrack_failed
+            .get_or_create(&label)
+            .inc_by(cleanup.failed);
         self.conntrack_duration
             .get_or_create(&label)
             .observe(cleanup.duration.as_secs_f64());
@@ -333,7 +455,7 @@ impl Metrics {
         Arc::new(move |path| match path {
             "/metrics" => crate::http::Reply {
                 status: hyper::StatusCode::OK,
-                content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
                 body: metrics.encode(),
             },
             "/healthz" => crate::http::Reply::text(hyper::StatusCode::OK, "ok"),
@@ -341,6 +463,41 @@ impl Metrics {
             _ => crate::http::Reply::not_found(),
         })
     }
+}
+
+/// prometheus-client writes OpenMetrics, where a counter's family is named without `_total`
+/// and the exposition ends with `# EOF`. The classic text format that kube-proxy serves (and
+/// `promtool check metrics` and older scrapers parse) names the family as its samples:
+/// `# HELP x_total`, `# TYPE x_total counter`, and has no `# EOF`.
+fn openmetrics_to_text(om: &str) -> String {
+    let counters: std::collections::BTreeSet<&str> = om
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(om.len() + 16 * counters.len());
+    for line in om.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        if let Some((prefix, rest)) = meta {
+            let name = rest.split(' ').next().unwrap_or_default();
+            if counters.contains(name) {
+                out.push_str(prefix);
+                out.push_str(name);
+                out.push_str("_total");
+                out.push_str(&rest[name.len()..]);
+                out.push('\n');
+                continue;
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 fn skipped_name(s: Skipped) -> &'static str {
@@ -356,4 +513,50 @@ fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_as_their_samples_and_there_is_no_eof() {
+        let m = Metrics::new("iptables");
+        m.healthz_total.inc(200);
+        m.synced(IpFamily::V4, Duration::from_millis(3), None, true);
+        let text = m.encode();
+        for want in [
+            "# TYPE kubeproxy_proxy_healthz_total counter",
+            "# HELP kubeproxy_proxy_healthz_total Cumulative proxy healthz HTTP status",
+            "kubeproxy_proxy_healthz_total{code=\"200\"} 1",
+            "# TYPE kubeproxy_sync_proxy_rules_iptables_restore_failures_total counter",
+            "kubeproxy_sync_proxy_rules_iptables_restore_failures_total{ip_family=\"IPv4\"} 1",
+            "kubeproxy_sync_partial_proxy_rules_duration_seconds_count{ip_family=\"IPv4\"} 1",
+            "switchyard_build_info{mode=\"iptables\"",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+        assert!(!text.contains("# EOF"));
+        assert!(!text.contains("nftables_sync_failures"), "{text}");
+    }
+
+    #[test]
+    fn conntrack_cleanups_are_counted_per_family() {
+        let m = Metrics::new("nftables");
+        let cleanup = ConntrackCleanup {
+            deleted: 3,
+            failed: 1,
+            duration: Duration::from_millis(2),
+        };
+        m.record_conntrack_cleanup(IpFamily::V6, cleanup);
+        m.record_conntrack_cleanup(IpFamily::V6, cleanup);
+        let text = m.encode();
+        for want in [
+            "kubeproxy_conntrack_reconciler_deleted_entries_total{ip_family=\"IPv6\"} 6",
+            "switchyard_conntrack_cleanup_failures_total{ip_family=\"IPv6\"} 2",
+            "kubeproxy_conntrack_reconciler_sync_duration_seconds_count{ip_family=\"IPv6\"} 2",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+    }
 }

@@ -151,7 +151,9 @@ impl Ops {
             }
         }
         if outcome.lanes.iter().all(|l| !l.failed) {
-            self.services.sync(&prepared.checks, &prepared.addresses).await;
+            self.services
+                .sync(&prepared.checks, &prepared.addresses)
+                .await;
         }
     }
 }

@@ -170,7 +170,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     ops.set_families(setup.families());
     let prepared = ops.before_sync(&plans);
     let outcome = syncer.sync(plans).await;
-    ops.after_sync(prepared, &outcome, Duration::ZERO, &[]).await;
+    ops.after_sync(prepared, &outcome, Duration::ZERO, &[])
+        .await;
     if args.once {
         return match outcome.errors.into_iter().next() {
             Some(e) => Err(e).context("sync failed"),
@@ -280,7 +281,8 @@ async fn keep_in_sync(
         let prepared = ops.before_sync(&plans);
         let plan_time = planning.elapsed();
         let outcome = syncer.sync(plans).await;
-        ops.after_sync(prepared, &outcome, plan_time, &triggers).await;
+        ops.after_sync(prepared, &outcome, plan_time, &triggers)
+            .await;
         retry_at = syncer.retry_backoff().map(|d| {
             tracing::warn!(retry_in_ms = d.as_millis() as u64, "retrying with backoff");
             now + d

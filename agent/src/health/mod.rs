@@ -160,7 +160,11 @@ impl ProxyHealth {
         let now = SystemTime::now();
         let healthy = verdict.healthy && eligible;
         let status = self.count(&self.healthz_total, healthy);
-        let last = if healthy { Some(now) } else { verdict.last_updated };
+        let last = if healthy {
+            Some(now)
+        } else {
+            verdict.last_updated
+        };
         Reply::json(
             status,
             format!(

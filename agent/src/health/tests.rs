@@ -92,10 +92,14 @@ fn node_eligibility_follows_deletion_and_the_autoscaler_taint() {
         serde_json::from_value(v).expect("node")
     };
     assert!(node_eligible(&node(serde_json::json!({}))));
-    assert!(node_eligible(&node(serde_json::json!({"spec": {"taints": [
-        {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]}}))));
-    assert!(!node_eligible(&node(serde_json::json!({"spec": {"taints": [
-        {"key": TO_BE_DELETED_TAINT, "value": "1700000000", "effect": "NoSchedule"}]}}))));
+    assert!(node_eligible(&node(
+        serde_json::json!({"spec": {"taints": [
+        {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]}})
+    )));
+    assert!(!node_eligible(&node(
+        serde_json::json!({"spec": {"taints": [
+        {"key": TO_BE_DELETED_TAINT, "value": "1700000000", "effect": "NoSchedule"}]}})
+    )));
     assert!(!node_eligible(&node(serde_json::json!({"metadata": {
         "deletionTimestamp": "2026-01-01T00:00:00Z"}}))));
 }

@@ -78,7 +78,11 @@ impl Pending {
 
 /// The slice's trigger-time annotation, when present and well-formed (RFC 3339).
 fn trigger_time(slice: &discovery_v1::EndpointSlice) -> Option<SystemTime> {
-    let raw = slice.metadata.annotations.as_ref()?.get(LAST_CHANGE_TRIGGER_TIME)?;
+    let raw = slice
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(LAST_CHANGE_TRIGGER_TIME)?;
     match raw.parse::<k8s_openapi::jiff::Timestamp>() {
         Ok(ts) => Some(SystemTime::from(ts)),
         Err(e) => {

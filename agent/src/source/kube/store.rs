@@ -182,7 +182,11 @@ impl Watched for discovery_v1::EndpointSlice {
         store.snapshot.state.endpoint_slices.remove(&key);
     }
     fn note_change(store: &mut Store, object: &Self, ctx: &ChangeContext) {
-        let namespace = object.metadata.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
+        let namespace = object
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or(DEFAULT_NAMESPACE);
         store
             .pending
             .slice(object, namespace, ctx.started, &ctx.metrics);
