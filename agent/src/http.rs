@@ -142,3 +142,72 @@ fn answer(handler: &Handler, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     );
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    async fn exchange(addr: SocketAddr, request: &str) -> String {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        conn.write_all(request.as_bytes()).await.expect("write");
+        let mut out = String::new();
+        conn.read_to_string(&mut out).await.expect("read");
+        out
+    }
+
+    #[tokio::test]
+    async fn get_head_and_other_methods() {
+        let listener = bind("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let handler: Handler = Arc::new(|path| match path {
+            "/hi" => Reply::text(StatusCode::OK, "hello"),
+            _ => Reply::not_found(),
+        });
+        let server = serve(listener, handler);
+        let get = exchange(
+            addr,
+            "GET /hi HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(
+            get.starts_with("HTTP/1.1 200 OK\r\n") && get.ends_with("\r\n\r\nhello"),
+            "{get}"
+        );
+        assert!(get.contains("x-content-type-options: nosniff"), "{get}");
+        let head = exchange(
+            addr,
+            "HEAD /hi HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(
+            head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"),
+            "{head}"
+        );
+        let post = exchange(
+            addr,
+            "POST /hi HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+        let missing = exchange(
+            addr,
+            "GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
+        // Keep-alive: two requests on one connection.
+        let two = exchange(
+            addr,
+            "GET /hi HTTP/1.1\r\nHost: x\r\n\r\nGET /hi HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(two.matches("HTTP/1.1 200 OK").count(), 2, "{two}");
+        // Dropping the server closes the port.
+        drop(server);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    }
+}

@@ -181,3 +181,23 @@ fn spawn_server(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_addresses_are_ip_port_or_empty() {
+        assert_eq!(
+            parse_bind_address("0.0.0.0:10256"),
+            Ok(BindAddress(Some("0.0.0.0:10256".parse().expect("addr"))))
+        );
+        assert_eq!(
+            parse_bind_address("[::1]:10249").map(|a| a.0.map(|s| s.port())),
+            Ok(Some(10249))
+        );
+        assert_eq!(parse_bind_address(""), Ok(BindAddress(None)));
+        assert!(parse_bind_address("10256").is_err());
+        assert!(parse_bind_address("localhost:10256").is_err());
+    }
+}
