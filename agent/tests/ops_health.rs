@@ -254,6 +254,11 @@ fn health_metrics_and_health_check_node_ports() {
     // Its healthCheckNodePort is taken by someone else on the node address.
     api.apply(lb_service("taken", "10.96.0.51", 30051, 32101));
     api.apply(slice("taken-1", "taken", &[("10.244.1.6", "node-a", true)]));
+    // A malformed external IP: skipped (one address), and counted.
+    let mut odd = lb_service("odd", "10.96.0.53", 30053, 32103);
+    odd["spec"]["externalIPs"] = json!(["not-an-ip"]);
+    odd["spec"]["externalTrafficPolicy"] = json!("Cluster");
+    api.apply(odd);
     let squatter = ns.enter(|| std::net::TcpListener::bind((NODE_IP, 32101)).expect("bind 32101"));
 
     let log = dir.join("agent.log");
@@ -296,6 +301,11 @@ fn health_metrics_and_health_check_node_ports() {
     wait_until("hc 200 with one local endpoint", &agent, || {
         hc_is(&ns, 32100, 200, &hc_body("lb", 1, true))
     });
+    // "odd" has a healthCheckNodePort but externalTrafficPolicy Cluster: nothing to check.
+    assert!(
+        ns.get(&format!("{NODE_IP}:32103"), "/").is_err(),
+        "a health check served for a Cluster-policy Service"
+    );
     assert!(
         ns.get("127.0.0.1:32100", "/").is_err(),
         "the health check listens beyond the node address"
@@ -377,6 +387,44 @@ fn health_metrics_and_health_check_node_ports() {
             )
         });
     }
+
+    // ... and deleted: not eligible either. Without a node address the health checks listen
+    // on every address, and on the node address alone again when the Node is back.
+    api.delete(Res::Nodes, "", "node-a");
+    wait_until("a deleted Node", &agent, || {
+        expect(
+            &ns,
+            "127.0.0.1:10256",
+            "/healthz",
+            503,
+            &[r#""nodeEligible": false}"#],
+        )
+    });
+    wait_until("hc on every address", &agent, || {
+        expect(
+            &ns,
+            "127.0.0.1:32100",
+            "/",
+            200,
+            &[r#""localEndpoints": 2"#],
+        )
+    });
+    api.apply(node(json!({})));
+    wait_until("the Node back", &agent, || {
+        expect(
+            &ns,
+            "127.0.0.1:10256",
+            "/healthz",
+            200,
+            &[r#""nodeEligible": true}"#],
+        )
+    });
+    wait_until("hc on the node address only", &agent, || {
+        match ns.get("127.0.0.1:32100", "/") {
+            Err(_) => hc_is(&ns, 32100, 200, &hc_body("lb", 2, true)),
+            Ok(answer) => Err(format!("still on 127.0.0.1: {answer:?}")),
+        }
+    });
 
     // 6. A change that does not reach the kernel within 2 x --sync-period: both 503, and the
     //    health checks say the proxy is unhealthy; healthy again once a sync succeeds.
@@ -492,7 +540,11 @@ fn check_metrics(text: &str) {
         ),
         0.0
     );
-    assert_eq!(value(r#"switchyard_service_ports{ip_family="IPv4"}"#), 3.0);
+    assert_eq!(value(r#"switchyard_service_ports{ip_family="IPv4"}"#), 4.0);
+    assert_eq!(
+        value(r#"switchyard_skipped_objects{ip_family="IPv4",kind="Service",skipped="address"}"#),
+        1.0
+    );
     assert!(text.contains("# TYPE kubeproxy_sync_proxy_rules_duration_seconds histogram"));
     assert!(
         text.contains(
