@@ -8,7 +8,6 @@
 //! and a sync's duration covers planning (shared by the families) plus that family's diff
 //! and apply.
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -20,59 +19,14 @@ use std::time::{Duration, SystemTime};
 use switchyard_core::warning::Skipped;
 use switchyard_core::{ApplyStats, IpFamily, ProxyPlan};
 
+mod labels;
+mod text;
+
+pub use labels::CodeCounters;
+use labels::{ByFamily, ByPolicy, BySkipped, Info};
+
 type FamilyLabel = Family<ByFamily, Histogram, fn() -> Histogram>;
 type FloatGauge = Gauge<f64, AtomicU64>;
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ByFamily {
-    ip_family: String,
-}
-
-impl ByFamily {
-    fn of(family: IpFamily) -> Self {
-        Self {
-            ip_family: family.to_string(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ByPolicy {
-    ip_family: String,
-    traffic_policy: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ByCode {
-    code: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct BySkipped {
-    ip_family: String,
-    kind: String,
-    skipped: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Info {
-    mode: String,
-    version: &'static str,
-}
-
-/// Counters of HTTP answers by status code (`kubeproxy_proxy_healthz_total{code}`).
-#[derive(Debug, Clone, Default)]
-pub struct CodeCounters(Family<ByCode, Counter>);
-
-impl CodeCounters {
-    pub fn inc(&self, code: u16) {
-        self.0
-            .get_or_create(&ByCode {
-                code: code.to_string(),
-            })
-            .inc();
-    }
-}
 
 /// What the API source counts as objects change (kube-proxy's change trackers). Cloned into
 /// the source; unregistered (and so invisible) until [`Metrics::new`] registers them.
@@ -329,7 +283,7 @@ impl Metrics {
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!("encoding metrics: {e}");
         }
-        openmetrics_to_text(&out)
+        text::openmetrics_to_text(&out)
     }
 
     /// A sync was queued for these families (a watched object changed).
@@ -465,41 +419,6 @@ impl Metrics {
     }
 }
 
-/// prometheus-client writes OpenMetrics, where a counter's family is named without `_total`
-/// and the exposition ends with `# EOF`. The classic text format that kube-proxy serves (and
-/// `promtool check metrics` and older scrapers parse) names the family as its samples:
-/// `# HELP x_total`, `# TYPE x_total counter`, and has no `# EOF`.
-fn openmetrics_to_text(om: &str) -> String {
-    let counters: std::collections::BTreeSet<&str> = om
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.strip_suffix(" counter"))
-        .collect();
-    let mut out = String::with_capacity(om.len() + 16 * counters.len());
-    for line in om.lines() {
-        if line == "# EOF" {
-            continue;
-        }
-        let meta = ["# HELP ", "# TYPE "]
-            .into_iter()
-            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
-        if let Some((prefix, rest)) = meta {
-            let name = rest.split(' ').next().unwrap_or_default();
-            if counters.contains(name) {
-                out.push_str(prefix);
-                out.push_str(name);
-                out.push_str("_total");
-                out.push_str(&rest[name.len()..]);
-                out.push('\n');
-                continue;
-            }
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
-}
-
 fn skipped_name(s: Skipped) -> &'static str {
     match s {
         Skipped::Object => "object",
@@ -516,47 +435,4 @@ fn unix_seconds(t: SystemTime) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counters_are_named_as_their_samples_and_there_is_no_eof() {
-        let m = Metrics::new("iptables");
-        m.healthz_total.inc(200);
-        m.synced(IpFamily::V4, Duration::from_millis(3), None, true);
-        let text = m.encode();
-        for want in [
-            "# TYPE kubeproxy_proxy_healthz_total counter",
-            "# HELP kubeproxy_proxy_healthz_total Cumulative proxy healthz HTTP status",
-            "kubeproxy_proxy_healthz_total{code=\"200\"} 1",
-            "# TYPE kubeproxy_sync_proxy_rules_iptables_restore_failures_total counter",
-            "kubeproxy_sync_proxy_rules_iptables_restore_failures_total{ip_family=\"IPv4\"} 1",
-            "kubeproxy_sync_partial_proxy_rules_duration_seconds_count{ip_family=\"IPv4\"} 1",
-            "switchyard_build_info{mode=\"iptables\"",
-        ] {
-            assert!(text.contains(want), "missing {want:?} in:\n{text}");
-        }
-        assert!(!text.contains("# EOF"));
-        assert!(!text.contains("nftables_sync_failures"), "{text}");
-    }
-
-    #[test]
-    fn conntrack_cleanups_are_counted_per_family() {
-        let m = Metrics::new("nftables");
-        let cleanup = ConntrackCleanup {
-            deleted: 3,
-            failed: 1,
-            duration: Duration::from_millis(2),
-        };
-        m.record_conntrack_cleanup(IpFamily::V6, cleanup);
-        m.record_conntrack_cleanup(IpFamily::V6, cleanup);
-        let text = m.encode();
-        for want in [
-            "kubeproxy_conntrack_reconciler_deleted_entries_total{ip_family=\"IPv6\"} 6",
-            "switchyard_conntrack_cleanup_failures_total{ip_family=\"IPv6\"} 2",
-            "kubeproxy_conntrack_reconciler_sync_duration_seconds_count{ip_family=\"IPv6\"} 2",
-        ] {
-            assert!(text.contains(want), "missing {want:?} in:\n{text}");
-        }
-    }
-}
+mod tests;
