@@ -48,7 +48,8 @@ pub struct Prepared {
 pub struct Ops {
     pub health: Arc<ProxyHealth>,
     pub metrics: Arc<Metrics>,
-    services: ServiceHealthServers,
+    /// `None` when not serving (`--once`).
+    services: Option<ServiceHealthServers>,
     families: Vec<IpFamily>,
     /// The healthz and metrics server tasks (aborted on drop).
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -63,8 +64,8 @@ impl Drop for Ops {
 }
 
 impl Ops {
-    /// Creates the health state and metrics, and starts the healthz and metrics servers
-    /// (when `serve`; not for `--once`). Health turns late after `2 × sync_period` (kube-proxy).
+    /// Creates the health state and metrics, and — when `serve` (not for `--once`) — starts
+    /// the healthz and metrics servers and, after each sync, the healthCheckNodePort servers. Health turns late after `2 × sync_period` (kube-proxy).
     pub fn start(
         mode: &'static str,
         sync_period: Duration,
@@ -88,7 +89,7 @@ impl Ops {
             }
         }
         Self {
-            services: ServiceHealthServers::new(health.clone()),
+            services: serve.then(|| ServiceHealthServers::new(health.clone())),
             health,
             metrics,
             families: Vec::new(),
@@ -150,10 +151,10 @@ impl Ops {
                 self.metrics.programmed(lane.family, &times, wall);
             }
         }
-        if outcome.lanes.iter().all(|l| !l.failed) {
-            self.services
-                .sync(&prepared.checks, &prepared.addresses)
-                .await;
+        if let Some(services) = &mut self.services {
+            if outcome.lanes.iter().all(|l| !l.failed) {
+                services.sync(&prepared.checks, &prepared.addresses).await;
+            }
         }
     }
 }

@@ -48,11 +48,6 @@ impl ServiceHealthServers {
         }
     }
 
-    /// The Services served now and their ports.
-    pub fn ports(&self) -> BTreeMap<ObjectRef, u16> {
-        self.open.iter().map(|(k, i)| (k.clone(), i.port)).collect()
-    }
-
     /// Makes the servers match `checks` (from [`switchyard_core::health_checks`]), listening
     /// on `addresses` (from [`listen_addresses`]): closes those of Services gone (or whose
     /// port or addresses changed), opens new ones, and updates every local endpoint count.
