@@ -427,3 +427,66 @@ fn promtool(text: &str, dir: &Path) {
         "promtool check metrics (exit {code:?}):\n{said}\n--- exposition ---\n{text}"
     );
 }
+
+/// Offline (`--manifests`), with both bind flags changed: the health server on the address
+/// asked for, the metrics server disabled by an empty address, and a healthCheckNodePort that
+/// follows edits of the manifest file.
+#[test]
+fn offline_manifests_and_bind_flags() {
+    assert!(
+        is_root(),
+        "this test creates network namespaces: run it as root"
+    );
+    let ns = Netns::create("offline");
+    let dir = std::env::temp_dir().join(format!("switchyard-ops-off-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let manifests = dir.join("cluster.yaml");
+    let write = |ready: bool| {
+        let docs: Vec<String> = [
+            node(json!({})),
+            lb_service("lb", "10.96.0.50", 30050, 32100),
+            slice("lb-1", "lb", &[("10.244.1.5", "node-a", ready)]),
+        ]
+        .iter()
+        .map(|v| serde_json::to_string(v).expect("json"))
+        .collect();
+        // JSON is YAML; an atomic rename so the agent never reads half a file.
+        let tmp = dir.join("cluster.tmp");
+        std::fs::write(&tmp, docs.join("\n---\n")).expect("write manifests");
+        std::fs::rename(&tmp, &manifests).expect("rename manifests");
+    };
+    write(true);
+    let log = dir.join("agent.log");
+    let child = Command::new("ip")
+        .args(["netns", "exec", &ns.0, env!("CARGO_BIN_EXE_switchyard")])
+        .args(["--mode", "nftables", "--manifests"])
+        .arg(&manifests)
+        .args(["--healthz-bind-address", "127.0.0.1:20256"])
+        .args(["--metrics-bind-address", ""])
+        .args(["--min-sync-period", "100ms"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start switchyard");
+    let agent = Agent { child, log };
+    wait_until("hc 200 offline", &agent, || {
+        hc_is(&ns, 32100, 200, &hc_body("lb", 1, true))
+    });
+    expect(&ns, "127.0.0.1:20256", "/livez", 200, &[]).expect("livez on the flag's address");
+    assert!(
+        ns.get("127.0.0.1:10256", "/livez").is_err(),
+        "health server on the default address"
+    );
+    assert!(
+        ns.get("127.0.0.1:10249", "/metrics").is_err(),
+        "metrics served though disabled"
+    );
+    write(false);
+    wait_until("hc 503 after the edit", &agent, || {
+        hc_is(&ns, 32100, 503, &hc_body("lb", 0, true))
+    });
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}
