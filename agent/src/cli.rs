@@ -101,6 +101,12 @@ pub struct RunArgs {
     /// Resync everything at least this often, repairing rules someone else removed.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub sync_period: Duration,
+    /// Where /healthz and /livez listen (kube-proxy's); empty disables the server.
+    #[arg(long, default_value = "0.0.0.0:10256", value_parser = crate::ops::parse_bind_address, value_name = "IP:PORT")]
+    pub healthz_bind_address: crate::ops::BindAddress,
+    /// Where /metrics listens (kube-proxy's); empty disables the server.
+    #[arg(long, default_value = "127.0.0.1:10249", value_parser = crate::ops::parse_bind_address, value_name = "IP:PORT")]
+    pub metrics_bind_address: crate::ops::BindAddress,
 }
 
 /// Where objects come from and how this node is set up: shared by the agent and `explain`.

@@ -8,6 +8,7 @@
 use crate::backends;
 use crate::cli::RunArgs;
 use crate::node::{NodeFacts, NodeSetup};
+use crate::ops::Ops;
 use crate::source::kube::{KubeOptions, KubeSource};
 use crate::source::{Fingerprint, Manifests};
 use crate::sync::Syncer;
@@ -89,6 +90,15 @@ impl Source {
             Source::Kube(_) => API_FULL_SYNC_EVERY.max(sync_period),
         }
     }
+
+    /// Ends the pending-changes period (right before planning): the EndpointSlice trigger
+    /// times of the changes the coming sync carries (none offline).
+    fn take_changes(&mut self) -> Vec<(switchyard_core::IpFamily, std::time::SystemTime)> {
+        match self {
+            Source::Manifests { .. } => Vec::new(),
+            Source::Kube(source) => source.take_changes(),
+        }
+    }
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -98,6 +108,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.cleanup_kube_proxy {
         return crate::migrate::cleanup_kube_proxy().await;
     }
+    // Health and metrics serve from the start (while the API lists, /livez answers).
+    let mut ops = Ops::start(
+        backends::mode_name(args.mode),
+        args.sync_period,
+        args.healthz_bind_address.0,
+        args.metrics_bind_address.0,
+        !args.dry_run && !args.once,
+    );
     let (mut source, setup, plans) = match &args.node.manifests {
         Some(path) => {
             let manifests = Manifests::load(path)?;
@@ -118,6 +136,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 kubeconfig: args.node.kubeconfig.as_deref(),
                 master: args.node.master.as_deref(),
                 node_name: &node_name,
+                metrics: ops.metrics.source.clone(),
             })
             .await
             .context("starting the Kubernetes API source")?;
@@ -129,7 +148,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 tracing::warn!(node = %node_name, "no Node object of this name: planning both families, without node addresses");
             }
             let setup = NodeSetup::for_node(&args.node, node_name, node.as_ref()).await?;
+            ops.health.set_node_eligibility(kube.node_eligibility());
             let mut source = Source::Kube(Box::new(kube));
+            source.take_changes();
             let plans = source.plans(&setup).unwrap_or_default();
             (source, setup, plans)
         }
@@ -150,14 +171,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     backends::cleanup_modes(Some(args.mode))
         .await
         .context("removing other modes' rules")?;
+    ops.set_families(setup.families());
+    let prepared = ops.before_sync(&plans);
     let outcome = syncer.sync(plans).await;
+    ops.after_sync(prepared, &outcome, Duration::ZERO, &[])
+        .await;
     if args.once {
         return match outcome.errors.into_iter().next() {
             Some(e) => Err(e).context("sync failed"),
             None => Ok(()),
         };
     }
-    keep_in_sync(&args, &mut source, &setup, syncer).await
+    keep_in_sync(&args, &mut source, &setup, syncer, &mut ops).await
 }
 
 /// What `--dry-run` prints: the backend's own rendering, or the plan itself (`--show-plan`, or
@@ -204,6 +229,7 @@ async fn keep_in_sync(
     source: &mut Source,
     setup: &NodeSetup,
     mut syncer: Syncer,
+    ops: &mut Ops,
 ) -> anyhow::Result<()> {
     let full_every = source.full_every(args.sync_period);
     let start = Instant::now();
@@ -224,7 +250,10 @@ async fn keep_in_sync(
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
             // Once a change is pending the next sync reads the newest state anyway.
-            _ = source.changed(), if !pending => pending = true,
+            _ = source.changed(), if !pending => {
+                pending = true;
+                ops.queued();
+            }
             _ = tokio::time::sleep_until(wake) => {}
         }
         let now = Instant::now();
@@ -248,10 +277,16 @@ async fn keep_in_sync(
         }
         pending = false;
         last_sync = now;
+        let planning = std::time::Instant::now();
+        let triggers = source.take_changes();
         let Some(plans) = source.plans(setup) else {
             continue;
         };
-        syncer.sync(plans).await;
+        let prepared = ops.before_sync(&plans);
+        let plan_time = planning.elapsed();
+        let outcome = syncer.sync(plans).await;
+        ops.after_sync(prepared, &outcome, plan_time, &triggers)
+            .await;
         retry_at = syncer.retry_backoff().map(|d| {
             tracing::warn!(retry_in_ms = d.as_millis() as u64, "retrying with backoff");
             now + d

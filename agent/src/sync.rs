@@ -14,8 +14,10 @@
 
 use crate::conntrack::{Cleaner, ConntrackStats};
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
-use switchyard_core::{diff, ApplyStats, Dataplane, DataplaneError, ProxyPlan, ServicePortName};
+use std::time::{Duration, Instant};
+use switchyard_core::{
+    diff, ApplyStats, Dataplane, DataplaneError, IpFamily, ProxyPlan, ServicePortName,
+};
 
 /// How many service ports one sync may isolate before it gives up and retries with backoff.
 pub const MAX_ISOLATED_PER_SYNC: usize = 16;
@@ -63,6 +65,22 @@ pub struct SyncOutcome {
     pub quarantined: usize,
     /// The conntrack cleanup of each family that ran (after its commit).
     pub conntrack: Vec<ConntrackStats>,
+    /// Per lane, for health and metrics.
+    pub lanes: Vec<LaneOutcome>,
+}
+
+/// What one lane did in one sync.
+#[derive(Debug, Clone)]
+pub struct LaneOutcome {
+    pub family: IpFamily,
+    /// Diff and apply (retries after isolating a service port included).
+    pub elapsed: Duration,
+    /// The last successful apply's stats; `None` when nothing differed or the apply failed.
+    pub stats: Option<ApplyStats>,
+    /// The lane's rules are not in the planned state.
+    pub failed: bool,
+    /// Service ports this lane leaves out (quarantined).
+    pub quarantined: usize,
 }
 
 impl Syncer {
@@ -139,6 +157,14 @@ impl Syncer {
 
             let mut plan = plan;
             let mut isolated = 0;
+            let started = Instant::now();
+            let mut lane_outcome = LaneOutcome {
+                family: plan.family,
+                elapsed: Duration::ZERO,
+                stats: None,
+                failed: false,
+                quarantined: 0,
+            };
             loop {
                 plan.services
                     .retain(|name, _| !lane.quarantined.contains_key(name));
@@ -177,6 +203,7 @@ impl Syncer {
                             ));
                         }
                         lane.committed = Some(plan);
+                        lane_outcome.stats = Some(stats);
                         outcome.applied.push(stats);
                         break;
                     }
@@ -202,12 +229,16 @@ impl Syncer {
                             _ => {
                                 tracing::error!(mode = %lane.dataplane.mode(), family = %plan.family, "sync failed: {e}; the next sync will be full");
                                 outcome.errors.push(e);
+                                lane_outcome.failed = true;
                                 break;
                             }
                         }
                     }
                 }
             }
+            lane_outcome.elapsed = started.elapsed();
+            lane_outcome.quarantined = lane.quarantined.len();
+            outcome.lanes.push(lane_outcome);
         }
         if outcome.errors.is_empty() {
             self.failures_in_a_row = 0;

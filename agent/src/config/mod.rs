@@ -207,26 +207,20 @@ pub fn apply(file: &FileConfig, matches: &ArgMatches, args: &mut RunArgs) {
         &mut ipvs.exclude_cidrs,
         file.ipvs.exclude_cidrs.clone(),
     );
-    server_addresses(file);
-}
-
-/// `healthzBindAddress` and `metricsBindAddress` (validated by [`file::read`], kube-proxy's
-/// default ports appended to a bare IP).
-///
-/// MERGE NOTE for the lead: the health and metrics servers, with their
-/// `--healthz-bind-address`/`--metrics-bind-address` flags, are another branch's. When both
-/// are merged, replace this body with two [`fill`] calls into those `RunArgs` fields (clap ids
-/// `healthz_bind_address`, `metrics_bind_address`), taking `matches` and `args` as `apply`
-/// does. Until then a file that sets either is told that this build serves neither.
-fn server_addresses(file: &FileConfig) {
-    for (field, addr) in [
-        ("healthzBindAddress", file.healthz_bind_address),
-        ("metricsBindAddress", file.metrics_bind_address),
-    ] {
-        if let Some(addr) = addr {
-            tracing::warn!(%addr, "{field}: this build has no health/metrics server; ignored");
-        }
-    }
+    // healthzBindAddress / metricsBindAddress: validated by `file::read` (kube-proxy's default
+    // ports appended to a bare IP).
+    fill(
+        matches,
+        "healthz_bind_address",
+        &mut args.healthz_bind_address,
+        file.healthz_bind_address.map(|a| crate::ops::BindAddress(Some(a))),
+    );
+    fill(
+        matches,
+        "metrics_bind_address",
+        &mut args.metrics_bind_address,
+        file.metrics_bind_address.map(|a| crate::ops::BindAddress(Some(a))),
+    );
 }
 
 /// Loads `--config` (if given), logs its warnings and fills `args` from it. Startup stops on

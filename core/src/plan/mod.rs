@@ -4,6 +4,7 @@ mod claims;
 mod display;
 mod endpoints;
 mod local;
+mod health;
 mod paths;
 mod service;
 mod types;
@@ -12,6 +13,7 @@ mod types;
 mod tests;
 
 pub use local::LocalDetector;
+pub use health::{health_checks, HealthCheck, NoLocalEndpoints};
 pub use service::DEFAULT_AFFINITY_TIMEOUT_SECONDS;
 pub use types::*;
 
@@ -184,7 +186,12 @@ pub fn plan(state: &ClusterState, config: &ProxyConfig) -> ProxyPlan {
                     external_ips,
                     load_balancer_ips,
                     node_port: port.node_port,
-                    health_check_node_port: valid.health_check_node_port,
+                    // Served only where it means something: external traffic kept on
+                    // this node (kube-proxy's NeedsHealthCheck; the API allocates one only
+                    // for LoadBalancer Services with externalTrafficPolicy: Local).
+                    health_check_node_port: valid
+                        .health_check_node_port
+                        .filter(|_| policies.external_local),
                     source_ranges,
                     affinity_timeout_seconds: valid.affinity_timeout_seconds,
                     endpoints,

@@ -178,7 +178,8 @@ pub struct ServicePortPlan {
     /// Ingress IPs with `ipMode: VIP` (or unset); `Proxy` ingress IPs are not captured.
     pub load_balancer_ips: Vec<IpAddr>,
     pub node_port: Option<u16>,
-    /// `healthCheckNodePort`, served by the agent's health server, not by proxy rules.
+    /// `healthCheckNodePort`, served by the agent's health server, not by proxy rules; set only
+    /// when external traffic uses the `Local` policy (see [`ProxyPlan::health_checks`]).
     pub health_check_node_port: Option<u16>,
     /// Set when `loadBalancerSourceRanges` applies: traffic to a load-balancer IP from any other
     /// source is dropped. Not applied to NodePorts or external IPs (as in Kubernetes).

@@ -13,6 +13,7 @@
 //! so an outage keeps the last rules.
 
 pub mod access;
+mod changes;
 mod client;
 mod error;
 mod events;
@@ -44,6 +45,8 @@ pub struct KubeOptions<'a> {
     pub kubeconfig: Option<&'a Path>,
     pub master: Option<&'a str>,
     pub node_name: &'a str,
+    /// Where object changes are counted (`SourceMetrics::default()`: nowhere).
+    pub metrics: crate::metrics::SourceMetrics,
 }
 
 /// The running watchers. Dropping it stops them.
@@ -76,7 +79,10 @@ impl KubeSource {
     /// be configured; an unreachable API is retried in the background.
     pub async fn start(options: KubeOptions<'_>) -> Result<Self, KubeSourceError> {
         let client = client::client(options.kubeconfig, options.master).await?;
-        let shared = Arc::new(Shared::new());
+        let shared = Arc::new(Shared::new(store::ChangeContext {
+            metrics: options.metrics.clone(),
+            started: std::time::SystemTime::now(),
+        }));
         let base = watcher::Config::default().page_size(PAGE_SIZE);
         let proxied = base.clone().labels(LABEL_SELECTOR);
         let node = base
@@ -155,5 +161,19 @@ impl KubeSource {
     pub fn with_snapshot<T>(&mut self, f: impl FnOnce(&Snapshot) -> T) -> T {
         self.changes.borrow_and_update();
         self.shared.read(|s| f(&s.snapshot))
+    }
+
+    /// Ends the pending-changes period (call right before planning): the EndpointSlice
+    /// trigger times seen since the last call, per family, for the network programming
+    /// latency once their sync succeeds.
+    pub fn take_changes(&mut self) -> Vec<(switchyard_core::IpFamily, std::time::SystemTime)> {
+        let metrics = &self.shared.change_context.metrics;
+        self.shared.update_quiet(|s| s.pending.take(metrics))
+    }
+
+    /// Reads, live, whether this Node may receive load-balancer traffic (`/healthz`).
+    pub fn node_eligibility(&self) -> crate::health::NodeEligibility {
+        let shared = self.shared.clone();
+        Arc::new(move || shared.read(|s| s.node_eligible))
     }
 }

@@ -64,6 +64,11 @@ pub struct Store {
     pub snapshot: Snapshot,
     /// Per kind: has an initial list completed (ever)? The first sync waits for all four.
     listed: [bool; 4],
+    /// Whether this Node may receive load-balancer traffic (`/healthz`); see
+    /// [`crate::health::node_eligible`].
+    pub node_eligible: bool,
+    /// Changes since the last plan, for metrics.
+    pub pending: super::changes::Pending,
 }
 
 impl Store {
@@ -74,6 +79,8 @@ impl Store {
                 ..Snapshot::default()
             },
             listed: [false; 4],
+            node_eligible: true,
+            pending: Default::default(),
         }
     }
 
@@ -116,6 +123,15 @@ pub trait Watched:
     fn clear(store: &mut Store);
     fn upsert(store: &mut Store, object: &Self);
     fn remove(store: &mut Store, object: &Self);
+    /// Counts a watch event (not a listed object) as a change, for metrics.
+    fn note_change(_store: &mut Store, _object: &Self, _ctx: &ChangeContext) {}
+}
+
+/// What counting changes needs: the metrics to update and when the agent started.
+#[derive(Debug, Clone)]
+pub struct ChangeContext {
+    pub metrics: crate::metrics::SourceMetrics,
+    pub started: std::time::SystemTime,
 }
 
 fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
@@ -140,6 +156,10 @@ impl Watched for core_v1::Service {
         let key = convert::meta(&object.metadata, DEFAULT_NAMESPACE).object_ref();
         store.snapshot.state.services.remove(&key);
     }
+    fn note_change(store: &mut Store, object: &Self, ctx: &ChangeContext) {
+        let key = convert::meta(&object.metadata, DEFAULT_NAMESPACE).object_ref();
+        store.pending.service(key, &ctx.metrics);
+    }
 }
 
 impl Watched for discovery_v1::EndpointSlice {
@@ -161,6 +181,16 @@ impl Watched for discovery_v1::EndpointSlice {
         let key = convert::meta(&object.metadata, DEFAULT_NAMESPACE).object_ref();
         store.snapshot.state.endpoint_slices.remove(&key);
     }
+    fn note_change(store: &mut Store, object: &Self, ctx: &ChangeContext) {
+        let namespace = object
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or(DEFAULT_NAMESPACE);
+        store
+            .pending
+            .slice(object, namespace, ctx.started, &ctx.metrics);
+    }
 }
 
 /// The Node watch has a `metadata.name` field selector, so every object is this node.
@@ -169,6 +199,7 @@ impl Watched for core_v1::Node {
     fn take(store: &mut Store, from: &mut Store) {
         store.snapshot.state.node = from.snapshot.state.node.take();
         store.snapshot.pod_cidrs = std::mem::take(&mut from.snapshot.pod_cidrs);
+        store.node_eligible = from.node_eligible;
     }
     fn clear(store: &mut Store) {
         store.snapshot.state.node = None;
@@ -177,8 +208,12 @@ impl Watched for core_v1::Node {
     fn upsert(store: &mut Store, object: &Self) {
         store.snapshot.state.node = Some(convert::node(object));
         store.snapshot.pod_cidrs = pod_cidrs(object);
+        store.node_eligible = crate::health::node_eligible(object);
     }
     fn remove(store: &mut Store, object: &Self) {
+        // A Node that is gone is not eligible, whatever its last state said (kube-proxy
+        // re-reads the deleted object, which an immediate deletion leaves unmarked).
+        store.node_eligible = false;
         tracing::warn!(
             node = %name_of(&object.metadata),
             "this node's Node object was deleted: planning without its addresses and zone"

@@ -2,7 +2,7 @@
 //! `410 Gone`, re-watch from the last resourceVersion when a stream ends) with backoff, feeding
 //! the shared [`Store`].
 
-use super::store::{Kind, Store, Watched};
+use super::store::{ChangeContext, Kind, Store, Watched};
 use futures_util::StreamExt as _;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt as _;
@@ -14,13 +14,15 @@ use std::sync::{Arc, Mutex};
 pub struct Shared {
     store: Mutex<Store>,
     changes: tokio::sync::watch::Sender<u64>,
+    pub change_context: ChangeContext,
 }
 
 impl Shared {
-    pub fn new() -> Self {
+    pub fn new(change_context: ChangeContext) -> Self {
         Self {
             store: Mutex::new(Store::new()),
             changes: tokio::sync::watch::Sender::new(0),
+            change_context,
         }
     }
 
@@ -33,6 +35,12 @@ impl Shared {
             f(&mut store);
         }
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes the store without waking the sync loop (bookkeeping that is no change of state).
+    pub fn update_quiet<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
+        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut store)
     }
 
     /// Reads the store.
@@ -92,9 +100,15 @@ pub async fn run<K: Watched>(
             }
             Ok(Event::Apply(object)) => {
                 tracing::debug!(%kind, "applied");
-                shared.update(|store| K::upsert(store, &object));
+                shared.update(|store| {
+                    K::upsert(store, &object);
+                    K::note_change(store, &object, &shared.change_context);
+                });
             }
-            Ok(Event::Delete(object)) => shared.update(|store| K::remove(store, &object)),
+            Ok(Event::Delete(object)) => shared.update(|store| {
+                K::remove(store, &object);
+                K::note_change(store, &object, &shared.change_context);
+            }),
             Err(e) if optional && matches!(list_status(&e), Some(403 | 404)) => {
                 if list_status(&e) == Some(403) {
                     tracing::warn!(%kind, "forbidden (403): grant get/list/watch on it; using the flags instead until restart");
