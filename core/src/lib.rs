@@ -34,5 +34,8 @@ pub use diff::{diff, Changes};
 pub use explain::{explain, Explanation, Origin, Verdict};
 pub use flow::{Expect, PacketFlow};
 pub use model::ClusterState;
-pub use plan::{plan, IpFamily, Protocol, ProxyPlan, ServicePortName, ServicePortPlan, Target};
+pub use plan::{
+    plan, IpFamily, PlanUpdate, Planner, Protocol, ProxyPlan, ServicePortName, ServicePortPlan,
+    Target,
+};
 pub use warning::Warning;

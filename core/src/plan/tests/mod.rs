@@ -1,6 +1,7 @@
 //! Table-driven tests of `plan()`: fixtures here, the tables in the sibling files.
 
 mod claims;
+mod incremental;
 mod semantics;
 mod validation;
 
