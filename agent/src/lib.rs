@@ -9,6 +9,7 @@ pub mod cli;
 pub mod explain;
 pub mod host;
 pub mod ipvs_args;
+pub mod live;
 pub mod node;
 pub mod run;
 pub mod source;

@@ -7,10 +7,11 @@
 
 use crate::backends;
 use crate::cli::RunArgs;
-use crate::node::{NodeFacts, NodeSetup};
+use crate::live::LivePlanners;
+use crate::node::NodeSetup;
 use crate::source::kube::{KubeOptions, KubeSource};
 use crate::source::{Fingerprint, Manifests};
-use crate::sync::Syncer;
+use crate::sync::{SyncOutcome, Syncer};
 use anyhow::Context as _;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,8 +32,8 @@ enum Source {
         path: PathBuf,
         fingerprint: Fingerprint,
     },
-    /// The Kubernetes API (watchers).
-    Kube(Box<KubeSource>),
+    /// The Kubernetes API (watchers), planned incrementally.
+    Kube(Box<KubeSource>, LivePlanners),
 }
 
 impl Source {
@@ -49,7 +50,7 @@ impl Source {
                     return;
                 }
             },
-            Source::Kube(source) => source.changed().await,
+            Source::Kube(source, _) => source.changed().await,
         }
     }
 
@@ -64,18 +65,20 @@ impl Source {
                     None
                 }
             },
-            Source::Kube(source) => {
-                let started = std::time::Instant::now();
-                let plans = source.with_snapshot(|snapshot| {
-                    let facts = NodeFacts {
-                        pod_cidrs: snapshot.pod_cidrs.clone(),
-                        service_cidr_flag: !snapshot.service_cidrs_served,
-                    };
-                    setup.plan_state(&snapshot.state, &facts)
-                });
-                let plan_ms = started.elapsed().as_secs_f64() * 1000.0;
-                tracing::debug!(plan_ms, "planned");
-                Some(plans)
+            Source::Kube(source, _) => Some(source.with_snapshot(|snapshot| {
+                setup.plan_state(snapshot.state.state(), &crate::live::facts(snapshot))
+            })),
+        }
+    }
+
+    /// Plans and applies the current objects: the API source incrementally (only what
+    /// changed since the last sync), manifests whole.
+    async fn sync(&mut self, setup: &NodeSetup, syncer: &mut Syncer) -> Option<SyncOutcome> {
+        match self {
+            Source::Kube(source, planners) => Some(planners.sync(source, setup, syncer).await),
+            Source::Manifests { .. } => {
+                let plans = self.plans(setup)?;
+                Some(syncer.sync(plans).await)
             }
         }
     }
@@ -86,7 +89,7 @@ impl Source {
     fn full_every(&self, sync_period: Duration) -> Duration {
         match self {
             Source::Manifests { .. } => sync_period,
-            Source::Kube(_) => API_FULL_SYNC_EVERY.max(sync_period),
+            Source::Kube(..) => API_FULL_SYNC_EVERY.max(sync_period),
         }
     }
 }
@@ -120,13 +123,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .context("starting the Kubernetes API source")?;
             // No half-known state: nothing is cleaned up or synced before every kind is listed.
             kube.wait_listed().await;
-            let node = kube.with_snapshot(|s| s.state.node.clone());
+            let node = kube.with_snapshot(|s| s.state.state().node.clone());
             if node.is_none() {
                 tracing::warn!(node = %node_name, "no Node object of this name: planning both families, without node addresses");
             }
             let setup = NodeSetup::for_node(&args.node, node_name, node.as_ref()).await?;
-            let mut source = Source::Kube(Box::new(kube));
-            let plans = source.plans(&setup).unwrap_or_default();
+            let mut source = Source::Kube(Box::new(kube), LivePlanners::default());
+            // Only --dry-run prints a plan made here; a real run plans at its first sync.
+            let plans = if args.dry_run {
+                source.plans(&setup).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
             (source, setup, plans)
         }
     };
@@ -146,7 +154,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     backends::cleanup_modes(Some(args.mode))
         .await
         .context("removing other modes' rules")?;
-    let outcome = syncer.sync(plans).await;
+    let outcome = match &source {
+        Source::Manifests { .. } => syncer.sync(plans).await,
+        Source::Kube(..) => source.sync(&setup, &mut syncer).await.unwrap_or_default(),
+    };
     if args.once {
         return match outcome.errors.into_iter().next() {
             Some(e) => Err(e).context("sync failed"),
@@ -244,10 +255,9 @@ async fn keep_in_sync(
         }
         pending = false;
         last_sync = now;
-        let Some(plans) = source.plans(setup) else {
+        if source.sync(setup, &mut syncer).await.is_none() {
             continue;
-        };
-        syncer.sync(plans).await;
+        }
         retry_at = syncer.retry_backoff().map(|d| {
             tracing::warn!(retry_in_ms = d.as_millis() as u64, "retrying with backoff");
             now + d
