@@ -39,25 +39,29 @@ impl Syncer {
 async fn sync_lane(lane: &mut Lane, plan: &ProxyPlan, changes: &Changes, out: &mut SyncOutcome) {
     let mut isolated = 0;
     loop {
-        let result = if lane.tracking && !changes.requires_full_sync() {
-            let changes = without_quarantined(changes, lane);
-            if changes.is_empty() {
-                return;
-            }
-            lane.dataplane.apply(plan, Some(&changes)).await
-        } else if lane.quarantined.is_empty() {
-            lane.dataplane.apply(plan, None).await
+        let incremental = lane.tracking && !changes.requires_full_sync();
+        let changes = without_quarantined(changes, lane);
+        if incremental && changes.is_empty() {
+            return;
+        }
+        // Rare (a port the kernel rejected, until the next forced full sync): backends may
+        // read the whole plan even in a partial sync (iptables' dispatch leaves and sets), so
+        // they get a copy without the quarantined ports.
+        let kept = if lane.quarantined.is_empty() {
+            Cow::Borrowed(plan)
         } else {
-            // Rare (a port the kernel rejected, until the next forced full sync), and a full
-            // sync is O(cluster) anyway: copy the plan without the quarantined ports.
             let mut kept = plan.clone();
             kept.services
                 .retain(|name, _| !lane.quarantined.contains_key(name));
-            lane.dataplane.apply(&kept, None).await
+            Cow::Owned(kept)
         };
+        let result = lane
+            .dataplane
+            .apply(&kept, incremental.then_some(&*changes))
+            .await;
         match result {
             Ok(stats) => {
-                log_synced(lane, plan, stats, out);
+                log_synced(lane, &kept, stats, out);
                 lane.tracking = true;
                 return;
             }

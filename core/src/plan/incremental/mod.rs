@@ -58,8 +58,10 @@ pub struct Planner {
     service_warnings: HashMap<ObjectRef, ServiceWarnings>,
     /// Slices of this family that name a Service: which one.
     slice_owner: HashMap<ObjectRef, ObjectRef>,
-    /// The other way round, in slice-name order (the order `plan()` merges them in).
-    slices_of: HashMap<ObjectRef, BTreeSet<ObjectRef>>,
+    /// The other way round, in slice-name order (the order `plan()` merges them in). A
+    /// sorted `Vec`: a Service has a few slices, and a B-tree node per Service would cost
+    /// ~0.5 KB each.
+    slices_of: HashMap<ObjectRef, Vec<ObjectRef>>,
     /// Warnings of slices, in slice-name order, only for slices that have some.
     slice_warnings: BTreeMap<ObjectRef, Vec<Warning>>,
     tokens: TokenIndex,
@@ -209,7 +211,7 @@ impl Planner {
         for key in &touched.endpoint_slices {
             if let Some(service) = self.slice_owner.remove(key) {
                 if let Some(slices) = self.slices_of.get_mut(&service) {
-                    slices.remove(key);
+                    slices.retain(|s| s != key);
                     if slices.is_empty() {
                         self.slices_of.remove(&service);
                     }
@@ -221,10 +223,10 @@ impl Planner {
                 if let Some(service) = endpoints::owner(slice, family, &mut warnings) {
                     endpoints::validate_slice(slice, family, &mut warnings);
                     self.slice_owner.insert(key.clone(), service.clone());
-                    self.slices_of
-                        .entry(service.clone())
-                        .or_default()
-                        .insert(key.clone());
+                    let slices = self.slices_of.entry(service.clone()).or_default();
+                    if let Err(at) = slices.binary_search(key) {
+                        slices.insert(at, key.clone());
+                    }
                     dirty.insert(service);
                 }
             }
