@@ -55,7 +55,7 @@ fn main() {
         let s = one_change(&rt, n, 2);
         println!(
             "one endpoint change at {n:>6} services x 2: incremental median {:.3} ms p90 {:.3} ms \
-             (planning {:.3} ms); re-plan + diff median {:.3} ms (incremental/re-plan {:.3})",
+             (planning {:.3} ms); re-plan + diff median {:.3} ms (incremental/re-plan {:.4})",
             ms(median(&s.incremental)),
             ms(pct(&s.incremental, 0.9)),
             ms(median(&s.planning)),
@@ -210,7 +210,7 @@ fn one_change(rt: &tokio::runtime::Runtime, n: usize, k: usize) -> Samples {
     for round in 0..2 * rounds_at(n) {
         let i = (round * 7919) % n;
         tracked.upsert_endpoint_slice(slice(i, k, round + 1));
-        if (round / BLOCK) % 2 == 0 {
+        if (round / BLOCK).is_multiple_of(2) {
             let t = Instant::now();
             let touched = tracked.take_touched();
             let update = planner.update(tracked.state(), &config, &touched);
@@ -288,7 +288,7 @@ fn median(v: &[Duration]) -> Duration {
 fn pct(v: &[Duration], p: f64) -> Duration {
     let mut v = v.to_vec();
     v.sort();
-    let i = ((v.len().saturating_sub(1)) as f64 * p).round() as usize;
+    let i = (v.len().saturating_sub(1) as f64 * p).round() as usize;
     v.get(i).copied().unwrap_or_default()
 }
 
