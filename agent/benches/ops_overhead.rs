@@ -107,7 +107,7 @@ fn main() {
         planning.push(t.elapsed());
         drop(p);
         let t = Instant::now();
-        let prepared = ops.before_sync(&plans);
+        let prepared = ops.before_sync(&plans.iter().collect::<Vec<_>>());
         runtime.block_on(ops.after_sync(prepared, &outcome, Duration::ZERO, &[]));
         ops_time.push(t.elapsed());
     }

@@ -112,7 +112,7 @@ impl Ops {
     }
 
     /// Takes note of the plans about to be synced.
-    pub fn before_sync(&self, plans: &[ProxyPlan]) -> Prepared {
+    pub fn before_sync(&self, plans: &[&ProxyPlan]) -> Prepared {
         self.metrics.planned(plans);
         Prepared {
             checks: switchyard_core::health_checks(plans),

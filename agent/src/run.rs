@@ -7,11 +7,12 @@
 
 use crate::backends;
 use crate::cli::RunArgs;
-use crate::node::{NodeFacts, NodeSetup};
+use crate::live::LivePlanners;
+use crate::node::NodeSetup;
 use crate::ops::Ops;
 use crate::source::kube::{KubeOptions, KubeSource};
 use crate::source::{Fingerprint, Manifests};
-use crate::sync::Syncer;
+use crate::sync::{SyncOutcome, Syncer};
 use anyhow::Context as _;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -32,8 +33,8 @@ enum Source {
         path: PathBuf,
         fingerprint: Fingerprint,
     },
-    /// The Kubernetes API (watchers).
-    Kube(Box<KubeSource>),
+    /// The Kubernetes API (watchers), planned incrementally.
+    Kube(Box<KubeSource>, LivePlanners),
 }
 
 impl Source {
@@ -50,7 +51,7 @@ impl Source {
                     return;
                 }
             },
-            Source::Kube(source) => source.changed().await,
+            Source::Kube(source, _) => source.changed().await,
         }
     }
 
@@ -65,18 +66,40 @@ impl Source {
                     None
                 }
             },
-            Source::Kube(source) => {
-                let started = std::time::Instant::now();
-                let plans = source.with_snapshot(|snapshot| {
-                    let facts = NodeFacts {
-                        pod_cidrs: snapshot.pod_cidrs.clone(),
-                        service_cidr_flag: !snapshot.service_cidrs_served,
-                    };
-                    setup.plan_state(&snapshot.state, &facts)
-                });
-                let plan_ms = started.elapsed().as_secs_f64() * 1000.0;
-                tracing::debug!(plan_ms, "planned");
-                Some(plans)
+            Source::Kube(source, _) => Some(source.with_snapshot(|snapshot| {
+                setup.plan_state(snapshot.state.state(), &crate::live::facts(snapshot))
+            })),
+        }
+    }
+
+    /// Plans and applies the current objects — the API source incrementally (only what
+    /// changed since the last sync), manifests whole (`planned`: plans made just before, or
+    /// empty to plan now) — with the health and metrics hooks around the commit.
+    async fn sync(
+        &mut self,
+        setup: &NodeSetup,
+        syncer: &mut Syncer,
+        ops: &mut Ops,
+        planned: Vec<ProxyPlan>,
+    ) -> Option<SyncOutcome> {
+        let triggers = self.take_changes();
+        match self {
+            Source::Kube(source, planners) => {
+                Some(planners.sync(source, setup, syncer, ops, &triggers).await)
+            }
+            Source::Manifests { .. } => {
+                let planning = std::time::Instant::now();
+                let plans = if planned.is_empty() {
+                    self.plans(setup)?
+                } else {
+                    planned
+                };
+                let prepared = ops.before_sync(&plans.iter().collect::<Vec<_>>());
+                let plan_time = planning.elapsed();
+                let outcome = syncer.sync(plans).await;
+                ops.after_sync(prepared, &outcome, plan_time, &triggers)
+                    .await;
+                Some(outcome)
             }
         }
     }
@@ -87,7 +110,7 @@ impl Source {
     fn full_every(&self, sync_period: Duration) -> Duration {
         match self {
             Source::Manifests { .. } => sync_period,
-            Source::Kube(_) => API_FULL_SYNC_EVERY.max(sync_period),
+            Source::Kube(..) => API_FULL_SYNC_EVERY.max(sync_period),
         }
     }
 
@@ -96,7 +119,7 @@ impl Source {
     fn take_changes(&mut self) -> Vec<(switchyard_core::IpFamily, std::time::SystemTime)> {
         match self {
             Source::Manifests { .. } => Vec::new(),
-            Source::Kube(source) => source.take_changes(),
+            Source::Kube(source, _) => source.take_changes(),
         }
     }
 }
@@ -143,15 +166,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             // No half-known state: nothing is cleaned up or synced before every kind is listed.
             kube.wait_listed().await;
             kube.announce_start(&node_name).await;
-            let node = kube.with_snapshot(|s| s.state.node.clone());
+            let node = kube.with_snapshot(|s| s.state.state().node.clone());
             if node.is_none() {
                 tracing::warn!(node = %node_name, "no Node object of this name: planning both families, without node addresses");
             }
             let setup = NodeSetup::for_node(&args.node, node_name, node.as_ref()).await?;
             ops.health.set_node_eligibility(kube.node_eligibility());
-            let mut source = Source::Kube(Box::new(kube));
+            let mut source = Source::Kube(Box::new(kube), LivePlanners::default());
             source.take_changes();
-            let plans = source.plans(&setup).unwrap_or_default();
+            // Only --dry-run prints a plan made here; a real run plans at its first sync.
+            let plans = if args.dry_run {
+                source.plans(&setup).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
             (source, setup, plans)
         }
     };
@@ -172,10 +200,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .context("removing other modes' rules")?;
     ops.set_families(setup.families());
-    let prepared = ops.before_sync(&plans);
-    let outcome = syncer.sync(plans).await;
-    ops.after_sync(prepared, &outcome, Duration::ZERO, &[])
-        .await;
+    let outcome = source
+        .sync(&setup, &mut syncer, &mut ops, plans)
+        .await
+        .unwrap_or_default();
     if args.once {
         return match outcome.errors.into_iter().next() {
             Some(e) => Err(e).context("sync failed"),
@@ -277,16 +305,13 @@ async fn keep_in_sync(
         }
         pending = false;
         last_sync = now;
-        let planning = std::time::Instant::now();
-        let triggers = source.take_changes();
-        let Some(plans) = source.plans(setup) else {
+        if source
+            .sync(setup, &mut syncer, ops, Vec::new())
+            .await
+            .is_none()
+        {
             continue;
-        };
-        let prepared = ops.before_sync(&plans);
-        let plan_time = planning.elapsed();
-        let outcome = syncer.sync(plans).await;
-        ops.after_sync(prepared, &outcome, plan_time, &triggers)
-            .await;
+        }
         retry_at = syncer.retry_backoff().map(|d| {
             tracing::warn!(retry_in_ms = d.as_millis() as u64, "retrying with backoff");
             now + d

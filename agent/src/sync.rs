@@ -34,6 +34,22 @@ struct Lane {
     /// Conntrack cleanup after each commit ([`Syncer::with_conntrack`]); `None` in tests that
     /// must not touch the host's conntrack table.
     conntrack: Option<Cleaner>,
+    /// The kernel holds the plan of an incremental planner as of the last successful
+    /// [`Syncer::sync_planned`], so the planner's changes since then are all it lacks.
+    tracking: bool,
+}
+
+impl Lane {
+    /// Logs the plan's warnings that are new since the last call, and forgets the gone ones.
+    fn log_warnings(&mut self, plan: &ProxyPlan) {
+        for w in &plan.warnings {
+            if self.logged_warnings.insert(w.to_string()) {
+                tracing::warn!(family = %plan.family, "{w}");
+            }
+        }
+        self.logged_warnings
+            .retain(|w| plan.warnings.iter().any(|p| p.to_string() == *w));
+    }
 }
 
 /// Drives one dataplane per family.
@@ -94,6 +110,7 @@ impl Syncer {
                     logged_warnings: BTreeSet::new(),
                     quarantined: BTreeMap::new(),
                     conntrack: None,
+                    tracking: false,
                 })
                 .collect(),
             failures_in_a_row: 0,
@@ -124,6 +141,7 @@ impl Syncer {
     pub fn force_full(&mut self) {
         for lane in &mut self.lanes {
             lane.committed = None;
+            lane.tracking = false;
             lane.quarantined.clear();
         }
     }
@@ -147,13 +165,7 @@ impl Syncer {
             else {
                 continue;
             };
-            for w in &plan.warnings {
-                if lane.logged_warnings.insert(w.to_string()) {
-                    tracing::warn!(family = %plan.family, "{w}");
-                }
-            }
-            lane.logged_warnings
-                .retain(|w| plan.warnings.iter().any(|p| p.to_string() == *w));
+            lane.log_warnings(&plan);
 
             let mut plan = plan;
             let mut isolated = 0;
@@ -272,5 +284,6 @@ impl Syncer {
     }
 }
 
+mod planned;
 #[cfg(test)]
 mod tests;

@@ -37,7 +37,7 @@ pub use explain::{explain, Explanation, Origin, Verdict};
 pub use flow::{Expect, PacketFlow};
 pub use model::ClusterState;
 pub use plan::{
-    health_checks, plan, HealthCheck, IpFamily, LocalDetector, NoLocalEndpoints, Protocol,
-    ProxyPlan, ServicePortName, ServicePortPlan, Target,
+    health_checks, plan, HealthCheck, IpFamily, LocalDetector, NoLocalEndpoints, PlanUpdate,
+    Planner, Protocol, ProxyPlan, ServicePortName, ServicePortPlan, Target,
 };
 pub use warning::Warning;

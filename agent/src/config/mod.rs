@@ -213,13 +213,15 @@ pub fn apply(file: &FileConfig, matches: &ArgMatches, args: &mut RunArgs) {
         matches,
         "healthz_bind_address",
         &mut args.healthz_bind_address,
-        file.healthz_bind_address.map(|a| crate::ops::BindAddress(Some(a))),
+        file.healthz_bind_address
+            .map(|a| crate::ops::BindAddress(Some(a))),
     );
     fill(
         matches,
         "metrics_bind_address",
         &mut args.metrics_bind_address,
-        file.metrics_bind_address.map(|a| crate::ops::BindAddress(Some(a))),
+        file.metrics_bind_address
+            .map(|a| crate::ops::BindAddress(Some(a))),
     );
 }
 

@@ -147,7 +147,7 @@ fn handler(
 
 /// The addresses to listen on: the node addresses of every family's NodePorts, or one
 /// wildcard when NodePorts listen everywhere or no address is known.
-pub fn listen_addresses(plans: &[ProxyPlan]) -> Vec<IpAddr> {
+pub fn listen_addresses(plans: &[&ProxyPlan]) -> Vec<IpAddr> {
     let mut out = Vec::new();
     for plan in plans {
         match &plan.node_port_addresses {

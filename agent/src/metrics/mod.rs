@@ -338,7 +338,7 @@ impl Metrics {
     }
 
     /// What the plans say: sizes, Local-policy gaps, skipped values.
-    pub fn planned(&self, plans: &[ProxyPlan]) {
+    pub fn planned(&self, plans: &[&ProxyPlan]) {
         self.skipped.clear();
         for plan in plans {
             let label = ByFamily::of(plan.family);

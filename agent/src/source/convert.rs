@@ -6,7 +6,8 @@ use k8s_openapi::api::discovery::v1 as discovery_v1;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta as K8sMeta;
 use switchyard_core::model::{
     Endpoint, EndpointConditions, EndpointHints, EndpointPort, EndpointSlice, LoadBalancerIngress,
-    Node, NodeAddress, ObjectMeta, Service, ServiceCidr, ServicePort, LABEL_SERVICE_NAME,
+    Node, NodeAddress, ObjectMeta, Service, ServiceCidr, ServicePort, LABEL_HEADLESS,
+    LABEL_SERVICE_NAME, LABEL_SERVICE_PROXY_NAME,
 };
 
 /// Label the EndpointSlice mirroring controller puts on the slices it creates.
@@ -20,9 +21,22 @@ pub fn meta(m: &K8sMeta, default_namespace: &str) -> ObjectMeta {
             .clone()
             .unwrap_or_else(|| default_namespace.to_string()),
         name: m.name.clone().unwrap_or_default(),
-        labels: m.labels.clone().unwrap_or_default(),
+        labels: read_labels(m),
         creation_timestamp: m.creation_timestamp.as_ref().map(|t| t.0.as_second()),
     }
+}
+
+/// The labels `core` reads (a slice's Service, the two opt-outs of a Service). The rest are
+/// left behind: real objects carry many (Helm, app, team labels), and at 10k+ objects each
+/// kept map costs megabytes of agent memory for nothing.
+fn read_labels(m: &K8sMeta) -> std::collections::BTreeMap<String, String> {
+    let read = [LABEL_SERVICE_NAME, LABEL_SERVICE_PROXY_NAME, LABEL_HEADLESS];
+    m.labels
+        .iter()
+        .flatten()
+        .filter(|(k, _)| read.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 pub fn service(s: &core_v1::Service, default_namespace: &str) -> Service {

@@ -187,3 +187,87 @@ async fn a_rejected_service_port_is_isolated_and_the_rest_applied() {
     assert_eq!(committed.lock().expect("lock").len(), 2);
     assert_eq!(s.retry_backoff(), None);
 }
+
+/// A planner over `ports` (Service `svc{i}` with port `ports[i]`), and its state.
+fn planner_with(
+    ports: &[i32],
+) -> (
+    switchyard_core::Planner,
+    switchyard_core::model::TrackedState,
+) {
+    let mut tracked = switchyard_core::model::TrackedState::default();
+    for (i, port) in ports.iter().enumerate() {
+        tracked.upsert_service(service(i, *port));
+    }
+    tracked.take_touched();
+    let planner =
+        switchyard_core::Planner::new(tracked.state(), ProxyConfig::new(IpFamily::V4, "n"));
+    (planner, tracked)
+}
+
+fn service(i: usize, port: i32) -> Service {
+    Service {
+        meta: ObjectMeta::new("default", format!("svc{i}")),
+        cluster_ips: vec![format!("10.96.0.{}", i + 1)],
+        ports: vec![ServicePort {
+            port,
+            ..ServicePort::default()
+        }],
+        ..Service::default()
+    }
+}
+
+#[tokio::test]
+async fn planned_syncs_pass_the_planners_changes_and_keep_quarantine() {
+    let calls = Calls::default();
+    let committed: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    let mut s = Syncer::new(vec![Box::new(Recorder {
+        calls: calls.clone(),
+        fail_next: Arc::default(),
+        poison: Some("default/svc1/tcp".into()),
+        committed: committed.clone(),
+    })]);
+    let config = ProxyConfig::new(IpFamily::V4, "n");
+    let (mut planner, mut tracked) = planner_with(&[80, 81, 82]);
+    let first = switchyard_core::PlanUpdate {
+        changes: Changes {
+            node_settings: true,
+            ..Changes::default()
+        },
+        ..Default::default()
+    };
+    let out = s.sync_planned(&[(planner.plan(), &first)]).await;
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.quarantined, 1);
+
+    // One Service changes: only it is passed, and the plan handed over never holds the
+    // quarantined port (the recorder fails any apply whose plan does).
+    tracked.upsert_service(service(2, 83));
+    let touched = tracked.take_touched();
+    let update = planner.update(tracked.state(), &config, &touched);
+    let out = s.sync_planned(&[(planner.plan(), &update)]).await;
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    // A change to the quarantined port alone costs nothing.
+    tracked.upsert_service(service(1, 84));
+    let touched = tracked.take_touched();
+    let update = planner.update(tracked.state(), &config, &touched);
+    assert_eq!(update.changes.updated.len(), 1);
+    s.sync_planned(&[(planner.plan(), &update)]).await;
+    // Nothing changed: nothing applied.
+    let update = planner.update(tracked.state(), &config, &Default::default());
+    s.sync_planned(&[(planner.plan(), &update)]).await;
+    assert_eq!(
+        calls.lock().expect("lock").clone(),
+        vec![None, Some(vec!["default/svc2/tcp".to_string()])]
+    );
+    assert_eq!(committed.lock().expect("lock").len(), 2);
+
+    // The periodic full resync retries it; still broken, it is isolated again.
+    s.force_full();
+    let out = s
+        .sync_planned(&[(planner.plan(), &Default::default())])
+        .await;
+    assert!(out.errors.is_empty());
+    assert_eq!(out.quarantined, 1);
+    assert_eq!(calls.lock().expect("lock").last(), Some(&None));
+}

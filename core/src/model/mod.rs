@@ -10,10 +10,12 @@
 mod endpoints;
 mod node;
 mod service;
+mod tracked;
 
 pub use endpoints::{Endpoint, EndpointConditions, EndpointHints, EndpointPort, EndpointSlice};
 pub use node::{Node, NodeAddress};
 pub use service::{LoadBalancerIngress, Service, ServicePort};
+pub use tracked::{Touched, TrackedState};
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -35,27 +35,38 @@ pub(crate) fn slices_by_service(
 ) -> BTreeMap<ObjectRef, Vec<ValidSlice>> {
     let mut out: BTreeMap<ObjectRef, Vec<ValidSlice>> = BTreeMap::new();
     for slice in state.endpoint_slices.values() {
-        // FQDN slices and the other family's slices are not ours to proxy.
-        if slice.address_type != family.api_name() {
-            continue;
+        if let Some(service) = owner(slice, family, warnings) {
+            let valid = validate_slice(slice, family, warnings);
+            out.entry(service).or_default().push(valid);
         }
-        let Some(service) = slice.service_name() else {
-            warnings.push(warn(
-                slice,
-                "metadata.labels[kubernetes.io/service-name]",
-                "missing: the slice belongs to no Service",
-                Skipped::Object,
-            ));
-            continue;
-        };
-        let service = ObjectRef::new(slice.meta.namespace.clone(), service);
-        let valid = validate_slice(slice, family, warnings);
-        out.entry(service).or_default().push(valid);
     }
     out
 }
 
-fn validate_slice(
+/// The Service a slice of `family` belongs to. `None` for the other family's (and FQDN)
+/// slices, which are not ours to proxy, and, with a warning, for a slice naming no Service.
+pub(crate) fn owner(
+    slice: &EndpointSlice,
+    family: IpFamily,
+    warnings: &mut Vec<Warning>,
+) -> Option<ObjectRef> {
+    if slice.address_type != family.api_name() {
+        return None;
+    }
+    let Some(service) = slice.service_name() else {
+        warnings.push(warn(
+            slice,
+            "metadata.labels[kubernetes.io/service-name]",
+            "missing: the slice belongs to no Service",
+            Skipped::Object,
+        ));
+        return None;
+    };
+    Some(ObjectRef::new(slice.meta.namespace.clone(), service))
+}
+
+/// A slice's usable ports and endpoints; each unusable one is left out with a warning.
+pub(crate) fn validate_slice(
     slice: &EndpointSlice,
     family: IpFamily,
     warnings: &mut Vec<Warning>,

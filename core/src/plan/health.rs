@@ -72,7 +72,7 @@ impl ProxyPlan {
 /// The health checks of a node serving `plans` (one per family): one server per Service,
 /// counting the larger family's local endpoints, so a dual-stack pod counts once, as in each
 /// of kube-proxy's per-family views.
-pub fn health_checks(plans: &[ProxyPlan]) -> BTreeMap<ObjectRef, HealthCheck> {
+pub fn health_checks(plans: &[&ProxyPlan]) -> BTreeMap<ObjectRef, HealthCheck> {
     let mut out: BTreeMap<ObjectRef, HealthCheck> = BTreeMap::new();
     for plan in plans {
         for (svc, check) in plan.health_checks() {

@@ -176,4 +176,11 @@ impl KubeSource {
         let shared = self.shared.clone();
         Arc::new(move || shared.read(|s| s.node_eligible))
     }
+
+    /// [`with_snapshot`](Self::with_snapshot) with the snapshot mutable, so the caller can
+    /// take its change log (`TrackedState::take_touched`) for an incremental planner.
+    pub fn with_snapshot_mut<T>(&mut self, f: impl FnOnce(&mut Snapshot) -> T) -> T {
+        self.changes.borrow_and_update();
+        self.shared.read_mut(|s| f(&mut s.snapshot))
+    }
 }

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use k8s_openapi::api::core::v1 as core_v1;
 use k8s_openapi::api::discovery::v1 as discovery_v1;
 use k8s_openapi::api::networking::v1 as networking_v1;
-use switchyard_core::ClusterState;
+use switchyard_core::model::TrackedState;
 
 /// Namespace given to namespaced objects that lack one (never the case on a real API).
 const DEFAULT_NAMESPACE: &str = "default";
@@ -50,12 +50,16 @@ impl std::fmt::Display for Kind {
 /// What the planner needs from the API, beyond `ClusterState`.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    pub state: ClusterState,
+    /// The objects, with a log of which Services and slices changed (for the planner).
+    pub state: TrackedState,
     /// This node's `spec.podCIDRs` (empty while it has none or is unknown).
     pub pod_cidrs: Vec<IpNet>,
     /// Whether the API serves ServiceCIDRs; when it does not, `--service-cluster-ip-range`
     /// is the only source of service CIDRs.
     pub service_cidrs_served: bool,
+    /// When the oldest event not yet planned reached the agent (taken by the planner, to
+    /// log the agent's own change-to-commit time).
+    pub changed_at: Option<std::time::Instant>,
 }
 
 /// Everything the watchers have seen.
@@ -141,10 +145,11 @@ fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) ->
 impl Watched for core_v1::Service {
     const KIND: Kind = Kind::Service;
     fn take(store: &mut Store, from: &mut Store) {
-        store.snapshot.state.services = std::mem::take(&mut from.snapshot.state.services);
+        let relisted = std::mem::take(&mut from.snapshot.state).into_state();
+        store.snapshot.state.replace_services(relisted.services);
     }
     fn clear(store: &mut Store) {
-        store.snapshot.state.services.clear();
+        store.snapshot.state.replace_services(Default::default());
     }
     fn upsert(store: &mut Store, object: &Self) {
         store
@@ -154,7 +159,7 @@ impl Watched for core_v1::Service {
     }
     fn remove(store: &mut Store, object: &Self) {
         let key = convert::meta(&object.metadata, DEFAULT_NAMESPACE).object_ref();
-        store.snapshot.state.services.remove(&key);
+        store.snapshot.state.remove_service(&key);
     }
     fn note_change(store: &mut Store, object: &Self, ctx: &ChangeContext) {
         let key = convert::meta(&object.metadata, DEFAULT_NAMESPACE).object_ref();
@@ -165,11 +170,17 @@ impl Watched for core_v1::Service {
 impl Watched for discovery_v1::EndpointSlice {
     const KIND: Kind = Kind::EndpointSlice;
     fn take(store: &mut Store, from: &mut Store) {
-        store.snapshot.state.endpoint_slices =
-            std::mem::take(&mut from.snapshot.state.endpoint_slices);
+        let relisted = std::mem::take(&mut from.snapshot.state).into_state();
+        store
+            .snapshot
+            .state
+            .replace_endpoint_slices(relisted.endpoint_slices);
     }
     fn clear(store: &mut Store) {
-        store.snapshot.state.endpoint_slices.clear();
+        store
+            .snapshot
+            .state
+            .replace_endpoint_slices(Default::default());
     }
     fn upsert(store: &mut Store, object: &Self) {
         store
@@ -179,7 +190,7 @@ impl Watched for discovery_v1::EndpointSlice {
     }
     fn remove(store: &mut Store, object: &Self) {
         let key = convert::meta(&object.metadata, DEFAULT_NAMESPACE).object_ref();
-        store.snapshot.state.endpoint_slices.remove(&key);
+        store.snapshot.state.remove_endpoint_slice(&key);
     }
     fn note_change(store: &mut Store, object: &Self, ctx: &ChangeContext) {
         let namespace = object
@@ -197,16 +208,17 @@ impl Watched for discovery_v1::EndpointSlice {
 impl Watched for core_v1::Node {
     const KIND: Kind = Kind::Node;
     fn take(store: &mut Store, from: &mut Store) {
-        store.snapshot.state.node = from.snapshot.state.node.take();
+        let node = from.snapshot.state.state().node.clone();
+        store.snapshot.state.set_node(node);
         store.snapshot.pod_cidrs = std::mem::take(&mut from.snapshot.pod_cidrs);
         store.node_eligible = from.node_eligible;
     }
     fn clear(store: &mut Store) {
-        store.snapshot.state.node = None;
+        store.snapshot.state.set_node(None);
         store.snapshot.pod_cidrs.clear();
     }
     fn upsert(store: &mut Store, object: &Self) {
-        store.snapshot.state.node = Some(convert::node(object));
+        store.snapshot.state.set_node(Some(convert::node(object)));
         store.snapshot.pod_cidrs = pod_cidrs(object);
         store.node_eligible = crate::health::node_eligible(object);
     }
@@ -225,10 +237,17 @@ impl Watched for core_v1::Node {
 impl Watched for networking_v1::ServiceCIDR {
     const KIND: Kind = Kind::ServiceCidr;
     fn take(store: &mut Store, from: &mut Store) {
-        store.snapshot.state.service_cidrs = std::mem::take(&mut from.snapshot.state.service_cidrs);
+        let relisted = std::mem::take(&mut from.snapshot.state).into_state();
+        store
+            .snapshot
+            .state
+            .replace_service_cidrs(relisted.service_cidrs);
     }
     fn clear(store: &mut Store) {
-        store.snapshot.state.service_cidrs.clear();
+        store
+            .snapshot
+            .state
+            .replace_service_cidrs(Default::default());
     }
     fn upsert(store: &mut Store, object: &Self) {
         store
@@ -240,8 +259,7 @@ impl Watched for networking_v1::ServiceCIDR {
         store
             .snapshot
             .state
-            .service_cidrs
-            .remove(&name_of(&object.metadata));
+            .remove_service_cidr(&name_of(&object.metadata));
     }
 }
 
@@ -292,6 +310,7 @@ mod tests {
         let names: Vec<_> = store
             .snapshot
             .state
+            .state()
             .services
             .keys()
             .map(|k| k.name.clone())
@@ -302,7 +321,7 @@ mod tests {
             ["10.244.1.0/24".parse::<IpNet>().expect("cidr")]
         );
         core_v1::Node::remove(&mut store, &node);
-        assert!(store.snapshot.state.node.is_none() && store.snapshot.pod_cidrs.is_empty());
+        assert!(store.snapshot.state.state().node.is_none() && store.snapshot.pod_cidrs.is_empty());
     }
 
     #[test]

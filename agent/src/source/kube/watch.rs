@@ -28,11 +28,13 @@ impl Shared {
 
     /// Changes the store and wakes the sync loop.
     pub fn update(&self, f: impl FnOnce(&mut Store)) {
+        let received = std::time::Instant::now();
         {
             // A panic while holding the lock cannot leave a half-applied event that matters
             // more than stopping would: keep serving the last state.
             let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
             f(&mut store);
+            store.snapshot.changed_at.get_or_insert(received);
         }
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
@@ -47,6 +49,13 @@ impl Shared {
     pub fn read<T>(&self, f: impl FnOnce(&Store) -> T) -> T {
         let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
         f(&store)
+    }
+
+    /// Changes the store without waking the sync loop: for the sync loop's own bookkeeping
+    /// (taking the change log), which is no new state to sync.
+    pub fn read_mut<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
+        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut store)
     }
 
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {

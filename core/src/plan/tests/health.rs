@@ -89,7 +89,7 @@ fn families_merge_to_one_check_per_service() {
     let v4 = lb_local(32000, |s| s.ep("10.244.1.10", NODE, Cond::Ready));
     let mut v6 = lb_local(32000, |s| s.ep("10.244.2.10", "node-b", Cond::Ready));
     v6.family = IpFamily::V6;
-    let merged = health_checks(&[v6, v4]);
+    let merged = health_checks(&[&v6, &v4]);
     assert_eq!(
         merged.get(&web()),
         Some(&HealthCheck {

@@ -2,6 +2,7 @@
 
 mod claims;
 mod health;
+mod incremental;
 mod semantics;
 mod validation;
 
