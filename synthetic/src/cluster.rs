@@ -1,5 +1,9 @@
 //! Synthetic clusters of fixed shape for benchmarks: `n` ClusterIP services with `k` endpoints
 //! each, numbered deterministically so figures compare across commits.
+//!
+//! Endpoints carry the conditions the EndpointSlice controller writes for a running pod
+//! (ready, serving, not terminating): the same plan as absent conditions, but a dump of the
+//! cluster then looks like a real one.
 
 use switchyard_core::model::{
     ClusterState, Endpoint, EndpointConditions, EndpointPort, EndpointSlice, ObjectMeta, Service,
@@ -7,7 +11,7 @@ use switchyard_core::model::{
 };
 use switchyard_core::{plan, IpFamily, ProxyConfig, ProxyPlan};
 
-/// Service `i` gets cluster IP 10.96.0.0/16 + i + 1 and endpoints in 10.245.0.0/16 (never
+/// Service `i` gets cluster IP 10.96.0.0 + i + 1 and endpoints from 10.245.0.0 on (never
 /// routed: control-plane benchmarks only program rules).
 pub fn cluster(services: usize, endpoints: usize) -> ClusterState {
     let mut state = ClusterState::default();
@@ -58,7 +62,11 @@ pub fn add_service(
             .into_iter()
             .map(|a| Endpoint {
                 addresses: vec![a],
-                conditions: EndpointConditions::default(),
+                conditions: EndpointConditions {
+                    ready: Some(true),
+                    serving: Some(true),
+                    terminating: Some(false),
+                },
                 node_name: Some("node-b".into()),
                 ..Endpoint::default()
             })
@@ -79,6 +87,9 @@ pub fn plan_of(state: &ClusterState) -> ProxyPlan {
             .with_cluster_cidrs(["10.244.0.0/16".parse().expect("literal CIDR")]),
     )
 }
+
+/// The benchmark report's sweep (services), each with 10 endpoints per service.
+pub const SWEEP: [usize; 3] = [1_000, 10_000, 100_000];
 
 /// The benchmarks' fixed scales: 1k and 10k services. `SWYD_BENCH_SCALES=a,b` overrides them,
 /// for investigation only: figures compare across commits with the defaults.
