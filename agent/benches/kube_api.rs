@@ -1,5 +1,6 @@
 //! The agent fed by the fake API server at scale (issue 10's performance targets), as root:
-//! 10k Services x 2 endpoints (one slice each), `--mode nftables` in a fresh network namespace.
+//! 10k Services x 2 endpoints (one slice each; the shared synthetic cluster of
+//! `switchyard-synthetic`), `--mode nftables` in a fresh network namespace.
 //! Prints: RSS after the first sync, time from the last list page served to the first commit,
 //! and one EndpointSlice update -> committed (median, p90) end to end. Figures, not a test.
 
@@ -9,32 +10,30 @@
 mod fake_apiserver;
 
 use fake_apiserver::{FakeApi, Res};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use switchyard_synthetic::objects;
 
 const SERVICES: u32 = 10_000;
 const UPDATES: u32 = 30;
 
+/// Service `i` of the shared synthetic cluster, as the API serves it.
 fn service(i: u32) -> Value {
-    let ip = format!("10.96.{}.{}", i / 250, 1 + i % 250);
-    json!({"apiVersion": "v1", "kind": "Service",
-           "metadata": {"name": format!("svc-{i}"), "namespace": "bench"},
-           "spec": {"type": "ClusterIP", "clusterIP": ip, "clusterIPs": [ip], "ipFamilies": ["IPv4"],
-                    "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080}]}})
+    objects::service(&switchyard_synthetic::service(i as usize))
 }
 
+/// Its slice (2 endpoints); generation `g > 0` moves the first endpoint, as a rollout would.
 fn slice(i: u32, generation: u32) -> Value {
-    let ep = |n: u32| {
-        let host = 2 * i + n + generation * 7;
-        json!({"addresses": [format!("10.{}.{}.{}", 128 + (host / 62500) % 64, (host / 250) % 250, 1 + host % 250)],
-               "nodeName": "node-b", "conditions": {"ready": true, "serving": true, "terminating": false}})
-    };
-    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-           "metadata": {"name": format!("svc-{i}-x"), "namespace": "bench",
-                        "labels": {"kubernetes.io/service-name": format!("svc-{i}")}},
-           "addressType": "IPv4", "ports": [{"name": "http", "protocol": "TCP", "port": 8080}],
-           "endpoints": [ep(0), ep(1)]})
+    let mut s = switchyard_synthetic::endpoint_slice(i as usize, 2, None);
+    if generation > 0 {
+        s.endpoints[0].addresses = vec![format!(
+            "10.246.{}.{}",
+            generation / 250,
+            1 + generation % 250
+        )];
+    }
+    objects::endpoint_slice(&s)
 }
 
 /// Seconds since the Unix epoch of a tracing timestamp `2026-12-02T19:59:02.278397Z` (same day
@@ -95,10 +94,7 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("switchyard-kbench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let kubeconfig = api.kubeconfig(&dir);
-    api.apply(
-        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-a"},
-        "status": {"addresses": [{"type": "InternalIP", "address": "192.168.50.1"}]}}),
-    );
+    api.apply(objects::node(&switchyard_synthetic::dump::node_a()));
     for i in 0..SERVICES {
         api.apply(service(i));
         api.apply(slice(i, 0));

@@ -174,7 +174,7 @@ pub fn short(v: f64) -> String {
 
 /// 1000 -> "1k", 100000 -> "100k".
 pub fn thousands(n: usize) -> String {
-    if n >= 1000 && n % 1000 == 0 {
+    if n >= 1000 && n.is_multiple_of(1000) {
         format!("{}k", n / 1000)
     } else {
         n.to_string()

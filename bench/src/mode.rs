@@ -62,13 +62,17 @@ impl Mode {
     /// (the nftables socket is bound where it is created; iptables tools get the path).
     pub fn backend(self, netns: &Path) -> Option<Backend> {
         let iptables = |v| {
-            IptablesConfig::new(IpFamily::V4)
-                .variant(v)
-                .netns(netns)
-                .build()
+            Box::new(
+                IptablesConfig::new(IpFamily::V4)
+                    .variant(v)
+                    .netns(netns)
+                    .build(),
+            )
         };
         match self {
-            Mode::Nftables => Some(Backend::Nftables(NftablesDataplane::new(IpFamily::V4))),
+            Mode::Nftables => Some(Backend::Nftables(Box::new(NftablesDataplane::new(
+                IpFamily::V4,
+            )))),
             Mode::IptablesNft => Some(Backend::Iptables(iptables(Variant::Nft), Variant::Nft)),
             Mode::IptablesLegacy => Some(Backend::Iptables(
                 iptables(Variant::Legacy),
@@ -82,15 +86,15 @@ impl Mode {
 /// A backend under test, with what its baseline tool needs.
 #[derive(Debug)]
 pub enum Backend {
-    Nftables(NftablesDataplane),
-    Iptables(IptablesDataplane, Variant),
+    Nftables(Box<NftablesDataplane>),
+    Iptables(Box<IptablesDataplane>, Variant),
 }
 
 impl Backend {
     fn dataplane(&mut self) -> &mut dyn Dataplane {
         match self {
-            Backend::Nftables(dp) => dp,
-            Backend::Iptables(dp, _) => dp,
+            Backend::Nftables(dp) => dp.as_mut(),
+            Backend::Iptables(dp, _) => dp.as_mut(),
         }
     }
 

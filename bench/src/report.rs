@@ -39,28 +39,40 @@ pub fn run(dir: &Path, modes: &[Mode], scales: &[usize], datapath: bool) -> anyh
     std::fs::create_dir_all(dir)?;
     let machine = Machine::describe();
     let mut rows = Vec::new();
-    for &mode in modes {
+    for (i, &mode) in modes.iter().enumerate() {
         for &n in scales {
             rows.extend(control(mode, n));
         }
         if datapath {
             rows.extend(first_packet(mode, scales));
         }
+        // After every mode, so a long run interrupted later still leaves its figures.
+        write(dir, &rows, &modes[..=i], scales, &machine)?;
     }
+    eprintln!("report written to {}", dir.display());
+    Ok(())
+}
+
+fn write(
+    dir: &Path,
+    rows: &[Row],
+    modes: &[Mode],
+    scales: &[usize],
+    machine: &Machine,
+) -> anyhow::Result<()> {
     let names: Vec<&'static str> = modes.iter().map(|m| m.name()).collect();
-    std::fs::write(dir.join("figures.csv"), figures::csv(&rows))?;
+    std::fs::write(dir.join("figures.csv"), figures::csv(rows))?;
     std::fs::write(dir.join("machine.txt"), machine.text())?;
     let mut summary = format!(
         "# Switchyard benchmark report\n\nMachine: {}\n\nServices x {ENDPOINTS} endpoints \
          (first packet: x 1); `cargo run --release -p switchyard-bench -- --report DIR`.\n\n",
         machine.caption()
     );
-    summary.push_str(&figures::markdown(&rows, &names, scales));
+    summary.push_str(&figures::markdown(rows, &names, scales));
     std::fs::write(dir.join("summary.md"), summary)?;
-    for (file, chart) in charts(&rows, modes, scales, &machine) {
+    for (file, chart) in charts(rows, modes, scales, machine) {
         std::fs::write(dir.join(file), chart.render())?;
     }
-    eprintln!("report written to {}", dir.display());
     Ok(())
 }
 

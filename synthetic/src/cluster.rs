@@ -29,11 +29,16 @@ pub fn add_service(
     endpoints: usize,
     endpoint_ips: Option<&[String]>,
 ) {
-    let name = format!("svc-{i:05}");
+    state.upsert_service(service(i));
+    state.upsert_endpoint_slice(endpoint_slice(i, endpoints, endpoint_ips));
+}
+
+/// Service `i` alone (as [`add_service`] adds it).
+pub fn service(i: usize) -> Service {
     let n = u32::try_from(i + 1).unwrap_or(u32::MAX);
     let ip = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 96, 0, 0)) + n);
-    state.upsert_service(Service {
-        meta: ObjectMeta::new("bench", name.clone()),
+    Service {
+        meta: ObjectMeta::new("bench", service_name(i)),
         cluster_ips: vec![ip.to_string()],
         ports: vec![ServicePort {
             name: "http".into(),
@@ -42,7 +47,16 @@ pub fn add_service(
             node_port: None,
         }],
         ..Service::default()
-    });
+    }
+}
+
+/// The EndpointSlice of service `i` (as [`add_service`] adds it).
+pub fn endpoint_slice(
+    i: usize,
+    endpoints: usize,
+    endpoint_ips: Option<&[String]>,
+) -> EndpointSlice {
+    let name = service_name(i);
     let mut meta = ObjectMeta::new("bench", format!("{name}-x"));
     meta.labels.insert(LABEL_SERVICE_NAME.into(), name);
     let addresses: Vec<String> = match endpoint_ips {
@@ -55,7 +69,7 @@ pub fn add_service(
             })
             .collect(),
     };
-    state.upsert_endpoint_slice(EndpointSlice {
+    EndpointSlice {
         meta,
         address_type: "IPv4".into(),
         endpoints: addresses
@@ -76,7 +90,11 @@ pub fn add_service(
             protocol: Some("TCP".into()),
             port: Some(8080),
         }],
-    });
+    }
+}
+
+fn service_name(i: usize) -> String {
+    format!("svc-{i:05}")
 }
 
 /// The plan for a synthetic cluster, as node-a.

@@ -18,4 +18,6 @@ pub mod cluster;
 pub mod dump;
 pub mod objects;
 
-pub use cluster::{add_service, cluster, control_scales, plan_of, scales, SWEEP};
+pub use cluster::{
+    add_service, cluster, control_scales, endpoint_slice, plan_of, scales, service, SWEEP,
+};
