@@ -20,10 +20,10 @@ use switchyard_conformance::netns::{require_root, timed_in, unique_prefix, Netns
 use switchyard_conformance::probe::{
     connect_latencies, floor_latencies, interleaved_p50s, pairs_summary, quantile_us,
 };
-use switchyard_conformance::synthetic::{add_service, cluster, control_scales, plan_of};
 use switchyard_conformance::topology::Topology;
 use switchyard_core::{diff, Dataplane};
 use switchyard_iptables::{IptablesConfig, IptablesDataplane, Variant};
+use switchyard_synthetic::{add_service, cluster, control_scales, plan_of};
 
 /// The agent's allocator, so the figures are what the agent runs.
 #[global_allocator]
@@ -119,7 +119,7 @@ fn control_plane(
     let incr = t.elapsed();
     anyhow::ensure!(!stats.full, "the incremental sync was not incremental");
 
-    let base = bare_restore(v, &text)?;
+    let base = switchyard_conformance::baseline::iptables_restore(v, &text)?;
     println!(
         "control {:16} services={n:>6} endpoints={k:>2} rules={rules:>7}  full={:>9.1} ms  baseline(bare restore)={:>9.1} ms  ratio={:.2}  incremental(1 endpoint)={:>7.1} ms",
         name(v),
@@ -130,7 +130,8 @@ fn control_plane(
     );
     stock_tools(v, &ns, n, k);
     if n <= DECLARATIONS_FIRST_MAX {
-        let naive = bare_restore(v, &declarations_first(&text))?;
+        let naive =
+            switchyard_conformance::baseline::iptables_restore(v, &declarations_first(&text))?;
         println!(
             "control {:16} services={n:>6} endpoints={k:>2}  same lines, declarations first (kube-proxy's order): bare restore={:>9.1} ms  ratio ours/that={:.2}",
             name(v),
@@ -145,10 +146,11 @@ fn control_plane(
 /// the chains it lists in `nat`, and `iptables-restore --test` of its output. Failures are
 /// printed, not fatal: they are the finding.
 fn stock_tools(v: Variant, ns: &Netns, n: usize, k: usize) {
-    let (save, restore) = match v {
-        Variant::Nft => ("iptables-nft-save", "iptables-nft-restore"),
-        Variant::Legacy => ("iptables-legacy-save", "iptables-legacy-restore"),
+    let save = match v {
+        Variant::Nft => "iptables-nft-save",
+        Variant::Legacy => "iptables-legacy-save",
     };
+    let restore = switchyard_conformance::baseline::restore_tool(v);
     let t = Instant::now();
     let saved = ns.exec(save, &[]);
     let took = t.elapsed();
@@ -179,27 +181,6 @@ fn stock_tools(v: Variant, ns: &Netns, n: usize, k: usize) {
         ms(took),
         saved.lines().count()
     );
-}
-
-/// The time of a bare restore of `text` into a fresh namespace (sets pre-created, untimed).
-fn bare_restore(v: Variant, text: &str) -> anyhow::Result<Duration> {
-    let ns = Netns::create(&format!("{}-base", unique_prefix()))?;
-    for set in [
-        "SWYD4-VIPS hash:ip,port",
-        "SWYD4-REJECT hash:ip,port",
-        "SWYD4-DROP hash:ip,port",
-        "SWYD4-CLUSTER-IPS hash:ip",
-        "SWYD4-HAIRPIN hash:ip,port,ip",
-    ] {
-        let mut args = vec!["create"];
-        args.extend(set.split(' '));
-        ns.exec("ipset", &args)?;
-    }
-    let restore = match v {
-        Variant::Nft => "iptables-nft-restore",
-        Variant::Legacy => "iptables-legacy-restore",
-    };
-    timed_in(&ns, restore, &["--noflush", "--wait"], text)
 }
 
 /// The same lines with every table's chain declarations moved to its top.

@@ -15,14 +15,14 @@
 //!   three back-to-back pairs (the median pair ratio is the figure).
 
 use std::time::{Duration, Instant};
-use switchyard_conformance::netns::{enter_path, require_root, timed_in, unique_prefix, Netns};
+use switchyard_conformance::netns::{enter_path, require_root, unique_prefix, Netns};
 use switchyard_conformance::probe::{
     connect_latencies, floor_latencies, interleaved_p50s, pairs_summary, quantile_us,
 };
-use switchyard_conformance::synthetic::{add_service, cluster, plan_of, scales};
 use switchyard_conformance::topology::{From, Topology};
 use switchyard_core::{diff, Dataplane, IpFamily};
 use switchyard_nftables::NftablesDataplane;
+use switchyard_synthetic::{add_service, cluster, plan_of, scales};
 
 /// The agent's allocator, so the figures are what the agent runs.
 #[global_allocator]
@@ -182,8 +182,7 @@ fn control_plane(n: usize) -> anyhow::Result<(Duration, Duration)> {
     .join()
     .map_err(|_| anyhow::anyhow!("benchmark thread panicked"))??;
 
-    let base_ns = Netns::create(&format!("{}-nftbase", unique_prefix()))?;
-    let base = timed_in(&base_ns, "nft", &["-f", "/dev/stdin"], &text)?;
+    let base = switchyard_conformance::baseline::nft_file(&text)?;
     drop(ns);
     println!(
         "control nftables services={n:>6} endpoints=10 ops={:>7}  full={:>8.1} ms  baseline(nft -f same ruleset)={:>8.1} ms  ratio={:.2}",

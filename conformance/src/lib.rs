@@ -12,6 +12,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod backends;
+pub mod baseline;
 pub mod matrix;
 pub mod netns;
 pub mod pods;
@@ -19,7 +20,6 @@ pub mod probe;
 pub mod runner;
 pub mod scenario;
 pub mod scenarios;
-pub mod synthetic;
 pub mod topology;
 pub mod vm;
 

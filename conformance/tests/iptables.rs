@@ -9,10 +9,10 @@ use switchyard_conformance::netns::{require_root, timed_in, unique_prefix, Netns
 use switchyard_conformance::probe::{Observed, Probe};
 use switchyard_conformance::runner::plan_for;
 use switchyard_conformance::scenarios::{http_slice, manifest, ready, svc};
-use switchyard_conformance::synthetic;
 use switchyard_conformance::topology::{Topology, CLUSTER_CIDR, NODE_NAME};
 use switchyard_core::{diff, Dataplane, DataplaneError, IpFamily, Protocol, ProxyPlan};
 use switchyard_iptables::{IptablesConfig, IptablesDataplane, Variant};
+use switchyard_synthetic as synthetic;
 
 const VARIANTS: [Variant; 2] = [Variant::Nft, Variant::Legacy];
 

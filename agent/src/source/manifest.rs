@@ -1,11 +1,14 @@
-//! The offline source: Kubernetes objects from multi-document YAML files.
+//! The offline source: Kubernetes objects from multi-document YAML files or JSON dumps
+//! (`kubectl get -o json`: a `v1 List`).
 //!
 //! Accepts `v1` Service, Endpoints, Node and List, `discovery.k8s.io/v1` EndpointSlice and
-//! `networking.k8s.io/v1` ServiceCIDR.
+//! `networking.k8s.io/v1` ServiceCIDR. Text becomes documents in `documents.rs` (format
+//! detection, YAML documents parsed on every core); each document is then read into its
+//! `k8s-openapi` type and converted by `convert.rs`, the same conversion the API source uses.
 //! Anything else is an error that names the file and the document, and nothing is applied:
 //! a manifest that is half understood must not become half the rules.
 
-use super::convert;
+use super::{convert, documents};
 use k8s_openapi::api::core::v1 as core_v1;
 use k8s_openapi::api::discovery::v1 as discovery_v1;
 use k8s_openapi::api::networking::v1 as networking_v1;
@@ -26,8 +29,9 @@ pub enum ManifestError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: not valid YAML: {message}")]
-    Yaml { path: PathBuf, message: String },
+    /// Not valid YAML or JSON; the message names the format and the line.
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
     #[error("{path}: document {index}: {message}")]
     Document {
         path: PathBuf,
@@ -35,7 +39,7 @@ pub enum ManifestError {
         index: usize,
         message: String,
     },
-    #[error("{path}: no manifest files (*.yaml, *.yml) in this directory")]
+    #[error("{path}: no manifest files (*.yaml, *.yml, *.json) in this directory")]
     Empty { path: PathBuf },
 }
 
@@ -64,7 +68,7 @@ pub struct Manifests {
 }
 
 impl Manifests {
-    /// Reads a file, or every `*.yaml`/`*.yml` file of a directory in name order.
+    /// Reads a file, or every `*.yaml`/`*.yml`/`*.json` file of a directory in name order.
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
         let read_err = |source| ManifestError::Read {
             path: path.to_path_buf(),
@@ -75,7 +79,10 @@ impl Manifests {
             let mut files: Vec<PathBuf> = std::fs::read_dir(path)
                 .map_err(read_err)?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .filter(|p| {
+                    p.extension()
+                        .is_some_and(|x| x == "yaml" || x == "yml" || x == "json")
+                })
                 .collect();
             files.sort();
             if files.is_empty() {
@@ -100,13 +107,12 @@ impl Manifests {
         self.add_text(path, &text)
     }
 
-    /// Parses YAML text; `path` names it in errors.
+    /// Parses YAML or JSON text; `path` names it in errors.
     pub fn add_text(&mut self, path: &Path, text: &str) -> Result<(), ManifestError> {
-        let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, yaml_options())
-            .map_err(|e| ManifestError::Yaml {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
+        let docs = documents::parse(text, yaml_options).map_err(|e| ManifestError::Syntax {
+            path: path.to_path_buf(),
+            message: e.0,
+        })?;
         for (i, doc) in docs.into_iter().enumerate() {
             self.add_object(doc)
                 .map_err(|message| ManifestError::Document {
@@ -159,7 +165,13 @@ impl Manifests {
                 self.service_cidrs.push(convert::service_cidr(&c));
             }
             ("v1", "List") => {
-                let items = doc.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+                let items = match doc {
+                    Value::Object(mut list) => match list.remove("items") {
+                        Some(Value::Array(items)) => items,
+                        _ => Vec::new(),
+                    },
+                    _ => Vec::new(),
+                };
                 for (j, item) in items.into_iter().enumerate() {
                     self.add_object(item).map_err(|m| format!("List item {j}: {m}"))?;
                 }

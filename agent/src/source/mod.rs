@@ -1,7 +1,9 @@
 //! Where cluster objects come from: manifest files (offline) or the Kubernetes API (`kube`).
 //! Both produce the same `switchyard_core::ClusterState`.
 
+mod block_yaml;
 mod convert;
+mod documents;
 pub mod kube;
 mod manifest;
 

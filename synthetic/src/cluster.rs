@@ -1,5 +1,9 @@
 //! Synthetic clusters of fixed shape for benchmarks: `n` ClusterIP services with `k` endpoints
 //! each, numbered deterministically so figures compare across commits.
+//!
+//! Endpoints carry the conditions the EndpointSlice controller writes for a running pod
+//! (ready, serving, not terminating): the same plan as absent conditions, but a dump of the
+//! cluster then looks like a real one.
 
 use switchyard_core::model::{
     ClusterState, Endpoint, EndpointConditions, EndpointPort, EndpointSlice, ObjectMeta, Service,
@@ -7,7 +11,7 @@ use switchyard_core::model::{
 };
 use switchyard_core::{plan, IpFamily, ProxyConfig, ProxyPlan};
 
-/// Service `i` gets cluster IP 10.96.0.0/16 + i + 1 and endpoints in 10.245.0.0/16 (never
+/// Service `i` gets cluster IP 10.96.0.0 + i + 1 and endpoints from 10.245.0.0 on (never
 /// routed: control-plane benchmarks only program rules).
 pub fn cluster(services: usize, endpoints: usize) -> ClusterState {
     let mut state = ClusterState::default();
@@ -25,11 +29,16 @@ pub fn add_service(
     endpoints: usize,
     endpoint_ips: Option<&[String]>,
 ) {
-    let name = format!("svc-{i:05}");
+    state.upsert_service(service(i));
+    state.upsert_endpoint_slice(endpoint_slice(i, endpoints, endpoint_ips));
+}
+
+/// Service `i` alone (as [`add_service`] adds it).
+pub fn service(i: usize) -> Service {
     let n = u32::try_from(i + 1).unwrap_or(u32::MAX);
     let ip = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 96, 0, 0)) + n);
-    state.upsert_service(Service {
-        meta: ObjectMeta::new("bench", name.clone()),
+    Service {
+        meta: ObjectMeta::new("bench", service_name(i)),
         cluster_ips: vec![ip.to_string()],
         ports: vec![ServicePort {
             name: "http".into(),
@@ -38,7 +47,16 @@ pub fn add_service(
             node_port: None,
         }],
         ..Service::default()
-    });
+    }
+}
+
+/// The EndpointSlice of service `i` (as [`add_service`] adds it).
+pub fn endpoint_slice(
+    i: usize,
+    endpoints: usize,
+    endpoint_ips: Option<&[String]>,
+) -> EndpointSlice {
+    let name = service_name(i);
     let mut meta = ObjectMeta::new("bench", format!("{name}-x"));
     meta.labels.insert(LABEL_SERVICE_NAME.into(), name);
     let addresses: Vec<String> = match endpoint_ips {
@@ -51,14 +69,18 @@ pub fn add_service(
             })
             .collect(),
     };
-    state.upsert_endpoint_slice(EndpointSlice {
+    EndpointSlice {
         meta,
         address_type: "IPv4".into(),
         endpoints: addresses
             .into_iter()
             .map(|a| Endpoint {
                 addresses: vec![a],
-                conditions: EndpointConditions::default(),
+                conditions: EndpointConditions {
+                    ready: Some(true),
+                    serving: Some(true),
+                    terminating: Some(false),
+                },
                 node_name: Some("node-b".into()),
                 ..Endpoint::default()
             })
@@ -68,7 +90,11 @@ pub fn add_service(
             protocol: Some("TCP".into()),
             port: Some(8080),
         }],
-    });
+    }
+}
+
+fn service_name(i: usize) -> String {
+    format!("svc-{i:05}")
 }
 
 /// The plan for a synthetic cluster, as node-a.
@@ -79,6 +105,9 @@ pub fn plan_of(state: &ClusterState) -> ProxyPlan {
             .with_cluster_cidrs(["10.244.0.0/16".parse().expect("literal CIDR")]),
     )
 }
+
+/// The benchmark report's sweep (services), each with 10 endpoints per service.
+pub const SWEEP: [usize; 3] = [1_000, 10_000, 100_000];
 
 /// The benchmarks' fixed scales: 1k and 10k services. `SWYD_BENCH_SCALES=a,b` overrides them,
 /// for investigation only: figures compare across commits with the defaults.
