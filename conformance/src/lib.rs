@@ -12,6 +12,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod backends;
+pub mod family;
 pub mod matrix;
 pub mod netns;
 pub mod pods;
@@ -23,5 +24,6 @@ pub mod synthetic;
 pub mod topology;
 pub mod vm;
 
+pub use family::Family;
 pub use matrix::{Cell, Matrix};
 pub use runner::{run, Backend, Options};

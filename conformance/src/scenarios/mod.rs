@@ -199,7 +199,7 @@ fn pod_info(name: &str) -> (std::net::Ipv4Addr, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::plan_for;
+    use crate::runner::plans_for;
     use crate::scenario::Step;
 
     /// The table itself, without root: at least 30 rows, unique names, every manifest parses
@@ -220,7 +220,12 @@ mod tests {
             );
             for st in &s.steps {
                 if let Step::Apply(y) = st {
-                    plan_for(y, s.node).unwrap_or_else(|e| panic!("{}: {e:#}", s.name));
+                    for column in crate::family::Family::ALL {
+                        if s.node.families.excludes(column).is_none() {
+                            plans_for(y, s.node, column)
+                                .unwrap_or_else(|e| panic!("{} [{column}]: {e:#}", s.name));
+                        }
+                    }
                 }
             }
         }
