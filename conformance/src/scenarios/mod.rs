@@ -5,6 +5,7 @@
 //! client is 192.168.0.20, the node 192.168.0.10.
 
 mod basics;
+mod dualstack;
 mod hardening;
 mod lifecycle;
 mod policies;
@@ -19,6 +20,7 @@ pub fn all() -> Vec<Scenario> {
     out.extend(policies::scenarios());
     out.extend(lifecycle::scenarios());
     out.extend(hardening::scenarios());
+    out.extend(dualstack::scenarios());
     out
 }
 
