@@ -7,6 +7,7 @@
 pub mod backends;
 pub mod cli;
 pub mod explain;
+pub mod families;
 pub mod host;
 pub mod ipvs_args;
 pub mod node;

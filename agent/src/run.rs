@@ -6,6 +6,7 @@
 //! and every [`Source::full_every`] otherwise.
 
 use crate::backends;
+use crate::families;
 use crate::cli::RunArgs;
 use crate::node::{NodeFacts, NodeSetup};
 use crate::source::kube::{KubeOptions, KubeSource};
@@ -120,11 +121,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .context("starting the Kubernetes API source")?;
             // No half-known state: nothing is cleaned up or synced before every kind is listed.
             kube.wait_listed().await;
-            let node = kube.with_snapshot(|s| s.state.node.clone());
-            if node.is_none() {
+            if kube.with_snapshot(|s| s.state.node.is_none()) {
                 tracing::warn!(node = %node_name, "no Node object of this name: planning both families, without node addresses");
             }
-            let setup = NodeSetup::for_node(&args.node, node_name, node.as_ref()).await?;
+            let setup = NodeSetup::for_node(&args.node, node_name).await?;
             let mut source = Source::Kube(Box::new(kube));
             let plans = source.plans(&setup).unwrap_or_default();
             (source, setup, plans)
@@ -136,16 +136,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         print!("{}", dry_run_text(&args, &plans));
         return Ok(());
     }
-    let dataplanes = setup
-        .families()
-        .into_iter()
-        .map(|family| backends::dataplane(&args, family))
+    let planned: Vec<_> = plans.iter().map(|p| p.family).collect();
+    let dataplanes = planned
+        .iter()
+        .map(|family| backends::dataplane(&args, *family))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut syncer = Syncer::new(dataplanes);
     syncer.probe().await.context("probing kernel support")?;
     backends::cleanup_modes(Some(args.mode))
         .await
         .context("removing other modes' rules")?;
+    families::retire_unplanned(&planned, |f| backends::dataplane(&args, f)).await;
     let outcome = syncer.sync(plans).await;
     if args.once {
         return match outcome.errors.into_iter().next() {
@@ -247,6 +248,7 @@ async fn keep_in_sync(
         let Some(plans) = source.plans(setup) else {
             continue;
         };
+        families::follow(&mut syncer, &plans, |f| backends::dataplane(args, f)).await;
         syncer.sync(plans).await;
         retry_at = syncer.retry_backoff().map(|d| {
             tracing::warn!(retry_in_ms = d.as_millis() as u64, "retrying with backoff");

@@ -14,7 +14,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use switchyard_core::{diff, ApplyStats, Dataplane, DataplaneError, ProxyPlan, ServicePortName};
+use switchyard_core::{
+    diff, ApplyStats, Dataplane, DataplaneError, IpFamily, ProxyPlan, ServicePortName,
+};
 
 /// How many service ports one sync may isolate before it gives up and retries with backoff.
 pub const MAX_ISOLATED_PER_SYNC: usize = 16;
@@ -28,6 +30,17 @@ struct Lane {
     /// Service ports the kernel rejected, with why; left out of every plan until the next
     /// forced full sync.
     quarantined: BTreeMap<ServicePortName, String>,
+}
+
+impl Lane {
+    fn new(dataplane: Box<dyn Dataplane>) -> Self {
+        Self {
+            dataplane,
+            committed: None,
+            logged_warnings: BTreeSet::new(),
+            quarantined: BTreeMap::new(),
+        }
+    }
 }
 
 /// Drives one dataplane per family.
@@ -62,17 +75,32 @@ pub struct SyncOutcome {
 impl Syncer {
     pub fn new(dataplanes: Vec<Box<dyn Dataplane>>) -> Self {
         Self {
-            lanes: dataplanes
-                .into_iter()
-                .map(|dataplane| Lane {
-                    dataplane,
-                    committed: None,
-                    logged_warnings: BTreeSet::new(),
-                    quarantined: BTreeMap::new(),
-                })
-                .collect(),
+            lanes: dataplanes.into_iter().map(Lane::new).collect(),
             failures_in_a_row: 0,
         }
+    }
+
+    /// The families this syncer has a lane for.
+    pub fn families(&self) -> Vec<IpFamily> {
+        self.lanes.iter().map(|l| l.dataplane.family()).collect()
+    }
+
+    /// Adds the lane of a family the node gained: its dataplane is probed first, and its first
+    /// sync is full.
+    pub async fn add_lane(&mut self, mut dataplane: Box<dyn Dataplane>) -> Result<(), DataplaneError> {
+        dataplane.probe().await?;
+        self.lanes.push(Lane::new(dataplane));
+        Ok(())
+    }
+
+    /// Removes the lane of a family the node lost, and its rules. On failure the lane stays,
+    /// so the removal is tried again.
+    pub async fn remove_lane(&mut self, family: IpFamily) -> Result<(), DataplaneError> {
+        if let Some(i) = self.lanes.iter().position(|l| l.dataplane.family() == family) {
+            self.lanes[i].dataplane.cleanup().await?;
+            self.lanes.remove(i);
+        }
+        Ok(())
     }
 
     /// Checks every dataplane's kernel support.
