@@ -258,18 +258,24 @@ fn state_to_dual(state: &mut ClusterState) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The prefixes a node flag names (`--cluster-cidr`, `--service-cluster-ip-range`) in this
-/// column: the written one, its twin, or both. A core `ProxyConfig` keeps its own family's.
-pub fn prefixes_for(written: &str, column: Family) -> anyhow::Result<Vec<IpNet>> {
-    let v6 = || -> anyhow::Result<IpNet> { Ok(twin(written)?.parse()?) };
-    let v4: IpNet = written
-        .parse()
-        .map_err(|e| anyhow!("{written:?}: not a prefix ({e})"))?;
-    Ok(match column {
-        Family::V4 => vec![v4],
-        Family::V6 => vec![v6()?],
-        Family::Dual => vec![v4, v6()?],
-    })
+/// The prefixes a node flag names (`--cluster-cidr`, `--service-cluster-ip-range`,
+/// `--nodeport-addresses`; a comma-separated list) in this column: as written, the twins, or
+/// both; a scenario written dual-stack gets exactly what it wrote. A core `ProxyConfig` keeps
+/// its own family's.
+pub fn prefixes_for(written: &str, column: Family, families: Families) -> anyhow::Result<Vec<IpNet>> {
+    let mut out = Vec::new();
+    for item in written.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let net: IpNet = item
+            .parse()
+            .map_err(|e| anyhow!("{item:?}: not a prefix ({e})"))?;
+        let twin = || -> anyhow::Result<IpNet> { Ok(twin(item)?.parse()?) };
+        match (families, column) {
+            (Families::DualAsWritten, _) | (_, Family::V4) => out.push(net),
+            (_, Family::V6) => out.push(twin()?),
+            (_, Family::Dual) => out.extend([net, twin()?]),
+        }
+    }
+    Ok(out)
 }
 
 /// The destinations a check sends to in this column, each with the family whose plan must

@@ -1,6 +1,6 @@
 //! Running scenarios against backends: one topology per (scenario, backend), several at once.
 
-use crate::family::Family;
+use crate::family::{prefixes_for, Families, Family};
 use crate::matrix::{Cell, Matrix};
 use crate::netns::{require_root, Netns};
 use crate::probe::{Observed, Probe};
@@ -388,24 +388,30 @@ pub fn plans_for(yaml: &str, node: NodeSettings, column: Family) -> anyhow::Resu
     m.add_text(Path::new("scenario.yaml"), yaml)?;
     let mut state = m.to_state(NODE_NAME);
     crate::family::state_for(&mut state, column, node.families)?;
-    let written_families = node.families == crate::family::Families::DualAsWritten;
-    let prefixes = |written: &str| {
-        if written_families {
-            crate::family::prefixes_for(written, Family::Dual)
-        } else {
-            crate::family::prefixes_for(written, column)
-        }
+    // The cluster CIDR is the suite's: both families' on a dual-stack node, however written.
+    let cluster_cidrs = match node.families {
+        Families::DualAsWritten => prefixes_for(CLUSTER_CIDR, Family::Dual, Families::Every)?,
+        _ => prefixes_for(CLUSTER_CIDR, column, node.families)?,
     };
     let mut plans = Vec::new();
     for family in column.ip_families() {
         let mut config = ProxyConfig::new(family, NODE_NAME)
-            .with_cluster_cidrs(prefixes(CLUSTER_CIDR)?)
+            .with_cluster_cidrs(cluster_cidrs.iter().copied())
             .with_masquerade_all(node.masquerade_all);
         if node.nodeports_on_all_addresses {
             config = config.with_node_port_addresses(NodePortAddresses::All);
         }
+        if let Some(cidrs) = node.nodeport_addresses {
+            config = config
+                .with_node_port_addresses(NodePortAddresses::Cidrs(prefixes_for(
+                    cidrs,
+                    column,
+                    node.families,
+                )?))
+                .with_local_addresses(crate::topology::node_addresses(family));
+        }
         if let Some(cidr) = node.service_cidr {
-            config = config.with_service_cidrs(prefixes(cidr)?);
+            config = config.with_service_cidrs(prefixes_for(cidr, column, node.families)?);
         }
         let plan = plan(&state, &config);
         if plan.warnings.len() != node.warnings {

@@ -25,6 +25,9 @@ pub struct NodeSettings {
     pub masquerade_all: bool,
     /// `--nodeport-addresses` matching every local address, instead of the node's primary one.
     pub nodeports_on_all_addresses: bool,
+    /// `--nodeport-addresses` CIDRs (comma-separated; translated per family like every
+    /// address): NodePorts on the node's addresses inside them only.
+    pub nodeport_addresses: Option<&'static str>,
     /// `--service-cluster-ip-range`: unowned addresses inside it are dropped.
     pub service_cidr: Option<&'static str>,
     /// How many planner warnings the manifests must produce: hostile objects (a collision is

@@ -216,6 +216,14 @@ impl Pod {
     }
 }
 
+/// The node's own addresses in `family` (what `--nodeport-addresses` CIDRs select from).
+pub fn node_addresses(family: IpFamily) -> Vec<IpAddr> {
+    [NODE_IP, NODE_REMOTE_LINK_IP, NODE_BRIDGE_IP]
+        .into_iter()
+        .map(|ip| in_family(ip, family))
+        .collect()
+}
+
 /// A host's address in `family`: the IPv4 one or its twin.
 fn in_family(v4: Ipv4Addr, family: IpFamily) -> IpAddr {
     match family {

@@ -1,7 +1,7 @@
 //! Dual-stack Services written as such: each family's endpoints differ, so a packet of one
 //! family reaching the other family's endpoint set shows. These run in the dual-stack column
 //! only ([`Families::DualAsWritten`]); every other scenario gets its IPv6 and dual-stack cells
-//! by translation (`crate::family`).
+//! by translation (`crate::family`), like `nodeport-addresses-cidr` here.
 
 use super::basics::{apply, pods};
 use super::*;
@@ -54,8 +54,63 @@ fn dual_manifest(objects: &[String]) -> Step {
     }
 }
 
-pub(super) fn scenarios() -> Vec<Scenario> {
+/// A NodePort Service `np` (30080) on pod-a1 and pod-b1.
+fn np() -> Vec<String> {
     vec![
+        svc("np", "10.96.0.75").type_("NodePort").port("", "TCP", 80, 8080, Some(30080)).yaml(),
+        http_slice("np", &ready(&["pod-a1", "pod-b1"])),
+    ]
+}
+
+pub(super) fn scenarios() -> Vec<Scenario> {
+    let np_addresses = |families| NodeSettings {
+        nodeport_addresses: Some("192.168.1.0/24"),
+        families,
+        ..NodeSettings::default()
+    };
+    vec![
+        Scenario {
+            node: np_addresses(Families::Every),
+            ..super::basics::sc(
+                "nodeport-addresses-cidr",
+                "--nodeport-addresses 192.168.1.0/24: NodePorts on the node address inside it only",
+                vec![
+                    apply(&np()),
+                    Step::Check(vec![
+                        Check::new(Client, "192.168.1.10:30080/tcp", pods(&["pod-a1", "pod-b1"], true)),
+                        Check::new(Client, "192.168.0.10:30080/tcp", Expect::NotProxied),
+                    ]),
+                ],
+            )
+        },
+        Scenario {
+            node: np_addresses(Families::DualAsWritten),
+            ..super::basics::sc(
+                "dual-stack-nodeport-addresses-one-family",
+                "--nodeport-addresses with an IPv4 CIDR only: IPv4 NodePorts inside it, IPv6 on every node address (as kube-proxy)",
+                vec![
+                    // The link address in the Node object too, so `explain` knows it is local.
+                    match dual_manifest(&[
+                        dual_svc("np", "10.96.0.75").type_("NodePort").port("", "TCP", 80, 8080, Some(30080)).yaml(),
+                        http_slice("np", &ready(&["pod-a1", "pod-b1"])),
+                        v6_slice("np", &["pod-a1", "pod-b1"]),
+                    ]) {
+                        Step::Apply(y) => Step::Apply(y.replacen(
+                            "address: \"fd00:192:168::10\"}",
+                            "address: \"fd00:192:168::10\"}, {type: InternalIP, address: \"fd00:192:168:1::10\"}",
+                            1,
+                        )),
+                        other => other,
+                    },
+                    Step::Check(vec![
+                        Check::new(Client, "192.168.1.10:30080/tcp", pods(&["pod-a1", "pod-b1"], true)),
+                        Check::new(Client, "192.168.0.10:30080/tcp", Expect::NotProxied),
+                        Check::new(Client, "[fd00:192:168::10]:30080/tcp", pods(&["pod-a1", "pod-b1"], true)),
+                        Check::new(Client, "[fd00:192:168:1::10]:30080/tcp", pods(&["pod-a1", "pod-b1"], true)),
+                    ]),
+                ],
+            )
+        },
         dual(
             "dual-stack-each-family-its-own-endpoints",
             "a dual-stack Service: cluster IP and NodePort of each family reach only that family's slice",
