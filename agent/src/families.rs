@@ -20,8 +20,12 @@ pub async fn follow(
     let have = syncer.families();
     for family in have.iter().filter(|f| !want.contains(f)) {
         match syncer.remove_lane(*family).await {
-            Ok(()) => tracing::info!(%family, "the node no longer has this family: its rules are removed"),
-            Err(e) => tracing::error!(%family, "removing the rules of a family the node lost: {e}; retrying at the next sync"),
+            Ok(()) => {
+                tracing::info!(%family, "the node no longer has this family: its rules are removed")
+            }
+            Err(e) => {
+                tracing::error!(%family, "removing the rules of a family the node lost: {e}; retrying at the next sync")
+            }
         }
     }
     for family in want.iter().filter(|f| !have.contains(f)) {
@@ -31,7 +35,9 @@ pub async fn follow(
         };
         match added {
             Ok(()) => tracing::info!(%family, "the node has this family now: planning it"),
-            Err(e) => tracing::error!(%family, "starting a dataplane for a family the node gained: {e:#}; retrying at the next sync"),
+            Err(e) => {
+                tracing::error!(%family, "starting a dataplane for a family the node gained: {e:#}; retrying at the next sync")
+            }
         }
     }
 }
@@ -99,7 +105,11 @@ mod tests {
             plan: &ProxyPlan,
             changes: Option<&Changes>,
         ) -> Result<ApplyStats, DataplaneError> {
-            let kind = if changes.is_some() { "incremental" } else { "full" };
+            let kind = if changes.is_some() {
+                "incremental"
+            } else {
+                "full"
+            };
             self.log.push(format!("apply {} {kind}", plan.family));
             Ok(ApplyStats::default())
         }

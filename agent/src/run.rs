@@ -6,8 +6,8 @@
 //! and every [`Source::full_every`] otherwise.
 
 use crate::backends;
-use crate::families;
 use crate::cli::RunArgs;
+use crate::families;
 use crate::node::{NodeFacts, NodeSetup};
 use crate::source::kube::{KubeOptions, KubeSource};
 use crate::source::{Fingerprint, Manifests};

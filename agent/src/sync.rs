@@ -87,7 +87,10 @@ impl Syncer {
 
     /// Adds the lane of a family the node gained: its dataplane is probed first, and its first
     /// sync is full.
-    pub async fn add_lane(&mut self, mut dataplane: Box<dyn Dataplane>) -> Result<(), DataplaneError> {
+    pub async fn add_lane(
+        &mut self,
+        mut dataplane: Box<dyn Dataplane>,
+    ) -> Result<(), DataplaneError> {
         dataplane.probe().await?;
         self.lanes.push(Lane::new(dataplane));
         Ok(())
@@ -96,7 +99,11 @@ impl Syncer {
     /// Removes the lane of a family the node lost, and its rules. On failure the lane stays,
     /// so the removal is tried again.
     pub async fn remove_lane(&mut self, family: IpFamily) -> Result<(), DataplaneError> {
-        if let Some(i) = self.lanes.iter().position(|l| l.dataplane.family() == family) {
+        if let Some(i) = self
+            .lanes
+            .iter()
+            .position(|l| l.dataplane.family() == family)
+        {
             self.lanes[i].dataplane.cleanup().await?;
             self.lanes.remove(i);
         }

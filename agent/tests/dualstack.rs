@@ -89,7 +89,11 @@ fn dry_run_renders_both_families() {
     write_manifest(&path, &[V4_NODE, V6_NODE]);
     let m = path.to_str().expect("utf8");
     let (nft, err) = text(&switchyard(&[
-        "--manifests", m, "--cluster-cidr", CIDRS, "--dry-run",
+        "--manifests",
+        m,
+        "--cluster-cidr",
+        CIDRS,
+        "--dry-run",
     ]));
     for want in [
         "add table ip switchyard",
@@ -100,11 +104,20 @@ fn dry_run_renders_both_families() {
         "fd00:192:168::10 . tcp . 30080 : fd00:10:244:1::20 . 8080",
         "ip6 saddr fd00:10:244::/48",
     ] {
-        assert!(nft.contains(want), "nftables dry-run lacks {want:?}:\n{nft}\n{err}");
+        assert!(
+            nft.contains(want),
+            "nftables dry-run lacks {want:?}:\n{nft}\n{err}"
+        );
     }
     assert!(!nft.contains("fd00:10:96::10 . tcp . 80 : 10.244"), "{nft}");
     let (ipt, err) = text(&switchyard(&[
-        "--manifests", m, "--mode", "iptables", "--iptables-variant", "legacy", "--dry-run",
+        "--manifests",
+        m,
+        "--mode",
+        "iptables",
+        "--iptables-variant",
+        "legacy",
+        "--dry-run",
     ]));
     for want in [
         "# full sync, IPv4",
@@ -113,19 +126,33 @@ fn dry_run_renders_both_families() {
         "-j DNAT --to-destination [fd00:10:244:1::20]:8080",
         "add SWYD6-VIPS fd00:192:168::10,tcp:30080",
     ] {
-        assert!(ipt.contains(want), "iptables dry-run lacks {want:?}:\n{ipt}\n{err}");
+        assert!(
+            ipt.contains(want),
+            "iptables dry-run lacks {want:?}:\n{ipt}\n{err}"
+        );
     }
 
     // A node with only an IPv4 address plans (and renders) no IPv6.
     write_manifest(&path, &[V4_NODE]);
     let (nft, _) = text(&switchyard(&["--manifests", m, "--dry-run"]));
-    assert!(nft.contains("add table ip switchyard") && !nft.contains("ip6"), "{nft}");
+    assert!(
+        nft.contains("add table ip switchyard") && !nft.contains("ip6"),
+        "{nft}"
+    );
 }
 
 fn explain(path: &Path, from: &str, to: &str) -> Result<serde_json::Value, String> {
     let out = switchyard(&[
-        "explain", "--manifests", path.to_str().expect("utf8"), "--cluster-cidr", CIDRS,
-        "--from", from, "--to", to, "--json",
+        "explain",
+        "--manifests",
+        path.to_str().expect("utf8"),
+        "--cluster-cidr",
+        CIDRS,
+        "--from",
+        from,
+        "--to",
+        to,
+        "--json",
     ]);
     let (stdout, stderr) = text(&out);
     if !out.status.success() {
@@ -144,10 +171,16 @@ fn explain_answers_in_both_families() {
     assert_eq!(eps[0]["ip"], "fd00:10:244:1::20", "{v6}");
     assert_eq!(v6["verdict"]["Dnat"]["masquerade"], false, "{v6}");
     let np = explain(&path, "fd00:192:168::20", "[fd00:192:168::10]:30080/tcp").expect("np");
-    assert_eq!(np["verdict"]["Dnat"]["endpoints"][0]["ip"], "fd00:10:244:1::20", "{np}");
+    assert_eq!(
+        np["verdict"]["Dnat"]["endpoints"][0]["ip"], "fd00:10:244:1::20",
+        "{np}"
+    );
     assert_eq!(np["verdict"]["Dnat"]["masquerade"], true, "{np}");
     let v4 = explain(&path, "10.244.2.7", "10.96.0.10:80/tcp").expect("explain v4");
-    assert_eq!(v4["verdict"]["Dnat"]["endpoints"][0]["ip"], "10.244.1.10", "{v4}");
+    assert_eq!(
+        v4["verdict"]["Dnat"]["endpoints"][0]["ip"], "10.244.1.10",
+        "{v4}"
+    );
 
     // An IPv4-only node has no IPv6 plan, and says why.
     write_manifest(&path, &[V4_NODE]);
@@ -168,7 +201,10 @@ impl Netns {
         let ns = Self(name);
         ns.ip(&["link", "set", "lo", "up"]);
         for conf in ["all", "default"] {
-            ns.exec("sysctl", &["-qw", &format!("net.ipv6.conf.{conf}.accept_dad=0")]);
+            ns.exec(
+                "sysctl",
+                &["-qw", &format!("net.ipv6.conf.{conf}.accept_dad=0")],
+            );
         }
         ns
     }
@@ -209,10 +245,28 @@ fn run(program: &str, args: &[&str]) {
 /// answering TCP on 8080 with the peer address it saw.
 fn start_pod(node: &Netns) -> Netns {
     let pod = Netns::create("pod");
-    node.ip(&["link", "add", "vh", "type", "veth", "peer", "name", "vp", "netns", &pod.0]);
-    node.ip(&["-6", "addr", "add", "fd00:10:244:1::1/64", "dev", "vh", "nodad"]);
+    node.ip(&[
+        "link", "add", "vh", "type", "veth", "peer", "name", "vp", "netns", &pod.0,
+    ]);
+    node.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "fd00:10:244:1::1/64",
+        "dev",
+        "vh",
+        "nodad",
+    ]);
     node.ip(&["link", "set", "vh", "up"]);
-    pod.ip(&["-6", "addr", "add", "fd00:10:244:1::20/64", "dev", "vp", "nodad"]);
+    pod.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "fd00:10:244:1::20/64",
+        "dev",
+        "vp",
+        "nodad",
+    ]);
     pod.ip(&["link", "set", "vp", "up"]);
     pod.ip(&["-6", "route", "add", "default", "via", "fd00:10:244:1::1"]);
     // Cluster IPs route towards the pod link (any route will do: the DNAT happens first).
@@ -290,7 +344,10 @@ fn wait_for(what: &str, node: &Netns, agent: &Agent, check: impl Fn(&str, &str) 
 
 #[test]
 fn agent_follows_the_nodes_families_without_a_restart() {
-    assert!(is_root(), "this test creates network namespaces: run it as root");
+    assert!(
+        is_root(),
+        "this test creates network namespaces: run it as root"
+    );
     let node = Netns::create("node");
     let _pod = start_pod(&node);
     let dir = temp_dir("live");
@@ -299,8 +356,20 @@ fn agent_follows_the_nodes_families_without_a_restart() {
     let log = dir.join("agent.log");
     let child = Command::new("ip")
         .args(["netns", "exec", &node.0, env!("CARGO_BIN_EXE_switchyard")])
-        .args(["--mode", "nftables", "--manifests", path.to_str().expect("utf8")])
-        .args(["--cluster-cidr", CIDRS, "--min-sync-period", "100ms", "--sync-period", "2s"])
+        .args([
+            "--mode",
+            "nftables",
+            "--manifests",
+            path.to_str().expect("utf8"),
+        ])
+        .args([
+            "--cluster-cidr",
+            CIDRS,
+            "--min-sync-period",
+            "100ms",
+            "--sync-period",
+            "2s",
+        ])
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -333,7 +402,10 @@ fn agent_follows_the_nodes_families_without_a_restart() {
     wait_for("the IPv4 family lost", &node, &agent, |v4, v6| {
         v4.is_empty() && v6.contains("fd00:10:96::10")
     });
-    assert_eq!(connect_from(&node, "[fd00:10:96::10]:80").as_deref(), Some("pod"));
+    assert_eq!(
+        connect_from(&node, "[fd00:10:96::10]:80").as_deref(),
+        Some("pod")
+    );
     let log = agent.log();
     assert!(log.contains("the node has this family now"), "{log}");
     assert!(log.contains("the node no longer has this family"), "{log}");

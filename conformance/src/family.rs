@@ -85,9 +85,7 @@ impl Families {
     /// Why the scenario has no cell in `column`, if it has none.
     pub fn excludes(self, column: Family) -> Option<String> {
         match (self, column) {
-            (Families::V4Only(why), Family::V6 | Family::Dual) => {
-                Some(format!("IPv4 only: {why}"))
-            }
+            (Families::V4Only(why), Family::V6 | Family::Dual) => Some(format!("IPv4 only: {why}")),
             (Families::DualAsWritten, Family::V4 | Family::V6) => {
                 Some("written dual-stack: runs in the dual-stack column".into())
             }
@@ -115,9 +113,9 @@ pub fn v6_prefix_len(len: u8) -> anyhow::Result<u8> {
         16 => 48,
         24 => 64,
         32 => 128,
-        other => bail!(
-            "an IPv4 prefix /{other} has no IPv6 twin: scenarios use /0, /8, /16, /24 or /32"
-        ),
+        other => {
+            bail!("an IPv4 prefix /{other} has no IPv6 twin: scenarios use /0, /8, /16, /24 or /32")
+        }
     })
 }
 
@@ -157,7 +155,11 @@ fn add_twins(list: &mut Vec<String>) -> anyhow::Result<()> {
 }
 
 /// The scenario's cluster state as the column's node sees it (see the module doc).
-pub fn state_for(state: &mut ClusterState, column: Family, families: Families) -> anyhow::Result<()> {
+pub fn state_for(
+    state: &mut ClusterState,
+    column: Family,
+    families: Families,
+) -> anyhow::Result<()> {
     if families == Families::DualAsWritten {
         return Ok(());
     }
@@ -262,7 +264,11 @@ fn state_to_dual(state: &mut ClusterState) -> anyhow::Result<()> {
 /// `--nodeport-addresses`; a comma-separated list) in this column: as written, the twins, or
 /// both; a scenario written dual-stack gets exactly what it wrote. A core `ProxyConfig` keeps
 /// its own family's.
-pub fn prefixes_for(written: &str, column: Family, families: Families) -> anyhow::Result<Vec<IpNet>> {
+pub fn prefixes_for(
+    written: &str,
+    column: Family,
+    families: Families,
+) -> anyhow::Result<Vec<IpNet>> {
     let mut out = Vec::new();
     for item in written.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let net: IpNet = item
@@ -305,7 +311,10 @@ mod tests {
             v6_of("10.244.1.12".parse().expect("ip")).to_string(),
             "fd00:10:244:1::12"
         );
-        assert_eq!(v6_of("192.168.0.20".parse().expect("ip")).to_string(), "fd00:192:168::20");
+        assert_eq!(
+            v6_of("192.168.0.20".parse().expect("ip")).to_string(),
+            "fd00:192:168::20"
+        );
         assert_eq!(twin("10.244.0.0/16").expect("twin"), "fd00:10:244::/48");
         assert_eq!(twin("None").expect("twin"), "None");
         assert!(twin("198.18.0.0/15").is_err());

@@ -97,8 +97,7 @@ impl Drop for PodServer {
 /// `None` when the kernel has no SCTP.
 fn sctp_listener(addr: SocketAddr) -> Option<tokio::net::TcpListener> {
     use nix::sys::socket::{
-        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockProtocol, SockType,
-        SockaddrIn6,
+        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockProtocol, SockType, SockaddrIn6,
     };
     use std::os::fd::AsRawFd as _;
     let SocketAddr::V6(v6) = addr else {

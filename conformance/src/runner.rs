@@ -150,7 +150,12 @@ pub fn run(
 }
 
 /// One cell: its own topology, torn down afterwards whatever happens.
-pub fn run_one(scenario: &Scenario, backend: &Backend, alternate: &Backend, family: Family) -> Cell {
+pub fn run_one(
+    scenario: &Scenario,
+    backend: &Backend,
+    alternate: &Backend,
+    family: Family,
+) -> Cell {
     if let Some(why) = scenario.node.families.excludes(family) {
         return Cell::NotApplicable(why);
     }
@@ -200,7 +205,11 @@ impl Stack {
     }
 
     /// Applies each family's plan (`plans` in the same order as the dataplanes).
-    async fn apply(&mut self, plans: &[ProxyPlan], last: Option<&[ProxyPlan]>) -> anyhow::Result<()> {
+    async fn apply(
+        &mut self,
+        plans: &[ProxyPlan],
+        last: Option<&[ProxyPlan]>,
+    ) -> anyhow::Result<()> {
         for (i, ((family, d), plan)) in self.dataplanes.iter_mut().zip(plans).enumerate() {
             let changes = last
                 .and_then(|l| l.get(i))

@@ -102,7 +102,10 @@ impl Topology {
         let sink = start_sink(&client)?;
         link(&node, "eth-r", &remote, NODE_REMOTE_LINK_IP, REMOTE_IP)?;
         route_default(&remote, NODE_REMOTE_LINK_IP)?;
-        for (ns, gw) in [(&node, NODE_BRIDGE_IP), (&remote, Ipv4Addr::new(10, 244, 2, 1))] {
+        for (ns, gw) in [
+            (&node, NODE_BRIDGE_IP),
+            (&remote, Ipv4Addr::new(10, 244, 2, 1)),
+        ] {
             ns.ip(&["link", "add", "br0", "type", "bridge"])?;
             add_addresses(ns, "br0", gw)?;
             ns.ip(&["link", "set", "br0", "up"])?;
@@ -110,7 +113,13 @@ impl Topology {
             ns.sysctl("net.ipv6.conf.all.forwarding", "1")?;
         }
         let pods_b = Ipv4Addr::new(10, 244, 2, 0);
-        node.ip(&["route", "add", &format!("{pods_b}/24"), "via", &REMOTE_IP.to_string()])?;
+        node.ip(&[
+            "route",
+            "add",
+            &format!("{pods_b}/24"),
+            "via",
+            &REMOTE_IP.to_string(),
+        ])?;
         node.ip(&[
             "-6",
             "route",
@@ -243,14 +252,29 @@ fn no_dad(ns: &Netns) -> anyhow::Result<()> {
 /// `v4`/24 and its twin /64 on `dev` (`nodad`: usable at once).
 fn add_addresses(ns: &Netns, dev: &str, v4: Ipv4Addr) -> anyhow::Result<()> {
     ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", dev])?;
-    ns.ip(&["-6", "addr", "add", &format!("{}/64", v6_of(v4)), "dev", dev, "nodad"])?;
+    ns.ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{}/64", v6_of(v4)),
+        "dev",
+        dev,
+        "nodad",
+    ])?;
     Ok(())
 }
 
 /// Default routes of both families via the host `v4` (and its twin).
 fn route_default(ns: &Netns, via: Ipv4Addr) -> anyhow::Result<()> {
     ns.ip(&["route", "add", "default", "via", &via.to_string()])?;
-    ns.ip(&["-6", "route", "add", "default", "via", &v6_of(via).to_string()])?;
+    ns.ip(&[
+        "-6",
+        "route",
+        "add",
+        "default",
+        "via",
+        &v6_of(via).to_string(),
+    ])?;
     Ok(())
 }
 
@@ -272,7 +296,13 @@ fn start_sink(client: &Netns) -> anyhow::Result<PodServer> {
 
 /// A veth pair from `a` (named `a_if`) to `b` (named `eth0`), addressed (/24 and the twin /64)
 /// and up.
-fn link(a: &Netns, a_if: &str, b: &Netns, a_addr: Ipv4Addr, b_addr: Ipv4Addr) -> anyhow::Result<()> {
+fn link(
+    a: &Netns,
+    a_if: &str,
+    b: &Netns,
+    a_addr: Ipv4Addr,
+    b_addr: Ipv4Addr,
+) -> anyhow::Result<()> {
     a.ip(&[
         "link",
         "add",

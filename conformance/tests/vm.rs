@@ -5,10 +5,10 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use switchyard_conformance::matrix::Cell;
-use switchyard_conformance::Family;
 use switchyard_conformance::netns::require_root;
 use switchyard_conformance::vm::conformance::VmMatrix;
 use switchyard_conformance::vm::{Kernel, Payload, Vm, VmError};
+use switchyard_conformance::Family;
 
 /// One VM at a time: each is given both cores (TCG runs a vCPU per host thread), so boot and
 /// matrix times stay predictable and the timeouts meaningful.

@@ -24,7 +24,10 @@ fn dual(name: &'static str, about: &'static str, steps: Vec<Step>) -> Scenario {
 
 /// A RequireDualStack Service with both cluster IPs (`10.96.0.<n>` and its twin).
 fn dual_svc(name: &'static str, v4: &'static str) -> Svc {
-    let v6 = v6_of(v4.parse().unwrap_or_else(|_| panic!("{v4}: not an IPv4 address")));
+    let v6 = v6_of(
+        v4.parse()
+            .unwrap_or_else(|_| panic!("{v4}: not an IPv4 address")),
+    );
     svc(name, v4)
         .spec(&format!("clusterIPs: [{v4}, \"{v6}\"]"))
         .spec("ipFamilyPolicy: RequireDualStack")
@@ -35,7 +38,10 @@ fn dual_svc(name: &'static str, v4: &'static str) -> Svc {
 fn v6_slice(service: &str, eps: &[&str]) -> String {
     let mut y = http_slice(service, &ready(eps))
         .replace("addressType: IPv4", "addressType: IPv6")
-        .replace(&format!("name: {service}-x"), &format!("name: {service}-x6"));
+        .replace(
+            &format!("name: {service}-x"),
+            &format!("name: {service}-x6"),
+        );
     for (_, ip, _) in PODS {
         y = y.replace(&format!("[{ip}]"), &format!("[\"{}\"]", v6_of(ip)));
     }
@@ -57,7 +63,10 @@ fn dual_manifest(objects: &[String]) -> Step {
 /// A NodePort Service `np` (30080) on pod-a1 and pod-b1.
 fn np() -> Vec<String> {
     vec![
-        svc("np", "10.96.0.75").type_("NodePort").port("", "TCP", 80, 8080, Some(30080)).yaml(),
+        svc("np", "10.96.0.75")
+            .type_("NodePort")
+            .port("", "TCP", 80, 8080, Some(30080))
+            .yaml(),
         http_slice("np", &ready(&["pod-a1", "pod-b1"])),
     ]
 }
