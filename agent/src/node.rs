@@ -146,3 +146,39 @@ pub fn node_families(node: Option<&Node>, pod_cidrs: &[IpNet]) -> Vec<IpFamily> 
         families
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_core::model::NodeAddress;
+
+    fn node(addresses: &[(&str, &str)]) -> Node {
+        Node {
+            name: "n".into(),
+            addresses: addresses
+                .iter()
+                .map(|(t, a)| NodeAddress {
+                    address_type: t.to_string(),
+                    address: a.to_string(),
+                })
+                .collect(),
+            ..Node::default()
+        }
+    }
+
+    #[test]
+    fn families_come_from_addresses_and_pod_cidrs() {
+        use IpFamily::{V4, V6};
+        let v4 = node(&[("InternalIP", "192.168.0.10"), ("Hostname", "n")]);
+        assert_eq!(node_families(Some(&v4), &[]), [V4]);
+        let dual = node(&[("InternalIP", "192.168.0.10"), ("ExternalIP", "2001:db8::1")]);
+        assert_eq!(node_families(Some(&dual), &[]), [V4, V6]);
+        // IPv6 pods on a node whose own addresses are IPv4: IPv6 Services are needed too.
+        let pods6: IpNet = "fd00:10:244:1::/64".parse().expect("cidr");
+        assert_eq!(node_families(Some(&v4), &[pods6]), [V4, V6]);
+        // Unknown: both (a family too many costs an empty table; one too few, Services).
+        assert_eq!(node_families(None, &[]), [V4, V6]);
+        let nothing = node(&[("Hostname", "n"), ("InternalIP", "not-an-ip")]);
+        assert_eq!(node_families(Some(&nothing), &[]), [V4, V6]);
+    }
+}
