@@ -171,7 +171,10 @@ mod tests {
         use IpFamily::{V4, V6};
         let v4 = node(&[("InternalIP", "192.168.0.10"), ("Hostname", "n")]);
         assert_eq!(node_families(Some(&v4), &[]), [V4]);
-        let dual = node(&[("InternalIP", "192.168.0.10"), ("ExternalIP", "2001:db8::1")]);
+        let dual = node(&[
+            ("InternalIP", "192.168.0.10"),
+            ("ExternalIP", "2001:db8::1"),
+        ]);
         assert_eq!(node_families(Some(&dual), &[]), [V4, V6]);
         // IPv6 pods on a node whose own addresses are IPv4: IPv6 Services are needed too.
         let pods6: IpNet = "fd00:10:244:1::/64".parse().expect("cidr");

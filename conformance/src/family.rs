@@ -326,4 +326,45 @@ mod tests {
             assert!(net.contains(&ip) && !other.contains(&ip), "{ip}");
         }
     }
+
+    #[test]
+    fn dual_state_has_both_families_and_the_plans_their_own_endpoints() {
+        use crate::scenarios::{http_slice, manifest, ready, svc};
+        let yaml = manifest(&[
+            svc("web", "10.96.0.10")
+                .http()
+                .spec("externalIPs: [198.51.100.7]")
+                .yaml(),
+            http_slice("web", &ready(&["pod-a2"])),
+        ]);
+        let mut m = switchyard_agent::source::Manifests::default();
+        m.add_text(std::path::Path::new("t.yaml"), &yaml)
+            .expect("parse");
+        let mut state = m.to_state(crate::topology::NODE_NAME);
+        state_for(&mut state, Family::Dual, Families::Every).expect("dual");
+        let web = state.services.values().next().expect("web");
+        assert_eq!(web.cluster_ips, ["10.96.0.10", "fd00:10:96::10"]);
+        assert_eq!(web.external_ips, ["198.51.100.7", "fd00:198:51:100::7"]);
+        let twin_slice = state
+            .endpoint_slices
+            .values()
+            .find(|s| s.address_type == "IPv6")
+            .expect("an IPv6 slice");
+        assert_eq!(twin_slice.endpoints[0].addresses, ["fd00:10:244:1::11"]);
+        let node = state.node.as_ref().expect("node");
+        assert_eq!(node.addresses.len(), 2);
+        for family in [IpFamily::V4, IpFamily::V6] {
+            let plan = switchyard_core::plan(
+                &state,
+                &switchyard_core::ProxyConfig::new(family, crate::topology::NODE_NAME),
+            );
+            assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+            let port = plan.services.values().next().expect("web:80");
+            let eps = port.endpoints_for(switchyard_core::Target::Cluster);
+            assert!(
+                !eps.is_empty() && eps.iter().all(|e| IpFamily::of(&e.ip) == family),
+                "{family}: {eps:?}"
+            );
+        }
+    }
 }
