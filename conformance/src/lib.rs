@@ -15,6 +15,7 @@ pub mod backends;
 pub mod family;
 pub mod matrix;
 pub mod netns;
+pub mod node;
 pub mod pods;
 pub mod probe;
 pub mod runner;

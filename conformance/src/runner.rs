@@ -1,22 +1,20 @@
 //! Running scenarios against backends: one topology per (scenario, backend), several at once.
 
-use crate::family::{prefixes_for, Families, Family};
+use crate::family::Family;
 use crate::matrix::{Cell, Matrix};
 use crate::netns::{require_root, Netns};
+use crate::node::Stack;
+pub use crate::node::{plan_for, plans_for};
 use crate::probe::{Observed, Probe};
-use crate::scenario::{Check, Expect, NodeSettings, Requirement, Scenario, Step};
-use crate::topology::{Topology, CLUSTER_CIDR, NODE_NAME};
+use crate::scenario::{Check, Expect, Requirement, Scenario, Step};
+use crate::topology::Topology;
 use anyhow::{anyhow, bail, Context as _};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switchyard_agent::source::Manifests;
-use switchyard_core::{
-    diff, explain, plan, Dataplane, IpFamily, NodePortAddresses, Protocol, ProxyConfig, ProxyPlan,
-    Verdict,
-};
+use switchyard_core::{explain, Dataplane, IpFamily, Protocol, ProxyPlan, Verdict};
 
 /// Builds a dataplane that programs the node namespace at the given path. Called on a thread
 /// that has already entered that namespace, so netlink sockets opened here land in it.
@@ -190,46 +188,6 @@ pub fn run_one(
     }
 }
 
-/// The node's dataplanes in a column: one per IP family, as the agent runs them.
-struct Stack {
-    dataplanes: Vec<(IpFamily, Box<dyn Dataplane>)>,
-}
-
-impl Stack {
-    async fn new(backend: &Backend, node_path: &Path, family: Family) -> anyhow::Result<Self> {
-        let mut dataplanes = Vec::new();
-        for f in family.ip_families() {
-            dataplanes.push((f, new_dataplane(backend, node_path, f).await?));
-        }
-        Ok(Self { dataplanes })
-    }
-
-    /// Applies each family's plan (`plans` in the same order as the dataplanes).
-    async fn apply(
-        &mut self,
-        plans: &[ProxyPlan],
-        last: Option<&[ProxyPlan]>,
-    ) -> anyhow::Result<()> {
-        for (i, ((family, d), plan)) in self.dataplanes.iter_mut().zip(plans).enumerate() {
-            let changes = last
-                .and_then(|l| l.get(i))
-                .map(|old| diff(old, plan))
-                .filter(|c| !c.requires_full_sync());
-            d.apply(plan, changes.as_ref())
-                .await
-                .with_context(|| format!("{family}"))?;
-        }
-        Ok(())
-    }
-
-    async fn cleanup(&mut self) -> anyhow::Result<()> {
-        for (family, d) in &mut self.dataplanes {
-            d.cleanup().await.with_context(|| format!("{family}"))?;
-        }
-        Ok(())
-    }
-}
-
 async fn steps(
     s: &Scenario,
     backend: &Backend,
@@ -357,18 +315,6 @@ async fn steps(
     Ok(())
 }
 
-async fn new_dataplane(
-    backend: &Backend,
-    node_path: &Path,
-    family: IpFamily,
-) -> anyhow::Result<Box<dyn Dataplane>> {
-    let mut d = (backend.factory)(node_path, family);
-    d.probe()
-        .await
-        .with_context(|| format!("probing {} ({family})", backend.name))?;
-    Ok(d)
-}
-
 fn verify_clean(backend: &Backend, topo: &Topology) -> anyhow::Result<()> {
     let left = (backend.leftovers)(&topo.node)?;
     if !left.is_empty() {
@@ -379,64 +325,6 @@ fn verify_clean(backend: &Backend, topo: &Topology) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The IPv4 plan for a scenario's manifests, as node-a with the suite's node settings.
-/// Scenario manifests must be clean: a warning is a bug in the table.
-pub fn plan_for(yaml: &str, node: NodeSettings) -> anyhow::Result<ProxyPlan> {
-    plans_for(yaml, node, Family::V4)?
-        .pop()
-        .ok_or_else(|| anyhow!("no IPv4 plan"))
-}
-
-/// The plans (one per IP family of `column`) for a scenario's manifests, as node-a with the
-/// suite's node settings, the state translated into the column's families
-/// ([`crate::family::state_for`]). Each plan must give exactly the scenario's warnings.
-pub fn plans_for(yaml: &str, node: NodeSettings, column: Family) -> anyhow::Result<Vec<ProxyPlan>> {
-    let mut m = Manifests::default();
-    m.add_text(Path::new("scenario.yaml"), yaml)?;
-    let mut state = m.to_state(NODE_NAME);
-    crate::family::state_for(&mut state, column, node.families)?;
-    // The cluster CIDR is the suite's: both families' on a dual-stack node, however written.
-    let cluster_cidrs = match node.families {
-        Families::DualAsWritten => prefixes_for(CLUSTER_CIDR, Family::Dual, Families::Every)?,
-        _ => prefixes_for(CLUSTER_CIDR, column, node.families)?,
-    };
-    let mut plans = Vec::new();
-    for family in column.ip_families() {
-        let mut config = ProxyConfig::new(family, NODE_NAME)
-            .with_cluster_cidrs(cluster_cidrs.iter().copied())
-            .with_masquerade_all(node.masquerade_all);
-        if node.nodeports_on_all_addresses {
-            config = config.with_node_port_addresses(NodePortAddresses::All);
-        }
-        if let Some(cidrs) = node.nodeport_addresses {
-            config = config
-                .with_node_port_addresses(NodePortAddresses::Cidrs(prefixes_for(
-                    cidrs,
-                    column,
-                    node.families,
-                )?))
-                .with_local_addresses(crate::topology::node_addresses(family));
-        }
-        if let Some(cidr) = node.service_cidr {
-            config = config.with_service_cidrs(prefixes_for(cidr, column, node.families)?);
-        }
-        let plan = plan(&state, &config);
-        if plan.warnings.len() != node.warnings {
-            bail!(
-                "scenario manifests gave {} {family} warning(s), the scenario expects {}: {:?}",
-                plan.warnings.len(),
-                node.warnings,
-                plan.warnings
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-            );
-        }
-        plans.push(plan);
-    }
-    Ok(plans)
 }
 
 /// `ip:port/proto`.
