@@ -328,6 +328,29 @@ mod tests {
     }
 
     #[test]
+    fn restricted_scenarios_have_na_cells_with_the_reason() {
+        let v4 = Families::V4Only("plants IPv4 conntrack entries");
+        assert_eq!(v4.excludes(Family::V4), None);
+        for column in [Family::V6, Family::Dual] {
+            assert!(v4
+                .excludes(column)
+                .is_some_and(|why| why.contains("conntrack")));
+        }
+        assert!(Families::DualAsWritten.excludes(Family::V6).is_some());
+        assert_eq!(Families::DualAsWritten.excludes(Family::Dual), None);
+        assert!(Family::ALL
+            .iter()
+            .all(|c| Families::Every.excludes(*c).is_none()));
+        let dst: SocketAddr = "10.96.0.10:80".parse().expect("addr");
+        assert_eq!(targets(dst, Family::Dual, Families::Every).len(), 2);
+        assert_eq!(
+            targets(dst, Family::V6, Families::Every)[0].to_string(),
+            "[fd00:10:96::10]:80"
+        );
+        assert_eq!(targets(dst, Family::Dual, Families::DualAsWritten), [dst]);
+    }
+
+    #[test]
     fn dual_state_has_both_families_and_the_plans_their_own_endpoints() {
         use crate::scenarios::{http_slice, manifest, ready, svc};
         let yaml = manifest(&[
