@@ -21,11 +21,17 @@ pub async fn run(args: ExplainArgs) -> anyhow::Result<()> {
             args.from
         );
     }
+    let family = IpFamily::of(&dst);
     let plan = setup
         .plans(&manifests)
         .into_iter()
-        .find(|p| p.family == IpFamily::of(&dst))
-        .context("no plan for the destination's family")?;
+        .find(|p| p.family == family)
+        .with_context(|| {
+            format!(
+                "node {} has no {family} plan: its Node object lists no {family} address or pod CIDR",
+                setup.node_name
+            )
+        })?;
     let answer = switchyard_core::explain(&plan, args.from, dst, dport, proto);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);

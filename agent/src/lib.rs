@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod conntrack;
 pub mod explain;
+pub mod families;
 pub mod health;
 pub mod host;
 pub mod http;

@@ -3,10 +3,12 @@
 //! and diffing the cluster (DESIGN-NOTES 150-153). The manifest source keeps planning whole:
 //! it re-reads whole files anyway.
 
+use crate::cli::RunArgs;
 use crate::node::{NodeFacts, NodeSetup};
 use crate::ops::Ops;
 use crate::source::kube::{KubeSource, Snapshot};
 use crate::sync::{SyncOutcome, Syncer};
+use crate::{backends, families};
 use std::time::{Instant, SystemTime};
 use switchyard_core::{Changes, IpFamily, PlanUpdate, Planner, ProxyPlan};
 
@@ -25,11 +27,15 @@ impl LivePlanners {
         syncer: &mut Syncer,
         ops: &mut Ops,
         triggers: &[(IpFamily, SystemTime)],
+        args: &RunArgs,
     ) -> SyncOutcome {
         let started = Instant::now();
         let (updates, changed_at) = source.with_snapshot_mut(|snapshot| {
             (self.update(setup, snapshot), snapshot.changed_at.take())
         });
+        let families: Vec<IpFamily> = self.planners.iter().map(|p| p.plan().family).collect();
+        families::follow(syncer, &families, |f| backends::dataplane(args, f)).await;
+        ops.set_families(families);
         let plan_time = started.elapsed();
         let plan_ms = ms(plan_time);
         let touched: usize = updates.iter().map(|u| u.changes.touched().count()).sum();
@@ -57,8 +63,16 @@ impl LivePlanners {
 
     fn update(&mut self, setup: &NodeSetup, snapshot: &mut Snapshot) -> Vec<PlanUpdate> {
         let touched = snapshot.state.take_touched();
-        let configs = setup.configs_for(&facts(snapshot));
-        if self.planners.is_empty() {
+        let configs = setup.configs_for(snapshot.state.state().node.as_ref(), &facts(snapshot));
+        let same_families = self.planners.len() == configs.len()
+            && self
+                .planners
+                .iter()
+                .zip(&configs)
+                .all(|(p, c)| p.plan().family == c.family);
+        if !same_families {
+            // First sync, or the node gained or lost a family (rare): plan every family
+            // afresh; the lanes sync in full.
             self.planners = configs
                 .into_iter()
                 .map(|config| Planner::new(snapshot.state.state(), config))

@@ -1,10 +1,11 @@
 //! Turning flags and the node's own objects into per-family configs and plans.
 //!
-//! The families planned are fixed when the agent starts (one dataplane lane each, DESIGN-NOTES
-//! 11). Everything else the Node object contributes — its addresses and zone (read by
-//! `core::plan` from `ClusterState::node`), its `spec.podCIDRs` (with
-//! `--detect-local-mode NodeCIDR`) and whether it exists at all — is read again at every
-//! re-plan, so a Node edited or deleted while the agent runs is followed live.
+//! Everything the Node object contributes — which families the node has (its addresses and
+//! `spec.podCIDRs`), its addresses and zone (read by `core::plan` from `ClusterState::node`),
+//! its `spec.podCIDRs` (with `--detect-local-mode NodeCIDR`) and whether it exists at all — is
+//! read again at every re-plan, so a Node edited or deleted while the agent runs is followed
+//! live: a family it gains gets a plan (and the agent a dataplane lane, `crate::families`),
+//! a family it loses gets none (and its rules are removed).
 
 use crate::cli::{DetectLocalMode, NodeArgs};
 use crate::host;
@@ -18,12 +19,14 @@ use switchyard_core::{
     plan, ClusterState, IpFamily, LocalDetector, NodePortAddresses, ProxyConfig, ProxyPlan,
 };
 
-/// How this node is set up: the name and families are fixed for the agent's lifetime; the
-/// per-family configs are rebuilt from [`NodeFacts`] at every plan.
+/// How this node is set up: the name is fixed for the agent's lifetime; which families are
+/// planned, and the per-family configs, are decided from [`NodeFacts`] and the Node at every
+/// plan.
 #[derive(Debug, Clone)]
 pub struct NodeSetup {
     pub node_name: String,
-    /// The flags' configs, one per planned family.
+    /// The flags' configs, one per family (IPv4, IPv6); a plan uses those of the node's
+    /// families ([`node_families`]).
     pub configs: Vec<ProxyConfig>,
     detect_local: DetectLocalMode,
 }
@@ -49,7 +52,7 @@ impl Default for NodeFacts {
 
 impl NodeSetup {
     /// Offline: resolves the node name (flag, else the manifests' only Node, else the host
-    /// name) and plans the families of that Node's addresses.
+    /// name).
     pub async fn resolve(args: &NodeArgs, manifests: Option<&Manifests>) -> anyhow::Result<Self> {
         let node_name = match (
             &args.hostname_override,
@@ -59,17 +62,11 @@ impl NodeSetup {
             (None, Some(name)) => name.to_string(),
             (None, None) => host::hostname()?,
         };
-        let node = manifests.and_then(|m| m.nodes.iter().find(|n| n.name == node_name));
-        Self::for_node(args, node_name, node).await
+        Self::for_node(args, node_name).await
     }
 
-    /// The setup for `node_name`, planning the families of `node`'s addresses (both when the
-    /// Node is unknown or lists none).
-    pub async fn for_node(
-        args: &NodeArgs,
-        node_name: String,
-        node: Option<&Node>,
-    ) -> anyhow::Result<Self> {
+    /// The setup for `node_name`.
+    pub async fn for_node(args: &NodeArgs, node_name: String) -> anyhow::Result<Self> {
         let local_addresses = match args.nodeport_addresses {
             NodePortAddresses::Cidrs(_) => host::local_addresses()
                 .await
@@ -77,7 +74,7 @@ impl NodeSetup {
             _ => Vec::new(),
         };
         let pod_sources = pod_sources(args)?;
-        let configs = families(node)
+        let configs = [IpFamily::V4, IpFamily::V6]
             .into_iter()
             .map(|family| {
                 ProxyConfig::new(family, node_name.clone())
@@ -96,15 +93,12 @@ impl NodeSetup {
         })
     }
 
-    /// The families this node plans.
-    pub fn families(&self) -> Vec<IpFamily> {
-        self.configs.iter().map(|c| c.family).collect()
-    }
-
-    /// The configs for the node as it is now.
-    pub fn configs_for(&self, facts: &NodeFacts) -> Vec<ProxyConfig> {
+    /// The configs for the node as it is now: one per family it has.
+    pub fn configs_for(&self, node: Option<&Node>, facts: &NodeFacts) -> Vec<ProxyConfig> {
+        let families = node_families(node, &facts.pod_cidrs);
         self.configs
             .iter()
+            .filter(|c| families.contains(&c.family))
             .map(|c| {
                 let mut c = c.clone();
                 if self.detect_local == DetectLocalMode::NodeCidr {
@@ -123,9 +117,10 @@ impl NodeSetup {
         self.plan_state(&manifests.to_state(&self.node_name), &NodeFacts::default())
     }
 
-    /// One plan per family for `state`, with the configs rebuilt from `facts`.
+    /// One plan per family the node has now (`state.node`, `facts`), with the configs rebuilt
+    /// from `facts`.
     pub fn plan_state(&self, state: &ClusterState, facts: &NodeFacts) -> Vec<ProxyPlan> {
-        self.configs_for(facts)
+        self.configs_for(state.node.as_ref(), facts)
             .iter()
             .map(|c| plan(state, c))
             .collect()
@@ -163,14 +158,18 @@ fn pod_sources(args: &NodeArgs) -> anyhow::Result<LocalDetector> {
     })
 }
 
-/// The families to plan: those of the node's addresses when its Node object lists any (a
-/// single-stack node gets no plan, and no rules, for the other family), else both.
-fn families(node: Option<&Node>) -> Vec<IpFamily> {
+/// The families to plan: those of the node's InternalIP/ExternalIP addresses and `podCIDRs`
+/// when it has any (a single-stack node gets no plan, and no rules, for the other family; a
+/// node whose pods have IPv6 addresses needs IPv6 Services even if its own addresses are all
+/// IPv4), else both (no Node object yet, or one that lists nothing: planning a family too many
+/// costs an empty table, planning one too few breaks its Services).
+pub fn node_families(node: Option<&Node>, pod_cidrs: &[IpNet]) -> Vec<IpFamily> {
     let ips: Vec<IpAddr> = node
         .into_iter()
         .flat_map(|n| &n.addresses)
         .filter(|a| a.address_type == "InternalIP" || a.address_type == "ExternalIP")
-        .filter_map(|a| a.address.parse().ok())
+        .filter_map(|a| a.address.trim().parse().ok())
+        .chain(pod_cidrs.iter().map(|c| c.addr()))
         .collect();
     let families: Vec<IpFamily> = [IpFamily::V4, IpFamily::V6]
         .into_iter()
@@ -180,5 +179,44 @@ fn families(node: Option<&Node>) -> Vec<IpFamily> {
         vec![IpFamily::V4, IpFamily::V6]
     } else {
         families
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_core::model::NodeAddress;
+
+    fn node(addresses: &[(&str, &str)]) -> Node {
+        Node {
+            name: "n".into(),
+            addresses: addresses
+                .iter()
+                .map(|(t, a)| NodeAddress {
+                    address_type: t.to_string(),
+                    address: a.to_string(),
+                })
+                .collect(),
+            ..Node::default()
+        }
+    }
+
+    #[test]
+    fn families_come_from_addresses_and_pod_cidrs() {
+        use IpFamily::{V4, V6};
+        let v4 = node(&[("InternalIP", "192.168.0.10"), ("Hostname", "n")]);
+        assert_eq!(node_families(Some(&v4), &[]), [V4]);
+        let dual = node(&[
+            ("InternalIP", "192.168.0.10"),
+            ("ExternalIP", "2001:db8::1"),
+        ]);
+        assert_eq!(node_families(Some(&dual), &[]), [V4, V6]);
+        // IPv6 pods on a node whose own addresses are IPv4: IPv6 Services are needed too.
+        let pods6: IpNet = "fd00:10:244:1::/64".parse().expect("cidr");
+        assert_eq!(node_families(Some(&v4), &[pods6]), [V4, V6]);
+        // Unknown: both (a family too many costs an empty table; one too few, Services).
+        assert_eq!(node_families(None, &[]), [V4, V6]);
+        let nothing = node(&[("Hostname", "n"), ("InternalIP", "not-an-ip")]);
+        assert_eq!(node_families(Some(&nothing), &[]), [V4, V6]);
     }
 }

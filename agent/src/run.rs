@@ -7,6 +7,7 @@
 
 use crate::backends;
 use crate::cli::RunArgs;
+use crate::families;
 use crate::live::LivePlanners;
 use crate::node::NodeSetup;
 use crate::ops::Ops;
@@ -16,7 +17,7 @@ use crate::sync::{SyncOutcome, Syncer};
 use anyhow::Context as _;
 use std::path::PathBuf;
 use std::time::Duration;
-use switchyard_core::ProxyPlan;
+use switchyard_core::{IpFamily, ProxyPlan};
 use tokio::time::Instant;
 
 /// How often the manifest files are checked for edits.
@@ -72,21 +73,40 @@ impl Source {
         }
     }
 
+    /// The families the node has now (a lane each).
+    fn families(&mut self, setup: &NodeSetup, plans: &[ProxyPlan]) -> Vec<IpFamily> {
+        match self {
+            Source::Manifests { .. } => plans.iter().map(|p| p.family).collect(),
+            Source::Kube(source, _) => source.with_snapshot(|s| {
+                setup
+                    .configs_for(s.state.state().node.as_ref(), &crate::live::facts(s))
+                    .iter()
+                    .map(|c| c.family)
+                    .collect()
+            }),
+        }
+    }
+
     /// Plans and applies the current objects — the API source incrementally (only what
     /// changed since the last sync), manifests whole (`planned`: plans made just before, or
-    /// empty to plan now) — with the health and metrics hooks around the commit.
+    /// empty to plan now) — after making the syncer's lanes the node's families
+    /// ([`families::follow`]), with the health and metrics hooks around the commit.
     async fn sync(
         &mut self,
+        args: &RunArgs,
         setup: &NodeSetup,
         syncer: &mut Syncer,
         ops: &mut Ops,
         planned: Vec<ProxyPlan>,
     ) -> Option<SyncOutcome> {
         let triggers = self.take_changes();
+        let make = |f| backends::dataplane(args, f);
         match self {
-            Source::Kube(source, planners) => {
-                Some(planners.sync(source, setup, syncer, ops, &triggers).await)
-            }
+            Source::Kube(source, planners) => Some(
+                planners
+                    .sync(source, setup, syncer, ops, &triggers, args)
+                    .await,
+            ),
             Source::Manifests { .. } => {
                 let planning = std::time::Instant::now();
                 let plans = if planned.is_empty() {
@@ -94,6 +114,9 @@ impl Source {
                 } else {
                     planned
                 };
+                let want: Vec<IpFamily> = plans.iter().map(|p| p.family).collect();
+                families::follow(syncer, &want, make).await;
+                ops.set_families(want);
                 let prepared = ops.before_sync(&plans.iter().collect::<Vec<_>>());
                 let plan_time = planning.elapsed();
                 let outcome = syncer.sync(plans).await;
@@ -166,11 +189,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             // No half-known state: nothing is cleaned up or synced before every kind is listed.
             kube.wait_listed().await;
             kube.announce_start(&node_name).await;
-            let node = kube.with_snapshot(|s| s.state.state().node.clone());
-            if node.is_none() {
+            if kube.with_snapshot(|s| s.state.state().node.is_none()) {
                 tracing::warn!(node = %node_name, "no Node object of this name: planning both families, without node addresses");
             }
-            let setup = NodeSetup::for_node(&args.node, node_name, node.as_ref()).await?;
+            let setup = NodeSetup::for_node(&args.node, node_name).await?;
             ops.health.set_node_eligibility(kube.node_eligibility());
             let mut source = Source::Kube(Box::new(kube), LivePlanners::default());
             source.take_changes();
@@ -189,19 +211,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         print!("{}", dry_run_text(&args, &plans));
         return Ok(());
     }
-    let dataplanes = setup
-        .families()
-        .into_iter()
-        .map(|family| backends::dataplane(&args, family))
+    let planned = source.families(&setup, &plans);
+    let dataplanes = planned
+        .iter()
+        .map(|family| backends::dataplane(&args, *family))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut syncer = Syncer::new(dataplanes).with_conntrack();
     syncer.probe().await.context("probing kernel support")?;
     backends::cleanup_modes(Some(args.mode))
         .await
         .context("removing other modes' rules")?;
-    ops.set_families(setup.families());
+    families::retire_unplanned(&planned, |f| backends::dataplane(&args, f)).await;
     let outcome = source
-        .sync(&setup, &mut syncer, &mut ops, plans)
+        .sync(&args, &setup, &mut syncer, &mut ops, plans)
         .await
         .unwrap_or_default();
     if args.once {
@@ -306,7 +328,7 @@ async fn keep_in_sync(
         pending = false;
         last_sync = now;
         if source
-            .sync(setup, &mut syncer, ops, Vec::new())
+            .sync(args, setup, &mut syncer, ops, Vec::new())
             .await
             .is_none()
         {

@@ -52,10 +52,26 @@ impl Lane {
     }
 }
 
+impl Lane {
+    fn new(dataplane: Box<dyn Dataplane>) -> Self {
+        Self {
+            dataplane,
+            committed: None,
+            logged_warnings: BTreeSet::new(),
+            quarantined: BTreeMap::new(),
+            conntrack: None,
+            tracking: false,
+        }
+    }
+}
+
 /// Drives one dataplane per family.
 pub struct Syncer {
     lanes: Vec<Lane>,
     failures_in_a_row: u32,
+    /// Lanes clean conntrack after their commits ([`Syncer::with_conntrack`]), also lanes
+    /// added later.
+    conntrack: bool,
 }
 
 impl std::fmt::Debug for Syncer {
@@ -102,17 +118,8 @@ pub struct LaneOutcome {
 impl Syncer {
     pub fn new(dataplanes: Vec<Box<dyn Dataplane>>) -> Self {
         Self {
-            lanes: dataplanes
-                .into_iter()
-                .map(|dataplane| Lane {
-                    dataplane,
-                    committed: None,
-                    logged_warnings: BTreeSet::new(),
-                    quarantined: BTreeMap::new(),
-                    conntrack: None,
-                    tracking: false,
-                })
-                .collect(),
+            lanes: dataplanes.into_iter().map(Lane::new).collect(),
+            conntrack: false,
             failures_in_a_row: 0,
         }
     }
@@ -125,7 +132,42 @@ impl Syncer {
         for lane in &mut self.lanes {
             lane.conntrack = Some(Cleaner::new(lane.dataplane.family()));
         }
+        self.conntrack = true;
         self
+    }
+
+    /// The families this syncer has a lane for.
+    pub fn families(&self) -> Vec<IpFamily> {
+        self.lanes.iter().map(|l| l.dataplane.family()).collect()
+    }
+
+    /// Adds the lane of a family the node gained: its dataplane is probed first, and its first
+    /// sync is full.
+    pub async fn add_lane(
+        &mut self,
+        mut dataplane: Box<dyn Dataplane>,
+    ) -> Result<(), DataplaneError> {
+        dataplane.probe().await?;
+        let mut lane = Lane::new(dataplane);
+        if self.conntrack {
+            lane.conntrack = Some(Cleaner::new(lane.dataplane.family()));
+        }
+        self.lanes.push(lane);
+        Ok(())
+    }
+
+    /// Removes the lane of a family the node lost, and its rules. On failure the lane stays,
+    /// so the removal is tried again.
+    pub async fn remove_lane(&mut self, family: IpFamily) -> Result<(), DataplaneError> {
+        if let Some(i) = self
+            .lanes
+            .iter()
+            .position(|l| l.dataplane.family() == family)
+        {
+            self.lanes[i].dataplane.cleanup().await?;
+            self.lanes.remove(i);
+        }
+        Ok(())
     }
 
     /// Checks every dataplane's kernel support.

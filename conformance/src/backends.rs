@@ -24,16 +24,19 @@ pub fn iptables(variant: Variant) -> Backend {
             )
         }),
         leftovers: Arc::new(move |node: &Netns| {
-            let save = match variant {
-                Variant::Nft => "iptables-nft-save",
-                Variant::Legacy => "iptables-legacy-save",
+            let saves = match variant {
+                Variant::Nft => ["iptables-nft-save", "ip6tables-nft-save"],
+                Variant::Legacy => ["iptables-legacy-save", "ip6tables-legacy-save"],
             };
-            let mut left: Vec<String> = node
-                .exec(save, &[])?
-                .lines()
-                .filter(|l| l.contains("SWYD"))
-                .map(str::to_string)
-                .collect();
+            let mut left = Vec::new();
+            for save in saves {
+                left.extend(
+                    node.exec(save, &[])?
+                        .lines()
+                        .filter(|l| l.contains("SWYD"))
+                        .map(|l| format!("{save}: {l}")),
+                );
+            }
             left.extend(
                 node.exec("ipset", &["list", "-n"])?
                     .lines()

@@ -13,8 +13,10 @@
 
 pub mod backends;
 pub mod baseline;
+pub mod family;
 pub mod matrix;
 pub mod netns;
+pub mod node;
 pub mod pods;
 pub mod probe;
 pub mod runner;
@@ -23,5 +25,6 @@ pub mod scenarios;
 pub mod topology;
 pub mod vm;
 
+pub use family::Family;
 pub use matrix::{Cell, Matrix};
 pub use runner::{run, Backend, Options};

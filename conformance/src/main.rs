@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use switchyard_conformance::vm::conformance::VmMatrix;
 use switchyard_conformance::vm::Kernel;
-use switchyard_conformance::{backends, run, scenarios, Matrix, Options};
+use switchyard_conformance::{backends, run, scenarios, Family, Matrix, Options};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,6 +20,9 @@ struct Args {
     /// Only scenarios whose name contains this.
     #[arg(long)]
     scenario: Option<String>,
+    /// Address-family columns, comma-separated: ipv4, ipv6, dual (dual-stack).
+    #[arg(long, value_delimiter = ',', default_value = "ipv4,ipv6,dual")]
+    family: Vec<Family>,
     /// Print the matrix as JSON.
     #[arg(long)]
     json: bool,
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
                 &Options {
                     filter: args.scenario.clone(),
                     parallel: args.parallel,
+                    families: args.family.clone(),
                 },
             )?);
         }
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
                 exe: std::env::current_exe()?,
                 modes: args.mode.clone(),
                 filter: args.scenario.clone(),
+                families: args.family.clone(),
                 parallel: args.vm_parallel,
                 timeout: Duration::from_secs(args.vm_timeout),
             }

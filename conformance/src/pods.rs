@@ -2,7 +2,7 @@
 //! address it saw, so a probe can tell which endpoint answered and whether it was masqueraded.
 
 use crate::netns::Netns;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv6Addr, SocketAddr};
 use std::thread::JoinHandle;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::oneshot;
@@ -17,6 +17,8 @@ pub struct PodServer {
 
 impl PodServer {
     /// Starts TCP and UDP servers on `ports` inside `ns`; returns once they are listening.
+    /// Each socket is bound to `[::]` without `IPV6_V6ONLY`, so it serves both families; an
+    /// IPv4 peer is reported in IPv4 form, as on an IPv4 socket.
     pub fn start(ns: &Netns, pod: &'static str, ports: &[u16]) -> anyhow::Result<Self> {
         let path = ns.path();
         let ports = ports.to_vec();
@@ -41,7 +43,7 @@ impl PodServer {
                 rt.block_on(async move {
                     let mut tasks = Vec::new();
                     for port in ports {
-                        let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+                        let addr = SocketAddr::from((Ipv6Addr::UNSPECIFIED, port));
                         let tcp = match tokio::net::TcpListener::bind(addr).await {
                             Ok(l) => l,
                             Err(e) => {
@@ -95,27 +97,27 @@ impl Drop for PodServer {
 /// `None` when the kernel has no SCTP.
 fn sctp_listener(addr: SocketAddr) -> Option<tokio::net::TcpListener> {
     use nix::sys::socket::{
-        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockProtocol, SockType, SockaddrIn,
+        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockProtocol, SockType, SockaddrIn6,
     };
     use std::os::fd::AsRawFd as _;
-    let SocketAddr::V4(v4) = addr else {
+    let SocketAddr::V6(v6) = addr else {
         return None;
     };
     let fd = socket(
-        AddressFamily::Inet,
+        AddressFamily::Inet6,
         SockType::Stream,
         SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
         SockProtocol::Sctp,
     )
     .ok()?;
-    bind(fd.as_raw_fd(), &SockaddrIn::from(v4)).ok()?;
+    bind(fd.as_raw_fd(), &SockaddrIn6::from(v6)).ok()?;
     listen(&fd, Backlog::new(64).ok()?).ok()?;
     tokio::net::TcpListener::from_std(std::net::TcpListener::from(fd)).ok()
 }
 
-/// The reply line: `<pod> <port> <peer-ip>`.
+/// The reply line: `<pod> <port> <peer-ip>` (an IPv4-mapped peer in IPv4 form).
 fn reply(pod: &str, port: u16, peer: SocketAddr) -> String {
-    format!("{pod} {port} {}\n", peer.ip())
+    format!("{pod} {port} {}\n", peer.ip().to_canonical())
 }
 
 async fn serve_tcp(listener: tokio::net::TcpListener, pod: &'static str, port: u16) {

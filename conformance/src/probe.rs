@@ -74,14 +74,15 @@ pub fn once(dst: SocketAddr, proto: Protocol, timeout: Duration) -> Observed {
 /// ABORT from a port without listener gives `ECONNREFUSED`.
 fn sctp(dst: SocketAddr, timeout: Duration) -> Observed {
     use nix::sys::socket::{
-        connect, socket, AddressFamily, SockFlag, SockProtocol, SockType, SockaddrIn,
+        connect, socket, AddressFamily, SockFlag, SockProtocol, SockType, SockaddrIn, SockaddrIn6,
     };
     use std::os::fd::AsRawFd as _;
-    let SocketAddr::V4(v4) = dst else {
-        return Observed::Failed("SCTP probes are IPv4 only".into());
+    let family = match dst {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
     };
     let fd = match socket(
-        AddressFamily::Inet,
+        family,
         SockType::Stream,
         SockFlag::SOCK_CLOEXEC,
         SockProtocol::Sctp,
@@ -96,7 +97,11 @@ fn sctp(dst: SocketAddr, timeout: Duration) -> Observed {
     {
         return Observed::Failed(e.to_string());
     }
-    match connect(stream.as_raw_fd(), &SockaddrIn::from(v4)) {
+    let connected = match dst {
+        SocketAddr::V4(v4) => connect(stream.as_raw_fd(), &SockaddrIn::from(v4)),
+        SocketAddr::V6(v6) => connect(stream.as_raw_fd(), &SockaddrIn6::from(v6)),
+    };
+    match connected {
         Ok(()) => {}
         Err(nix::errno::Errno::EINPROGRESS) => return Observed::TimedOut,
         Err(e) => return classify(&std::io::Error::from(e)),

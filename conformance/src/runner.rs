@@ -1,22 +1,20 @@
 //! Running scenarios against backends: one topology per (scenario, backend), several at once.
 
+use crate::family::Family;
 use crate::matrix::{Cell, Matrix};
 use crate::netns::{require_root, Netns};
+use crate::node::Stack;
+pub use crate::node::{plan_for, plans_for};
 use crate::probe::{pinned_udp, udp_on, Observed, Probe};
-use crate::scenario::{Check, Expect, NodeSettings, Requirement, Scenario, Step};
-use crate::topology::{Topology, CLUSTER_CIDR, NODE_NAME};
+use crate::scenario::{Check, Expect, Requirement, Scenario, Step};
+use crate::topology::Topology;
 use anyhow::{anyhow, bail, Context as _};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switchyard_agent::conntrack::Cleaner;
-use switchyard_agent::source::Manifests;
-use switchyard_core::{
-    diff, explain, plan, Dataplane, IpFamily, NodePortAddresses, Protocol, ProxyConfig, ProxyPlan,
-    Verdict,
-};
+use switchyard_core::{explain, Dataplane, IpFamily, Protocol, ProxyPlan, Verdict};
 
 /// Builds a dataplane that programs the node namespace at the given path. Called on a thread
 /// that has already entered that namespace, so netlink sockets opened here land in it.
@@ -45,8 +43,10 @@ impl std::fmt::Debug for Backend {
 pub struct Options {
     /// Only scenarios whose name contains this.
     pub filter: Option<String>,
-    /// Scenario × backend cells run at once (each has its own namespaces).
+    /// Scenario × backend × family cells run at once (each has its own namespaces).
     pub parallel: usize,
+    /// The address-family columns, per backend (default: IPv4, IPv6, dual-stack).
+    pub families: Vec<Family>,
 }
 
 impl Default for Options {
@@ -54,20 +54,27 @@ impl Default for Options {
         Self {
             filter: None,
             parallel: 4,
+            families: Family::ALL.to_vec(),
         }
     }
 }
 
-/// Runs `scenarios` against every backend. `SwitchBackend` steps switch to the next backend in
-/// the list (wrapping), so a mode switch is proven between real backends.
+/// The matrix column of a backend in a family: `<backend>/<family>`.
+pub fn column_name(backend: &str, family: Family) -> String {
+    format!("{backend}/{family}")
+}
+
+/// Runs `scenarios` against every backend in every family of `options`. `SwitchBackend` steps
+/// switch to the next backend in the list (wrapping), so a mode switch is proven between real
+/// backends.
 pub fn run(
     backends: &[Backend],
     scenarios: &[Scenario],
     options: &Options,
 ) -> anyhow::Result<Matrix> {
     require_root()?;
-    if backends.is_empty() {
-        bail!("no backend to test");
+    if backends.is_empty() || options.families.is_empty() {
+        bail!("no backend or no family to test");
     }
     let started = Instant::now();
     let selected: Vec<&Scenario> = scenarios
@@ -79,10 +86,12 @@ pub fn run(
                 .is_none_or(|f| s.name.contains(f.as_str()))
         })
         .collect();
+    let families = options.families.clone();
+    let columns = backends.len() * families.len();
     let mut jobs = VecDeque::new();
     for (si, s) in selected.iter().enumerate() {
-        for (bi, _) in backends.iter().enumerate() {
-            jobs.push_back((si, bi, (*s).clone()));
+        for col in 0..columns {
+            jobs.push_back((si, col, (*s).clone()));
         }
     }
     let jobs = Arc::new(Mutex::new(jobs));
@@ -91,15 +100,17 @@ pub fn run(
     let workers: Vec<_> = (0..options.parallel.max(1))
         .map(|_| {
             let (jobs, results, backends) = (jobs.clone(), results.clone(), backends.clone());
+            let families = families.clone();
             std::thread::spawn(move || loop {
-                let Some((si, bi, scenario)) = jobs.lock().ok().and_then(|mut j| j.pop_front())
+                let Some((si, col, scenario)) = jobs.lock().ok().and_then(|mut j| j.pop_front())
                 else {
                     return;
                 };
+                let (bi, family) = (col / families.len(), families[col % families.len()]);
                 let alternate = &backends[(bi + 1) % backends.len()];
-                let cell = run_one(&scenario, &backends[bi], alternate);
+                let cell = run_one(&scenario, &backends[bi], alternate, family);
                 if let Ok(mut r) = results.lock() {
-                    r.insert((si, bi), cell);
+                    r.insert((si, col), cell);
                 }
             })
         })
@@ -115,10 +126,10 @@ pub fn run(
         .iter()
         .enumerate()
         .map(|(si, s)| {
-            let cells = (0..backends.len())
-                .map(|bi| {
+            let cells = (0..columns)
+                .map(|col| {
                     results
-                        .get(&(si, bi))
+                        .get(&(si, col))
                         .cloned()
                         .unwrap_or(Cell::Fail("did not run".into()))
                 })
@@ -127,14 +138,25 @@ pub fn run(
         })
         .collect();
     Ok(Matrix {
-        backends: backends.iter().map(|b| b.name.clone()).collect(),
+        backends: backends
+            .iter()
+            .flat_map(|b| families.iter().map(|f| column_name(&b.name, *f)))
+            .collect(),
         rows,
         wall_time: started.elapsed(),
     })
 }
 
 /// One cell: its own topology, torn down afterwards whatever happens.
-pub fn run_one(scenario: &Scenario, backend: &Backend, alternate: &Backend) -> Cell {
+pub fn run_one(
+    scenario: &Scenario,
+    backend: &Backend,
+    alternate: &Backend,
+    family: Family,
+) -> Cell {
+    if let Some(why) = scenario.node.families.excludes(family) {
+        return Cell::NotApplicable(why);
+    }
     if let Some(why) = scenario.requires.and_then(|r| missing(r, backend)) {
         return Cell::NotApplicable(why);
     }
@@ -155,7 +177,7 @@ pub fn run_one(scenario: &Scenario, backend: &Backend, alternate: &Backend) -> C
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        rt.block_on(steps(&s, &b, &a, &t))
+        rt.block_on(steps(&s, &b, &a, &t, family))
     })
     .join();
     drop(topology);
@@ -171,57 +193,58 @@ async fn steps(
     backend: &Backend,
     alternate: &Backend,
     topo: &Topology,
+    family: Family,
 ) -> anyhow::Result<()> {
     let node_path = topo.node.path();
     let mut current = backend.clone();
-    let mut dataplane = new_dataplane(&current, &node_path).await?;
-    let mut last: Option<ProxyPlan> = None;
-    // The agent's conntrack cleanup, run after every apply exactly as the sync loop does.
-    let mut conntrack = Cleaner::new(IpFamily::V4);
-    // Sockets of pinned UDP checks, kept for the whole scenario (one source port each).
-    let mut pinned: BTreeMap<String, UdpSocket> = BTreeMap::new();
+    let mut stack = Stack::new(&current, &node_path, family).await?;
+    let mut last: Option<Vec<ProxyPlan>> = None;
     // The endpoint each sticky (source, destination) was kept on: a later sticky check of the
     // same pair must see the same one (affinity survives syncs and restarts) until cleanup.
     let mut sticky: BTreeMap<String, String> = BTreeMap::new();
+    // Sockets of pinned UDP checks, kept for the whole scenario (one source port each).
+    let mut pinned: BTreeMap<String, UdpSocket> = BTreeMap::new();
     for (i, step) in s.steps.iter().enumerate() {
         let at = |what: &str| format!("step {} ({what})", i + 1);
         match step {
             Step::Apply(yaml) => {
-                let plan = plan_for(yaml, s.node).with_context(|| at("apply"))?;
-                let all_changes = last.as_ref().map(|old| diff(old, &plan));
-                let changes = all_changes.as_ref().filter(|c| !c.requires_full_sync());
-                dataplane
-                    .apply(&plan, changes)
+                let plans = plans_for(yaml, s.node, family).with_context(|| at("apply"))?;
+                stack
+                    .apply(&plans, last.as_deref())
                     .await
                     .with_context(|| at("apply"))?;
-                let stats = conntrack.after_commit(last.as_ref(), all_changes.as_ref(), &plan);
-                if stats.failed > 0 {
-                    bail!("{}: conntrack cleanup failed: {stats:?}", at("apply"));
-                }
-                last = Some(plan);
+                last = Some(plans);
             }
             Step::Check(checks) => {
-                let plan = last
+                let plans = last
                     .as_ref()
                     .ok_or_else(|| anyhow!("{}: nothing applied yet", at("check")))?;
                 for c in checks {
-                    let here = at(&format!("{:?} -> {}", c.from, c.to));
-                    let observed =
-                        check(topo, plan, c, &mut pinned).with_context(|| here.clone())?;
-                    if matches!(c.expect, Expect::Sticky { .. }) {
-                        let pod = observed.iter().find_map(|o| match o {
-                            Observed::Answered { pod, .. } => Some(pod.clone()),
-                            _ => None,
-                        });
-                        let key = format!("{:?} {}", c.from, c.to);
-                        match (sticky.get(&key), pod) {
-                            (Some(before), Some(now)) if *before != now => bail!(
-                                "{here}: affinity lost: the client was kept on {before}, now {now}"
-                            ),
-                            (None, Some(now)) => {
-                                sticky.insert(key, now);
+                    let (written, proto) = parse_target(c.to)?;
+                    for dst in crate::family::targets(written, family, s.node.families) {
+                        let ip_family = IpFamily::of(&dst.ip());
+                        let here = at(&format!("{:?} -> {dst}/{proto}", c.from));
+                        let plan = plans
+                            .iter()
+                            .find(|p| p.family == ip_family)
+                            .ok_or_else(|| anyhow!("{here}: this node has no {ip_family} plan"))?;
+                        let observed = check(topo, plan, c, dst, proto, &mut pinned)
+                            .with_context(|| here.clone())?;
+                        if matches!(c.expect, Expect::Sticky { .. }) {
+                            let pod = observed.iter().find_map(|o| match o {
+                                Observed::Answered { pod, .. } => Some(pod.clone()),
+                                _ => None,
+                            });
+                            let key = format!("{:?} {dst}", c.from);
+                            match (sticky.get(&key), pod) {
+                                (Some(before), Some(now)) if *before != now => bail!(
+                                    "{here}: affinity lost: the client was kept on {before}, now {now}"
+                                ),
+                                (None, Some(now)) => {
+                                    sticky.insert(key, now);
+                                }
+                                _ => {}
                             }
-                            _ => {}
                         }
                     }
                 }
@@ -247,46 +270,43 @@ async fn steps(
                 }
             }
             Step::CleanupAndVerify => {
-                dataplane.cleanup().await.with_context(|| at("cleanup"))?;
+                stack.cleanup().await.with_context(|| at("cleanup"))?;
                 verify_clean(&current, topo).with_context(|| at("cleanup"))?;
                 last = None;
                 sticky.clear();
             }
             Step::FullResync | Step::Restart => {
-                let plan = last
+                let plans = last
                     .as_ref()
                     .ok_or_else(|| anyhow!("{}: nothing applied yet", at("resync")))?;
                 if matches!(step, Step::Restart) {
-                    dataplane = new_dataplane(&current, &node_path)
+                    stack = Stack::new(&current, &node_path, family)
                         .await
                         .with_context(|| at("restart"))?;
-                    conntrack = Cleaner::new(IpFamily::V4);
                 }
-                dataplane
-                    .apply(plan, None)
+                stack
+                    .apply(plans, None)
                     .await
                     .with_context(|| at("full resync"))?;
-                // As the agent after a full sync: every UDP/SCTP port is reconciled.
-                let stats = conntrack.after_commit(None, None, plan);
-                if stats.failed > 0 {
-                    bail!("{}: conntrack cleanup failed: {stats:?}", at("full resync"));
-                }
             }
             Step::ForwardPolicyDrop => {
-                let iptables = iptables_of(&current)
-                    .ok_or_else(|| anyhow!("{}: not an iptables backend", at("forward policy")))?;
-                topo.node
-                    .exec(iptables, &["-P", "FORWARD", "DROP"])
-                    .with_context(|| at("forward policy"))?;
+                for ip_family in family.ip_families() {
+                    let iptables = iptables_of(&current, ip_family).ok_or_else(|| {
+                        anyhow!("{}: not an iptables backend", at("forward policy"))
+                    })?;
+                    topo.node
+                        .exec(iptables, &["-P", "FORWARD", "DROP"])
+                        .with_context(|| at("forward policy"))?;
+                }
             }
             Step::SwitchBackend => {
-                dataplane
+                stack
                     .cleanup()
                     .await
                     .with_context(|| at("switch: cleanup"))?;
                 verify_clean(&current, topo).with_context(|| at("switch"))?;
                 current = alternate.clone();
-                dataplane = new_dataplane(&current, &node_path)
+                stack = Stack::new(&current, &node_path, family)
                     .await
                     .with_context(|| at("switch"))?;
                 last = None;
@@ -295,14 +315,6 @@ async fn steps(
         }
     }
     Ok(())
-}
-
-async fn new_dataplane(backend: &Backend, node_path: &Path) -> anyhow::Result<Box<dyn Dataplane>> {
-    let mut d = (backend.factory)(node_path, IpFamily::V4);
-    d.probe()
-        .await
-        .with_context(|| format!("probing {}", backend.name))?;
-    Ok(d)
 }
 
 fn verify_clean(backend: &Backend, topo: &Topology) -> anyhow::Result<()> {
@@ -317,36 +329,6 @@ fn verify_clean(backend: &Backend, topo: &Topology) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The plan for a scenario's manifests, as node-a with the suite's node settings. Scenario
-/// manifests must be clean: a warning is a bug in the table.
-pub fn plan_for(yaml: &str, node: NodeSettings) -> anyhow::Result<ProxyPlan> {
-    let mut m = Manifests::default();
-    m.add_text(Path::new("scenario.yaml"), yaml)?;
-    let state = m.to_state(NODE_NAME);
-    let mut config = ProxyConfig::new(IpFamily::V4, NODE_NAME)
-        .with_cluster_cidrs([CLUSTER_CIDR.parse()?])
-        .with_masquerade_all(node.masquerade_all);
-    if node.nodeports_on_all_addresses {
-        config = config.with_node_port_addresses(NodePortAddresses::All);
-    }
-    if let Some(cidr) = node.service_cidr {
-        config = config.with_service_cidrs([cidr.parse()?]);
-    }
-    let plan = plan(&state, &config);
-    if plan.warnings.len() != node.warnings {
-        bail!(
-            "scenario manifests gave {} warning(s), the scenario expects {}: {:?}",
-            plan.warnings.len(),
-            node.warnings,
-            plan.warnings
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-        );
-    }
-    Ok(plan)
-}
-
 /// `ip:port/proto`.
 pub fn parse_target(to: &str) -> anyhow::Result<(SocketAddr, Protocol)> {
     let (addr, proto) = to
@@ -358,16 +340,19 @@ pub fn parse_target(to: &str) -> anyhow::Result<(SocketAddr, Protocol)> {
     ))
 }
 
-/// Checks one expectation: first that it agrees with `explain`, then with real packets.
-/// Returns what the probes observed.
+/// Checks one expectation, sent to `dst` (the check's target in one family): first that it
+/// agrees with `explain` on that family's plan, then with real packets. Returns what the probes
+/// observed.
 fn check(
     topo: &Topology,
     plan: &ProxyPlan,
     c: &Check,
+    dst: SocketAddr,
+    proto: Protocol,
     pinned: &mut BTreeMap<String, UdpSocket>,
 ) -> anyhow::Result<Vec<Observed>> {
-    let (ns, src) = topo.origin(c.from)?;
-    let (dst, proto) = parse_target(c.to)?;
+    let family = IpFamily::of(&dst.ip());
+    let (ns, src) = topo.origin_in(c.from, family)?;
     let answer = explain(plan, src, dst.ip(), dst.port(), proto);
     let ports = agree_with_explain(topo, &c.expect, &answer.verdict, src)
         .with_context(|| format!("the scenario disagrees with explain ({})", answer.reason))?;
@@ -376,7 +361,7 @@ fn check(
         if proto != Protocol::Udp {
             bail!("only UDP checks can keep their source port");
         }
-        let socket = match pinned.entry(format!("{:?} {}", c.from, c.to)) {
+        let socket = match pinned.entry(format!("{:?} {dst}", c.from)) {
             std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::btree_map::Entry::Vacant(v) => v.insert(pinned_udp(&ns.path(), dst)?),
         };
@@ -415,7 +400,10 @@ fn agree_with_explain(
         ) => {
             let want: Vec<IpAddr> = pods
                 .iter()
-                .map(|p| topo.origin(crate::topology::From::Pod(p)).map(|(_, ip)| ip))
+                .map(|p| {
+                    topo.origin_in(crate::topology::From::Pod(p), IpFamily::of(&src))
+                        .map(|(_, ip)| ip)
+                })
                 .collect::<anyhow::Result<_>>()?;
             // A pod may be several endpoints (one per port).
             let mut got: Vec<IpAddr> = endpoints.iter().map(|e| e.ip).collect();
@@ -475,7 +463,11 @@ fn judge(
                     bail!("expected answers from {pods:?}, observed {}", summary());
                 };
                 *count += 1;
-                let pod_ip = topo.pods.iter().find(|p| p.name == pod).map(|p| p.ip);
+                let pod_ip = topo
+                    .pods
+                    .iter()
+                    .find(|p| p.name == pod)
+                    .map(|p| p.address(IpFamily::of(&src)));
                 if let Some(want) = pod_ip.and_then(|ip| ports.get(&ip)) {
                     if !want.contains(port) {
                         bail!("{pod} answered on port {port}, the plan says {want:?}");
@@ -550,11 +542,13 @@ fn spread_ok(hits: &BTreeMap<&str, usize>, total: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// The `iptables` binary of an iptables backend (by its conformance name).
-fn iptables_of(backend: &Backend) -> Option<&'static str> {
-    match backend.name.as_str() {
-        "iptables-nft" => Some("iptables-nft"),
-        "iptables-legacy" => Some("iptables-legacy"),
+/// The `iptables` binary of an iptables backend (by its conformance name) for `family`.
+fn iptables_of(backend: &Backend, family: IpFamily) -> Option<&'static str> {
+    match (backend.name.as_str(), family) {
+        ("iptables-nft", IpFamily::V4) => Some("iptables-nft"),
+        ("iptables-legacy", IpFamily::V4) => Some("iptables-legacy"),
+        ("iptables-nft", IpFamily::V6) => Some("ip6tables-nft"),
+        ("iptables-legacy", IpFamily::V6) => Some("ip6tables-legacy"),
         _ => None,
     }
 }
@@ -562,7 +556,7 @@ fn iptables_of(backend: &Backend) -> Option<&'static str> {
 /// Why a requirement is not met here, if it is not.
 fn missing(r: Requirement, backend: &Backend) -> Option<String> {
     match r {
-        Requirement::IptablesForward => iptables_of(backend).is_none().then(|| {
+        Requirement::IptablesForward => iptables_of(backend, IpFamily::V4).is_none().then(|| {
             format!(
                 "{} does not filter in iptables' FORWARD chain: a drop policy there is final for \
                  traffic another table accepts (netfilter base-chain semantics)",

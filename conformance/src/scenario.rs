@@ -2,6 +2,7 @@
 //! real packets. Every check's expectation is also checked against `explain` on the same plan,
 //! so the table cannot drift from the semantics in `core`.
 
+use crate::family::Families;
 use crate::topology::From;
 
 /// One scenario of the table.
@@ -24,11 +25,17 @@ pub struct NodeSettings {
     pub masquerade_all: bool,
     /// `--nodeport-addresses` matching every local address, instead of the node's primary one.
     pub nodeports_on_all_addresses: bool,
+    /// `--nodeport-addresses` CIDRs (comma-separated; translated per family like every
+    /// address): NodePorts on the node's addresses inside them only.
+    pub nodeport_addresses: Option<&'static str>,
     /// `--service-cluster-ip-range`: unowned addresses inside it are dropped.
     pub service_cidr: Option<&'static str>,
     /// How many planner warnings the manifests must produce: hostile objects (a collision is
-    /// skipped with a warning); any other count fails the scenario.
+    /// skipped with a warning); any other count fails the scenario (counted per family's plan).
     pub warnings: usize,
+    /// The address-family columns the scenario runs in (default: all three, by translation;
+    /// see [`crate::family`]).
+    pub families: Families,
 }
 
 /// Kernel features some scenarios need.

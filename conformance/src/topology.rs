@@ -11,10 +11,18 @@
 //! TCP/UDP connection that reaches it for an address not its own, as the pod named [`SINK`]: a
 //! service address the rules failed to translate is therefore *answered* by the sink, so a
 //! missing reject or drop rule can never pass as "refused" or "dropped" by timing out.
+//!
+//! Every host has an IPv6 address too: the twin of its IPv4 one ([`v6_of`]: 192.168.0.10 is
+//! also fd00:192:168:0::10, pod-a1 also fd00:10:244:1::10; /24 links are /64s), with the same
+//! routes, forwarding on the nodes, and the sink answering IPv6 the same way. Duplicate address
+//! detection is off (addresses are usable at once, no 1-2 s of "tentative" per interface);
+//! neighbor discovery works as on any link, across the bridges too.
 
+use crate::family::v6_of;
 use crate::netns::{unique_prefix, Netns};
 use crate::pods::PodServer;
 use std::net::{IpAddr, Ipv4Addr};
+use switchyard_core::IpFamily;
 
 /// The node under test, as named in scenario manifests.
 pub const NODE_NAME: &str = "node-a";
@@ -49,6 +57,7 @@ pub const PODS: [(&str, Ipv4Addr, bool); 6] = [
 #[derive(Debug)]
 pub struct Pod {
     pub name: &'static str,
+    /// Its IPv4 address (the IPv6 one is its [`v6_of`] twin: [`Pod::address`]).
     pub ip: IpAddr,
     pub local: bool,
     // Field order matters: servers stop before the namespace goes.
@@ -84,50 +93,50 @@ impl Topology {
         let node = Netns::create(&format!("{p}-node"))?;
         let client = Netns::create(&format!("{p}-client"))?;
         let remote = Netns::create(&format!("{p}-remote"))?;
+        for ns in [&node, &client, &remote] {
+            no_dad(ns)?;
+        }
 
-        link(
-            &node,
-            "eth-c",
-            &client,
-            &format!("{NODE_IP}/24"),
-            &format!("{CLIENT_IP}/24"),
-        )?;
-        client.ip(&["route", "add", "default", "via", &NODE_IP.to_string()])?;
+        link(&node, "eth-c", &client, NODE_IP, CLIENT_IP)?;
+        route_default(&client, NODE_IP)?;
         let sink = start_sink(&client)?;
-        link(
-            &node,
-            "eth-r",
-            &remote,
-            &format!("{NODE_REMOTE_LINK_IP}/24"),
-            &format!("{REMOTE_IP}/24"),
-        )?;
-        remote.ip(&[
-            "route",
-            "add",
-            "default",
-            "via",
-            &NODE_REMOTE_LINK_IP.to_string(),
-        ])?;
-        for (ns, gw) in [(&node, "10.244.1.1/24"), (&remote, "10.244.2.1/24")] {
+        link(&node, "eth-r", &remote, NODE_REMOTE_LINK_IP, REMOTE_IP)?;
+        route_default(&remote, NODE_REMOTE_LINK_IP)?;
+        for (ns, gw) in [
+            (&node, NODE_BRIDGE_IP),
+            (&remote, Ipv4Addr::new(10, 244, 2, 1)),
+        ] {
             ns.ip(&["link", "add", "br0", "type", "bridge"])?;
-            ns.ip(&["addr", "add", gw, "dev", "br0"])?;
+            add_addresses(ns, "br0", gw)?;
             ns.ip(&["link", "set", "br0", "up"])?;
             ns.sysctl("net.ipv4.ip_forward", "1")?;
+            ns.sysctl("net.ipv6.conf.all.forwarding", "1")?;
         }
+        let pods_b = Ipv4Addr::new(10, 244, 2, 0);
         node.ip(&[
             "route",
             "add",
-            "10.244.2.0/24",
+            &format!("{pods_b}/24"),
             "via",
             &REMOTE_IP.to_string(),
         ])?;
-        node.ip(&["route", "add", "default", "via", &CLIENT_IP.to_string()])?;
+        node.ip(&[
+            "-6",
+            "route",
+            "add",
+            &format!("{}/64", v6_of(pods_b)),
+            "via",
+            &v6_of(REMOTE_IP).to_string(),
+        ])?;
+        route_default(&node, CLIENT_IP)?;
         // Bridged replies from a local pod to a local pod must meet conntrack to be un-NATed.
         node.sysctl("net.bridge.bridge-nf-call-iptables", "1")?;
+        node.sysctl("net.bridge.bridge-nf-call-ip6tables", "1")?;
 
         let mut pods = Vec::new();
         for (name, ip, local) in PODS {
             let ns = Netns::create(&format!("{p}-{name}"))?;
+            no_dad(&ns)?;
             let host = if local { &node } else { &remote };
             let host_if = format!("v{name}");
             host.ip(&[
@@ -154,10 +163,10 @@ impl Topology {
                 "hairpin",
                 "on",
             ])?;
-            ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
+            add_addresses(&ns, "eth0", ip)?;
             ns.ip(&["link", "set", "eth0", "up"])?;
-            let gw = if local { "10.244.1.1" } else { "10.244.2.1" };
-            ns.ip(&["route", "add", "default", "via", gw])?;
+            let [a, b, c, _] = ip.octets();
+            route_default(&ns, Ipv4Addr::new(a, b, c, 1))?;
             let server = PodServer::start(&ns, name, &POD_PORTS)?;
             pods.push(Pod {
                 name,
@@ -176,26 +185,97 @@ impl Topology {
         })
     }
 
-    /// The namespace and source address of a probe origin.
+    /// The namespace and IPv4 source address of a probe origin.
     pub fn origin(&self, from: From) -> anyhow::Result<(&Netns, IpAddr)> {
+        self.origin_in(from, IpFamily::V4)
+    }
+
+    /// The namespace and source address of a probe origin in `family`.
+    pub fn origin_in(&self, from: From, family: IpFamily) -> anyhow::Result<(&Netns, IpAddr)> {
+        let in_family = |v4: Ipv4Addr| in_family(v4, family);
         Ok(match from {
-            From::Client => (&self.client, IpAddr::V4(CLIENT_IP)),
-            From::Node => (&self.node, IpAddr::V4(NODE_IP)),
+            From::Client => (&self.client, in_family(CLIENT_IP)),
+            From::Node => (&self.node, in_family(NODE_IP)),
             From::Pod(name) => {
                 let pod = self
                     .pods
                     .iter()
                     .find(|p| p.name == name)
                     .ok_or_else(|| anyhow::anyhow!("no pod {name} in the topology"))?;
-                (&pod.ns, pod.ip)
+                (&pod.ns, pod.address(family))
             }
         })
     }
 
-    /// The pod with this address.
+    /// The pod with this address (either family).
     pub fn pod_by_ip(&self, ip: IpAddr) -> Option<&Pod> {
-        self.pods.iter().find(|p| p.ip == ip)
+        self.pods
+            .iter()
+            .find(|p| p.address(IpFamily::of(&ip)) == ip)
     }
+}
+
+impl Pod {
+    /// The pod's address in `family`.
+    pub fn address(&self, family: IpFamily) -> IpAddr {
+        match self.ip {
+            IpAddr::V4(v4) => in_family(v4, family),
+            v6 => v6,
+        }
+    }
+}
+
+/// The node's own addresses in `family` (what `--nodeport-addresses` CIDRs select from).
+pub fn node_addresses(family: IpFamily) -> Vec<IpAddr> {
+    [NODE_IP, NODE_REMOTE_LINK_IP, NODE_BRIDGE_IP]
+        .into_iter()
+        .map(|ip| in_family(ip, family))
+        .collect()
+}
+
+/// A host's address in `family`: the IPv4 one or its twin.
+fn in_family(v4: Ipv4Addr, family: IpFamily) -> IpAddr {
+    match family {
+        IpFamily::V4 => IpAddr::V4(v4),
+        IpFamily::V6 => IpAddr::V6(v6_of(v4)),
+    }
+}
+
+/// Duplicate address detection off for every interface created in `ns` from now on.
+fn no_dad(ns: &Netns) -> anyhow::Result<()> {
+    for conf in ["all", "default"] {
+        ns.sysctl(&format!("net.ipv6.conf.{conf}.accept_dad"), "0")?;
+    }
+    Ok(())
+}
+
+/// `v4`/24 and its twin /64 on `dev` (`nodad`: usable at once).
+fn add_addresses(ns: &Netns, dev: &str, v4: Ipv4Addr) -> anyhow::Result<()> {
+    ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", dev])?;
+    ns.ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{}/64", v6_of(v4)),
+        "dev",
+        dev,
+        "nodad",
+    ])?;
+    Ok(())
+}
+
+/// Default routes of both families via the host `v4` (and its twin).
+fn route_default(ns: &Netns, via: Ipv4Addr) -> anyhow::Result<()> {
+    ns.ip(&["route", "add", "default", "via", &via.to_string()])?;
+    ns.ip(&[
+        "-6",
+        "route",
+        "add",
+        "default",
+        "via",
+        &v6_of(via).to_string(),
+    ])?;
+    Ok(())
 }
 
 /// Makes the client answer, as [`SINK`], every new connection that arrives for an address not
@@ -206,16 +286,23 @@ fn start_sink(client: &Netns) -> anyhow::Result<PodServer> {
     for conf in ["all", "eth0"] {
         client.sysctl(&format!("net.ipv4.conf.{conf}.accept_local"), "1")?;
     }
-    client.nft("add table ip sink")?;
-    client.nft("add chain ip sink prerouting { type nat hook prerouting priority -100 ; }")?;
+    client.nft("add table inet sink")?;
+    client.nft("add chain inet sink prerouting { type nat hook prerouting priority -100 ; }")?;
     client.nft(&format!(
-        "add rule ip sink prerouting iifname eth0 meta l4proto {{ tcp, udp }} redirect to :{SINK_PORT}"
+        "add rule inet sink prerouting iifname eth0 meta l4proto {{ tcp, udp }} redirect to :{SINK_PORT}"
     ))?;
     Ok(server)
 }
 
-/// A veth pair from `a` (named `a_if`) to `b` (named `eth0`), addressed and up.
-fn link(a: &Netns, a_if: &str, b: &Netns, a_addr: &str, b_addr: &str) -> anyhow::Result<()> {
+/// A veth pair from `a` (named `a_if`) to `b` (named `eth0`), addressed (/24 and the twin /64)
+/// and up.
+fn link(
+    a: &Netns,
+    a_if: &str,
+    b: &Netns,
+    a_addr: Ipv4Addr,
+    b_addr: Ipv4Addr,
+) -> anyhow::Result<()> {
     a.ip(&[
         "link",
         "add",
@@ -228,9 +315,9 @@ fn link(a: &Netns, a_if: &str, b: &Netns, a_addr: &str, b_addr: &str) -> anyhow:
         "netns",
         b.name(),
     ])?;
-    a.ip(&["addr", "add", a_addr, "dev", a_if])?;
+    add_addresses(a, a_if, a_addr)?;
     a.ip(&["link", "set", a_if, "up"])?;
-    b.ip(&["addr", "add", b_addr, "dev", "eth0"])?;
+    add_addresses(b, "eth0", b_addr)?;
     b.ip(&["link", "set", "eth0", "up"])?;
     Ok(())
 }

@@ -103,7 +103,7 @@ pub(super) fn scenarios() -> Vec<Scenario> {
         ]),
         sc("lb-source-range-denies", "loadBalancerSourceRanges drops other clients, not the NodePort", vec![
             apply(&[
-                svc("lbr", "10.96.0.16").port("", "TCP", 80, 8080, Some(30082)).lb("198.51.100.9").spec("loadBalancerSourceRanges: [198.18.0.0/15]").yaml(),
+                svc("lbr", "10.96.0.16").port("", "TCP", 80, 8080, Some(30082)).lb("198.51.100.9").spec("loadBalancerSourceRanges: [198.18.0.0/16]").yaml(),
                 http_slice("lbr", &ready(&["pod-b1"])),
             ]),
             Step::Check(vec![

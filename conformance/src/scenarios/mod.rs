@@ -6,6 +6,7 @@
 
 mod basics;
 mod conntrack;
+mod dualstack;
 mod hardening;
 mod lifecycle;
 mod policies;
@@ -21,6 +22,7 @@ pub fn all() -> Vec<Scenario> {
     out.extend(lifecycle::scenarios());
     out.extend(hardening::scenarios());
     out.extend(conntrack::scenarios());
+    out.extend(dualstack::scenarios());
     out
 }
 
@@ -201,7 +203,7 @@ fn pod_info(name: &str) -> (std::net::Ipv4Addr, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::plan_for;
+    use crate::runner::plans_for;
     use crate::scenario::Step;
 
     /// The table itself, without root: at least 30 rows, unique names, every manifest parses
@@ -222,7 +224,12 @@ mod tests {
             );
             for st in &s.steps {
                 if let Step::Apply(y) = st {
-                    plan_for(y, s.node).unwrap_or_else(|e| panic!("{}: {e:#}", s.name));
+                    for column in crate::family::Family::ALL {
+                        if s.node.families.excludes(column).is_none() {
+                            plans_for(y, s.node, column)
+                                .unwrap_or_else(|e| panic!("{} [{column}]: {e:#}", s.name));
+                        }
+                    }
                 }
             }
         }

@@ -1,13 +1,15 @@
 //! The conformance matrix of some modes, run inside a guest kernel: the conformance binary boots
 //! as the payload, runs `--mode ... --json` there, and its matrix comes back with each column
-//! renamed `<backend>@<kernel>` (e.g. `nftables@debian-6.1`).
+//! renamed `<backend>@<kernel>/<family>` (e.g. `nftables@debian-6.1/ipv6`).
 //!
 //! Nothing is silently missing: when the guest cannot boot, times out, or prints no matrix,
 //! every expected cell is a FAIL naming the reason, so the merged table has the same shape
 //! whatever happened.
 
 use super::{Kernel, Payload, Vm, VmError};
+use crate::family::Family;
 use crate::matrix::Matrix;
+use crate::runner::column_name;
 use crate::{backends, scenarios};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -21,6 +23,8 @@ pub struct VmMatrix {
     /// `--mode` values, as on the command line.
     pub modes: Vec<String>,
     pub filter: Option<String>,
+    /// Address-family columns.
+    pub families: Vec<Family>,
     /// `--parallel` inside the guest.
     pub parallel: usize,
     pub timeout: Duration,
@@ -44,7 +48,9 @@ impl VmMatrix {
     pub fn columns(&self) -> Result<Vec<String>, anyhow::Error> {
         let mut names = Vec::new();
         for m in &self.modes {
-            names.extend(backends::by_mode(m)?.into_iter().map(|b| b.name));
+            for b in backends::by_mode(m)? {
+                names.extend(self.families.iter().map(|f| column_name(&b.name, *f)));
+            }
         }
         Ok(names)
     }
@@ -93,6 +99,12 @@ impl VmMatrix {
             "--json".into(),
             "--parallel".into(),
             self.parallel.to_string(),
+            "--family".into(),
+            self.families
+                .iter()
+                .map(|f| f.name())
+                .collect::<Vec<_>>()
+                .join(","),
         ];
         if let Some(f) = &self.filter {
             command.extend(["--scenario".into(), f.clone()]);
@@ -155,7 +167,10 @@ impl VmMatrix {
 
     fn rename(&self, mut m: Matrix) -> Matrix {
         for b in &mut m.backends {
-            *b = format!("{b}@{}", self.kernel);
+            *b = match b.split_once('/') {
+                Some((backend, family)) => format!("{backend}@{}/{family}", self.kernel),
+                None => format!("{b}@{}", self.kernel),
+            };
         }
         m
     }
