@@ -89,7 +89,7 @@ fn main() {
     // Not serving: the healthCheckNodePort servers (10k sockets) are not what is measured.
     let mut ops = Ops::start("nftables", Duration::from_secs(30), None, None, false);
     ops.set_families(vec![IpFamily::V4]);
-    let plans = vec![plan(&state, &config)];
+    let plans = [plan(&state, &config)];
     let outcome = SyncOutcome {
         lanes: vec![LaneOutcome {
             family: IpFamily::V4,
