@@ -99,6 +99,7 @@ impl Ops {
 
     /// The families synced from now on.
     pub fn set_families(&mut self, families: Vec<IpFamily>) {
+        self.health.retain_families(&families);
         self.families = families;
     }
 

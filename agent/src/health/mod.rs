@@ -115,6 +115,14 @@ impl ProxyHealth {
         t.last_updated.insert(family, (now, wall));
     }
 
+    /// Forgets families the node no longer has (their lanes are gone: nothing will sync them,
+    /// and a change queued for them must not make the proxy look stuck).
+    pub fn retain_families(&self, families: &[IpFamily]) {
+        let mut t = self.times();
+        t.last_updated.retain(|f, _| families.contains(f));
+        t.oldest_queued.retain(|f, _| families.contains(f));
+    }
+
     /// The verdict at `now` (kube-proxy's `isHealthy`).
     pub fn verdict(&self, now: Instant) -> Verdict {
         let t = self.times();

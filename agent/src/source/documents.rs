@@ -20,14 +20,23 @@ use std::ops::Range;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError(pub String);
 
-/// Parses `text` into its documents (empty YAML documents are skipped).
+/// Parses `text` into its documents (empty YAML documents are skipped). A text that starts
+/// like JSON takes the JSON fast path; if that fails it is read as YAML (JSON documents
+/// separated by `---` lines are YAML, not JSON), and a text neither reads reports the JSON error.
 pub fn parse(
     text: &str,
     yaml_options: fn() -> serde_saphyr::Options,
 ) -> Result<Vec<Value>, ParseError> {
     if text.trim_start().starts_with(['{', '[']) {
-        return parse_json(text);
+        return parse_json(text).or_else(|json| parse_yaml(text, yaml_options).map_err(|_| json));
     }
+    parse_yaml(text, yaml_options)
+}
+
+fn parse_yaml(
+    text: &str,
+    yaml_options: fn() -> serde_saphyr::Options,
+) -> Result<Vec<Value>, ParseError> {
     let chunks = yaml_documents(text);
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
@@ -207,6 +216,9 @@ mod tests {
         assert_eq!(kinds(&docs), ["A", "B"]);
         let err = parse("{\"kind\": ", options).expect_err("bad JSON");
         assert!(err.0.starts_with("not valid JSON: "), "{}", err.0);
+        // JSON documents between `---` lines are YAML.
+        let docs = parse("{\"kind\": \"A\"}\n---\n{\"kind\": \"B\"}\n", options).expect("parses");
+        assert_eq!(kinds(&docs), ["A", "B"]);
     }
 
     #[test]
