@@ -226,6 +226,8 @@ async fn keep_in_sync(
         let now = Instant::now();
         if now >= last_periodic + args.sync_period {
             last_periodic = now;
+            // Rules someone else removed make the next sync full (sync/repair.rs).
+            syncer.check().await;
             pending = true;
         }
         if now >= last_full + full_every {

@@ -28,12 +28,15 @@ struct Lane {
     /// Service ports the kernel rejected, with why; left out of every plan until the next
     /// forced full sync.
     quarantined: BTreeMap<ServicePortName, String>,
+    /// Drift was detected; the next successful (full) sync counts as its repair.
+    repairing: bool,
 }
 
 /// Drives one dataplane per family.
 pub struct Syncer {
     lanes: Vec<Lane>,
     failures_in_a_row: u32,
+    repair: RepairStats,
 }
 
 impl std::fmt::Debug for Syncer {
@@ -69,9 +72,11 @@ impl Syncer {
                     committed: None,
                     logged_warnings: BTreeSet::new(),
                     quarantined: BTreeMap::new(),
+                    repairing: false,
                 })
                 .collect(),
             failures_in_a_row: 0,
+            repair: RepairStats::default(),
         }
     }
 
@@ -143,6 +148,10 @@ impl Syncer {
                             quarantined = stats.quarantined,
                             "synced"
                         );
+                        if std::mem::take(&mut lane.repairing) {
+                            self.repair.repaired += 1;
+                            tracing::info!(mode = %lane.dataplane.mode(), family = %plan.family, "repaired: our rules are whole again");
+                        }
                         lane.committed = Some(plan);
                         outcome.applied.push(stats);
                         break;
@@ -207,6 +216,9 @@ impl Syncer {
         out
     }
 }
+
+mod repair;
+pub use repair::RepairStats;
 
 #[cfg(test)]
 mod tests;

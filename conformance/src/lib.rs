@@ -12,6 +12,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod backends;
+pub mod faults;
 pub mod matrix;
 pub mod netns;
 pub mod pods;

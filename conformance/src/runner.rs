@@ -346,7 +346,7 @@ pub fn parse_target(to: &str) -> anyhow::Result<(SocketAddr, Protocol)> {
 
 /// Checks one expectation: first that it agrees with `explain`, then with real packets.
 /// Returns what the probes observed.
-fn check(topo: &Topology, plan: &ProxyPlan, c: &Check) -> anyhow::Result<Vec<Observed>> {
+pub fn check(topo: &Topology, plan: &ProxyPlan, c: &Check) -> anyhow::Result<Vec<Observed>> {
     let (ns, src) = topo.origin(c.from)?;
     let (dst, proto) = parse_target(c.to)?;
     let answer = explain(plan, src, dst.ip(), dst.port(), proto);

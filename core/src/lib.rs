@@ -29,7 +29,7 @@ pub mod semantics;
 pub mod warning;
 
 pub use config::{NodePortAddresses, ProxyConfig};
-pub use dataplane::{ApplyStats, Dataplane, DataplaneError, Mode};
+pub use dataplane::{ApplyStats, Dataplane, DataplaneError, Drift, Mode};
 pub use diff::{diff, Changes};
 pub use explain::{explain, Explanation, Origin, Verdict};
 pub use flow::{Expect, PacketFlow};

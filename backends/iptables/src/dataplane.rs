@@ -1,6 +1,7 @@
 //! `IptablesDataplane`: the `Dataplane` implementation.
 
 use crate::build::{self, After, Committed, Existing};
+use crate::check;
 use crate::exec::{split_args, Runner, Variant};
 use crate::names::{self, SetNames};
 use crate::render::base_jumps;
@@ -10,7 +11,7 @@ use async_trait::async_trait;
 use std::path::PathBuf;
 use std::time::Instant;
 use switchyard_core::plan::{IpFamily, ProxyPlan};
-use switchyard_core::{ApplyStats, Changes, Dataplane, DataplaneError, Mode};
+use switchyard_core::{ApplyStats, Changes, Dataplane, DataplaneError, Drift, Mode};
 
 /// Settings for an [`IptablesDataplane`].
 #[derive(Debug, Clone)]
@@ -232,6 +233,22 @@ impl IptablesDataplane {
         }
     }
 
+    /// `ipset list -t` (headers with entry counts, no members).
+    async fn set_counts(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, usize>, DataplaneError> {
+        let ran = self.runner.run("ipset", &["list", "-t"], None).await?;
+        if !ran.success {
+            return Err(DataplaneError::ToolFailed {
+                program: "ipset list -t".into(),
+                line: None,
+                service: None,
+                message: ran.stderr,
+            });
+        }
+        Ok(check::parse_ipset_terse(&ran.stdout))
+    }
+
     async fn run_transaction(
         &self,
         variant: Variant,
@@ -330,6 +347,42 @@ impl Dataplane for IptablesDataplane {
         })
     }
 
+    /// Lists both tables with `iptables-save` and the sets with `ipset list -t`, and compares
+    /// them with a full sync of the committed plan (see `crate::check`).
+    async fn check(&mut self) -> Result<Option<Drift>, DataplaneError> {
+        let (Some(committed), Some(variant)) = (&self.committed, self.variant) else {
+            return Ok(None);
+        };
+        let (mut tx, _) = build::full(&committed.plan, &self.sets, &committed.existing, &[]);
+        add_base_jumps(&mut tx);
+        let mut findings = Vec::new();
+        let save = variant.save(self.family);
+        for (table, expected) in check::expected_tables(&tx) {
+            let ran = self.runner.run(&save, &["-t", table.name()], None).await?;
+            if !ran.success {
+                return Err(DataplaneError::ToolFailed {
+                    program: save,
+                    line: None,
+                    service: None,
+                    message: ran.stderr,
+                });
+            }
+            let found = check::parse_save(&ran.stdout, names::is_owned);
+            findings.extend(check::compare_table(table, &expected, &found));
+        }
+        let s = &committed.sets;
+        let n = &self.sets;
+        let want = [
+            (n.vips.as_str(), s.vips.len()),
+            (n.reject.as_str(), s.reject.len()),
+            (n.drop.as_str(), s.drop.len()),
+            (n.cluster_ips.as_str(), s.cluster_ips.len()),
+            (n.hairpin.as_str(), s.hairpin.len()),
+        ];
+        findings.extend(check::compare_sets(&want, &self.set_counts().await?));
+        Ok(Some(Drift { findings }))
+    }
+
     /// The transaction `apply` would run. Without memory of an earlier sync it includes every
     /// base-chain jump and no stale-chain deletions (apply checks both in the kernel).
     fn render(&self, plan: &ProxyPlan, changes: Option<&Changes>) -> String {
@@ -359,6 +412,17 @@ impl Dataplane for IptablesDataplane {
         self.runner
             .restore("ipset", &["restore"], &destroy, &none)
             .await
+    }
+}
+
+/// Adds every base-chain jump to a transaction's tables, as `insert` lines (a full sync's
+/// expected contents include them; `apply` inserts only the missing ones).
+fn add_base_jumps(tx: &mut Transaction) {
+    for (table, rule) in base_jumps() {
+        match table {
+            Table::Nat => tx.nat.insert.push(rule),
+            Table::Filter => tx.filter.insert.push(rule),
+        }
     }
 }
 

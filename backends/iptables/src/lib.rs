@@ -9,6 +9,7 @@
 #![deny(rust_2018_idioms)]
 
 mod build;
+pub mod check;
 mod dataplane;
 mod exec;
 mod names;

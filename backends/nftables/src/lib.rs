@@ -10,6 +10,7 @@
 #![deny(rust_2018_idioms)]
 
 mod build;
+mod check;
 mod dataplane;
 mod expr;
 mod names;
