@@ -143,17 +143,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut syncer = Syncer::new(dataplanes);
     syncer.probe().await.context("probing kernel support")?;
-    backends::cleanup_modes(Some(args.mode))
-        .await
-        .context("removing other modes' rules")?;
+    // The new mode's rules go in before the other modes' come out, so a mode switch has no
+    // window without rules: both carry the same plan, and of two nat chains the first to
+    // translate a connection wins (DESIGN-NOTES 196). Until a sync succeeds the old mode's
+    // rules keep serving.
     let outcome = syncer.sync(plans).await;
+    let others_removed = outcome.errors.is_empty();
+    if others_removed {
+        remove_other_modes(&args).await?;
+    }
     if args.once {
         return match outcome.errors.into_iter().next() {
             Some(e) => Err(e).context("sync failed"),
             None => Ok(()),
         };
     }
-    keep_in_sync(&args, &mut source, &setup, syncer).await
+    keep_in_sync(&args, &mut source, &setup, syncer, others_removed).await
+}
+
+async fn remove_other_modes(args: &RunArgs) -> anyhow::Result<()> {
+    backends::cleanup_modes(Some(args.mode))
+        .await
+        .context("removing other modes' rules")
 }
 
 /// What `--dry-run` prints: the backend's own rendering, or the plan itself (`--show-plan`, or
@@ -200,6 +211,7 @@ async fn keep_in_sync(
     source: &mut Source,
     setup: &NodeSetup,
     mut syncer: Syncer,
+    mut others_removed: bool,
 ) -> anyhow::Result<()> {
     let full_every = source.full_every(args.sync_period);
     let start = Instant::now();
@@ -249,7 +261,11 @@ async fn keep_in_sync(
         let Some(plans) = source.plans(setup) else {
             continue;
         };
-        syncer.sync(plans).await;
+        let outcome = syncer.sync(plans).await;
+        if !others_removed && outcome.errors.is_empty() {
+            remove_other_modes(args).await?;
+            others_removed = true;
+        }
         retry_at = syncer.retry_backoff().map(|d| {
             tracing::warn!(retry_in_ms = d.as_millis() as u64, "retrying with backoff");
             now + d

@@ -319,9 +319,6 @@ impl Dataplane for IptablesDataplane {
     ) -> Result<ApplyStats, DataplaneError> {
         let variant = self.require_variant()?;
         let started = Instant::now();
-        if !self.other_variant_cleared {
-            self.remove_other_variant(variant).await?;
-        }
         let missing = self.missing_jumps(variant).await?;
         let existing = match &self.committed {
             Some(c) => c.existing.clone(),
@@ -333,6 +330,10 @@ impl Dataplane for IptablesDataplane {
         let restore_text = tx.restore_text();
         self.run_transaction(variant, &tx, &restore_text).await?;
         drop(previous);
+        // Only now that our rules are in: a variant switch has no window without rules.
+        if !self.other_variant_cleared {
+            self.remove_other_variant(variant).await?;
+        }
         self.committed = Some(Committed {
             plan: plan.clone(),
             sets: after.sets,

@@ -22,4 +22,4 @@ mod tests;
 mod tx;
 
 pub use dataplane::{detect_variant, IptablesConfig, IptablesDataplane};
-pub use exec::Variant;
+pub use exec::{restore_error, Variant};

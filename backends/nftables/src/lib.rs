@@ -24,3 +24,6 @@ pub use dataplane::NftablesDataplane;
 pub use render::Features;
 
 pub use tx::Transaction;
+
+/// The netlink framing and the dump decoders, public for the fuzz targets (`fuzz-entries`).
+pub mod wire;

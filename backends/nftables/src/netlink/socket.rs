@@ -144,7 +144,7 @@ impl NfSocket {
 
 /// The netlink messages in one received buffer, as (type, whole message with its 16-byte
 /// header). Stops at the first malformed length rather than reading past it.
-fn messages(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+pub fn messages(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     let mut off = 0;
     std::iter::from_fn(move || {
         let header = buf.get(off..off + 16)?;
