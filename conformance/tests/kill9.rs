@@ -77,7 +77,10 @@ fn rounds<S: PartialEq + std::fmt::Debug>(
         kill_group(&mut child);
         let now = snapshot();
         match classify(&now, &state_a, &state_b) {
-            Ok(which) => *seen.entry(which).or_default() += 1,
+            Ok(which) => {
+                println!("{mode:?} round {round}: killed {at:?} after planning: {which}");
+                *seen.entry(which).or_default() += 1;
+            }
             Err(why) => panic!(
                 "{mode:?} round {round}: killed {at:?} into the sync (finished: {finished}): a mix of A and B: {why}"
             ),

@@ -20,12 +20,24 @@ ports: [{name: http, protocol: TCP, port: 8080}]\nendpoints: [{addresses: [10.24
 
 /// Whether pod-a1 reaches the endpoint (pod-a2) through the cluster IP, 3 times out of 3.
 fn works(topo: &Topology) -> bool {
-    let ns = topo.pods.iter().find(|p| p.name == "pod-a1").expect("pod-a1").ns.path();
-    Probe { netns: ns, dst: "10.96.0.10:80".parse().expect("literal"), proto: Protocol::Tcp, count: 3, timeout: Duration::from_secs(1) }
-        .run()
-        .expect("probe")
+    let ns = topo
+        .pods
         .iter()
-        .all(|o| matches!(o, Observed::Answered { pod, .. } if pod == "pod-a2"))
+        .find(|p| p.name == "pod-a1")
+        .expect("pod-a1")
+        .ns
+        .path();
+    Probe {
+        netns: ns,
+        dst: "10.96.0.10:80".parse().expect("literal"),
+        proto: Protocol::Tcp,
+        count: 3,
+        timeout: Duration::from_secs(1),
+    }
+    .run()
+    .expect("probe")
+    .iter()
+    .all(|o| matches!(o, Observed::Answered { pod, .. } if pod == "pod-a2"))
 }
 
 fn repairs(mode: Mode, tamper: &str) {
@@ -36,20 +48,34 @@ fn repairs(mode: Mode, tamper: &str) {
     let manifests = dir.join("cluster.yaml");
     std::fs::write(&manifests, MANIFEST).expect("manifests");
     let log = dir.join("agent.log");
-    let mut agent = spawn_agent(&topo.node, mode, &manifests, &["--sync-period", "1s"], &log).expect("agent");
-    assert!(wait_for_log(&mut agent, &log, "synced"), "the agent did not sync");
+    let mut agent =
+        spawn_agent(&topo.node, mode, &manifests, &["--sync-period", "1s"], &log).expect("agent");
+    assert!(
+        wait_for_log(&mut agent, &log, "synced"),
+        "the agent did not sync"
+    );
     assert!(works(&topo), "traffic before tampering");
     topo.node.exec("sh", &["-c", tamper]).expect("tampering");
     assert!(!works(&topo), "the tampering must break traffic: {tamper}");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("repaired")) {
-        assert!(Instant::now() < deadline, "no repair within 60 s:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "no repair within 60 s:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let line = text.lines().find(|l| l.contains("rules changed behind our back")).unwrap_or("");
+    let line = text
+        .lines()
+        .find(|l| l.contains("rules changed behind our back"))
+        .unwrap_or("");
     println!("{mode:?}: {line}");
-    assert!(!line.is_empty(), "the repair is announced with what differs:\n{text}");
+    assert!(
+        !line.is_empty(),
+        "the repair is announced with what differs:\n{text}"
+    );
     assert!(works(&topo), "traffic after the repair");
     kill_group(&mut agent);
     let _ = std::fs::remove_dir_all(&dir);

@@ -100,12 +100,15 @@ struct Slice {
     ports: Vec<(Option<Word>, Option<Word>, Option<i32>)>,
 }
 
+/// This node's addresses (type, address) and zone label.
+type NodeInput = (Vec<(Word, Addr)>, Option<Word>);
+
 /// A whole cluster as the fuzzer describes it.
 #[derive(Debug, Arbitrary)]
 pub struct Cluster {
     services: Vec<Svc>,
     slices: Vec<Slice>,
-    node: Option<(Vec<(Word, Addr)>, Option<Word>)>,
+    node: Option<NodeInput>,
     /// Flags of the proxy config: masquerade-all, NodePorts on every local address.
     pub masquerade_all: bool,
     pub nodeports_on_all: bool,

@@ -14,8 +14,11 @@ mod targets;
 
 pub use targets::{iptables_parsers, iptables_render, manifest, nft_dump, nft_encode, plan};
 
+/// A target's entry function.
+pub type Entry = fn(&[u8]);
+
 /// The targets by name, as `fuzz/fuzz_targets/<name>.rs` and the corpus directories call them.
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [(&str, Entry); 6] = [
     ("manifest", manifest),
     ("plan", plan),
     ("nft_encode", nft_encode),

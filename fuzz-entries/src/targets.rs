@@ -14,6 +14,10 @@ use switchyard_iptables::{restore_error, IptablesConfig};
 use switchyard_nftables::wire;
 use switchyard_nftables::NftablesDataplane;
 
+/// nfnetlink's batch delimiters.
+const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+const NFNL_MSG_BATCH_END: u16 = 0x11;
+
 /// Plans for both families, as node-a with the suite's cluster CIDRs.
 fn plans(state: &switchyard_core::ClusterState, masquerade_all: bool, all: bool) -> Vec<ProxyPlan> {
     [
@@ -114,9 +118,14 @@ pub fn nft_encode(data: &[u8]) {
                 .sum();
             assert_eq!(walked, attrs.len(), "attributes tile a message");
         }
-        assert!(
-            messages.len() >= 2 + encoded.seq_to_op.len().min(1),
-            "batch begin and end"
+        let kind = |m: &[u8]| m.get(4..6).map(|k| u16::from_ne_bytes([k[0], k[1]]));
+        assert_eq!(
+            messages.first().and_then(|m| kind(m)),
+            Some(NFNL_MSG_BATCH_BEGIN)
+        );
+        assert_eq!(
+            messages.last().and_then(|m| kind(m)),
+            Some(NFNL_MSG_BATCH_END)
         );
     }
 }
