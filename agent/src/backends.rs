@@ -38,7 +38,7 @@ pub fn mode_name(mode: ModeArg) -> &'static str {
 }
 
 /// Removes what every mode other than `keep` owns, in both families (`keep = None`: every
-/// mode, for `--cleanup`). Run before the first sync, so a node switching modes does not keep
+/// mode, for `--cleanup`). Run after the first successful sync, so a node switching modes does not keep
 /// the old mode's rules. A variant whose tools are not installed has nothing to clean.
 pub async fn cleanup_modes(keep: Option<ModeArg>) -> anyhow::Result<()> {
     let mut failures = Vec::new();

@@ -218,21 +218,32 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut syncer = Syncer::new(dataplanes).with_conntrack();
     syncer.probe().await.context("probing kernel support")?;
-    backends::cleanup_modes(Some(args.mode))
-        .await
-        .context("removing other modes' rules")?;
     families::retire_unplanned(&planned, |f| backends::dataplane(&args, f)).await;
+    // The new mode's rules go in before the other modes' come out, so a mode switch has no
+    // window without rules: both carry the same plan, and of two nat chains the first to
+    // translate a connection wins (DESIGN-NOTES 196). Until a sync succeeds the old mode's
+    // rules keep serving.
     let outcome = source
         .sync(&args, &setup, &mut syncer, &mut ops, plans)
         .await
         .unwrap_or_default();
+    let others_removed = outcome.errors.is_empty();
+    if others_removed {
+        remove_other_modes(&args).await?;
+    }
     if args.once {
         return match outcome.errors.into_iter().next() {
             Some(e) => Err(e).context("sync failed"),
             None => Ok(()),
         };
     }
-    keep_in_sync(&args, &mut source, &setup, syncer, &mut ops).await
+    keep_in_sync(&args, &mut source, &setup, syncer, &mut ops, others_removed).await
+}
+
+async fn remove_other_modes(args: &RunArgs) -> anyhow::Result<()> {
+    backends::cleanup_modes(Some(args.mode))
+        .await
+        .context("removing other modes' rules")
 }
 
 /// What `--dry-run` prints: the backend's own rendering, or the plan itself (`--show-plan`, or
@@ -280,6 +291,7 @@ async fn keep_in_sync(
     setup: &NodeSetup,
     mut syncer: Syncer,
     ops: &mut Ops,
+    mut others_removed: bool,
 ) -> anyhow::Result<()> {
     let full_every = source.full_every(args.sync_period);
     let start = Instant::now();
@@ -309,6 +321,8 @@ async fn keep_in_sync(
         let now = Instant::now();
         if now >= last_periodic + args.sync_period {
             last_periodic = now;
+            // Rules someone else removed make the next sync full (sync/repair.rs).
+            syncer.check().await;
             pending = true;
         }
         if now >= last_full + full_every {
@@ -327,12 +341,15 @@ async fn keep_in_sync(
         }
         pending = false;
         last_sync = now;
-        if source
+        let Some(outcome) = source
             .sync(args, setup, &mut syncer, ops, Vec::new())
             .await
-            .is_none()
-        {
+        else {
             continue;
+        };
+        if !others_removed && outcome.errors.is_empty() {
+            remove_other_modes(args).await?;
+            others_removed = true;
         }
         retry_at = syncer.retry_backoff().map(|d| {
             tracing::warn!(retry_in_ms = d.as_millis() as u64, "retrying with backoff");

@@ -37,6 +37,8 @@ struct Lane {
     /// The kernel holds the plan of an incremental planner as of the last successful
     /// [`Syncer::sync_planned`], so the planner's changes since then are all it lacks.
     tracking: bool,
+    /// Drift was detected; the next successful (full) sync counts as its repair.
+    repairing: bool,
 }
 
 impl Lane {
@@ -61,6 +63,7 @@ impl Lane {
             quarantined: BTreeMap::new(),
             conntrack: None,
             tracking: false,
+            repairing: false,
         }
     }
 }
@@ -72,6 +75,7 @@ pub struct Syncer {
     /// Lanes clean conntrack after their commits ([`Syncer::with_conntrack`]), also lanes
     /// added later.
     conntrack: bool,
+    repair: RepairStats,
 }
 
 impl std::fmt::Debug for Syncer {
@@ -121,6 +125,7 @@ impl Syncer {
             lanes: dataplanes.into_iter().map(Lane::new).collect(),
             conntrack: false,
             failures_in_a_row: 0,
+            repair: RepairStats::default(),
         }
     }
 
@@ -256,6 +261,10 @@ impl Syncer {
                                 &plan,
                             ));
                         }
+                        if std::mem::take(&mut lane.repairing) {
+                            self.repair.repaired += 1;
+                            tracing::info!(mode = %lane.dataplane.mode(), family = %plan.family, "repaired: our rules are whole again");
+                        }
                         lane.committed = Some(plan);
                         lane_outcome.stats = Some(stats);
                         outcome.applied.push(stats);
@@ -327,5 +336,8 @@ impl Syncer {
 }
 
 mod planned;
+mod repair;
+pub use repair::RepairStats;
+
 #[cfg(test)]
 mod tests;

@@ -14,6 +14,7 @@
 pub mod backends;
 pub mod baseline;
 pub mod family;
+pub mod faults;
 pub mod matrix;
 pub mod netns;
 pub mod node;

@@ -340,6 +340,17 @@ pub fn parse_target(to: &str) -> anyhow::Result<(SocketAddr, Protocol)> {
     ))
 }
 
+/// Checks one expectation at its target as written (IPv4), with fresh sockets: for tables run
+/// outside the scenario runner (the faults table).
+pub fn check_as_written(
+    topo: &Topology,
+    plan: &ProxyPlan,
+    c: &Check,
+) -> anyhow::Result<Vec<Observed>> {
+    let (dst, proto) = parse_target(c.to)?;
+    check(topo, plan, c, dst, proto, &mut BTreeMap::new())
+}
+
 /// Checks one expectation, sent to `dst` (the check's target in one family): first that it
 /// agrees with `explain` on that family's plan, then with real packets. Returns what the probes
 /// observed.

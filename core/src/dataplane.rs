@@ -57,6 +57,45 @@ pub struct ApplyStats {
     pub quarantined: usize,
 }
 
+/// What [`Dataplane::check`] found: our kernel objects that differ from what the last successful
+/// `apply` committed, because someone else deleted or changed them (another agent flushing
+/// tables, an operator, kube-proxy's e2e "should recreate rules"). Each finding names the
+/// object and how it differs, for the log line that announces the repair.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Drift {
+    /// One line per differing object, e.g. `chain nat SWYD-SERVICES: missing`,
+    /// `set SWYD4-VIPS: 9 entries, expected 10`.
+    pub findings: Vec<String>,
+}
+
+impl Drift {
+    /// Nothing differs.
+    pub fn is_empty(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+impl fmt::Display for Drift {
+    /// The first few findings and how many more, so one log line stays readable when a whole
+    /// table was flushed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 5;
+        f.write_str(
+            &self
+                .findings
+                .iter()
+                .take(SHOWN)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; "),
+        )?;
+        if self.findings.len() > SHOWN {
+            write!(f, "; and {} more", self.findings.len() - SHOWN)?;
+        }
+        Ok(())
+    }
+}
+
 /// Errors a dataplane reports. Each variant names the step that failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -137,6 +176,15 @@ pub trait Dataplane: Send {
     /// The operations `apply` would perform, as text in the backend's native syntax (nft,
     /// iptables-restore, ipvsadm-like). Pure: reads only the backend's memory of what it committed.
     fn render(&self, plan: &ProxyPlan, changes: Option<&Changes>) -> String;
+
+    /// Compares the kernel with what the last successful `apply` committed and reports what
+    /// someone else removed or changed; read-only. The agent calls it every `--sync-period`
+    /// and answers drift with a full sync, so it must be cheap when nothing changed.
+    /// `Ok(None)` means "not checked": nothing committed yet, or a backend that cannot tell
+    /// (the default) — such a backend is repaired only by the periodic full sync.
+    async fn check(&mut self) -> Result<Option<Drift>, DataplaneError> {
+        Ok(None)
+    }
 
     /// Removes every kernel object this backend owns, and nothing else.
     async fn cleanup(&mut self) -> Result<(), DataplaneError>;

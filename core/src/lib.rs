@@ -31,7 +31,7 @@ pub mod warning;
 
 pub use config::{NodePortAddresses, ProxyConfig};
 pub use conntrack::{stale_flows, FlowCleanup};
-pub use dataplane::{ApplyStats, Dataplane, DataplaneError, Mode};
+pub use dataplane::{ApplyStats, Dataplane, DataplaneError, Drift, Mode};
 pub use diff::{diff, Changes};
 pub use explain::{explain, Explanation, Origin, Verdict};
 pub use flow::{Expect, PacketFlow};

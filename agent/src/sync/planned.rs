@@ -38,6 +38,10 @@ impl Syncer {
             sync_lane(lane, plan, &update.changes, &mut outcome, &mut lane_outcome).await;
             if !lane_outcome.failed {
                 clean_conntrack(lane, plan, update, was_tracking, &mut outcome);
+                if lane.tracking && std::mem::take(&mut lane.repairing) {
+                    self.repair.repaired += 1;
+                    tracing::info!(mode = %lane.dataplane.mode(), family = %plan.family, "repaired: our rules are whole again");
+                }
             }
             lane_outcome.elapsed = started.elapsed();
             lane_outcome.quarantined = lane.quarantined.len();
@@ -117,6 +121,7 @@ async fn sync_lane(
         match result {
             Ok(stats) => {
                 lane_out.stats = Some(log_synced(lane, &kept, stats, out));
+
                 lane.tracking = true;
                 return;
             }

@@ -1,6 +1,7 @@
 //! `IptablesDataplane`: the `Dataplane` implementation.
 
 use crate::build::{self, After, Committed, Existing};
+use crate::check;
 use crate::exec::{split_args, Runner, Variant};
 use crate::names::{self, SetNames};
 use crate::render::base_jumps;
@@ -10,7 +11,7 @@ use async_trait::async_trait;
 use std::path::PathBuf;
 use std::time::Instant;
 use switchyard_core::plan::{IpFamily, ProxyPlan};
-use switchyard_core::{ApplyStats, Changes, Dataplane, DataplaneError, Mode};
+use switchyard_core::{ApplyStats, Changes, Dataplane, DataplaneError, Drift, Mode};
 
 /// Settings for an [`IptablesDataplane`].
 #[derive(Debug, Clone)]
@@ -232,6 +233,22 @@ impl IptablesDataplane {
         }
     }
 
+    /// `ipset list -t` (headers with entry counts, no members).
+    async fn set_counts(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, usize>, DataplaneError> {
+        let ran = self.runner.run("ipset", &["list", "-t"], None).await?;
+        if !ran.success {
+            return Err(DataplaneError::ToolFailed {
+                program: "ipset list -t".into(),
+                line: None,
+                service: None,
+                message: ran.stderr,
+            });
+        }
+        Ok(check::parse_ipset_terse(&ran.stdout))
+    }
+
     async fn run_transaction(
         &self,
         variant: Variant,
@@ -302,9 +319,6 @@ impl Dataplane for IptablesDataplane {
     ) -> Result<ApplyStats, DataplaneError> {
         let variant = self.require_variant()?;
         let started = Instant::now();
-        if !self.other_variant_cleared {
-            self.remove_other_variant(variant).await?;
-        }
         let missing = self.missing_jumps(variant).await?;
         let existing = match &self.committed {
             Some(c) => c.existing.clone(),
@@ -316,6 +330,10 @@ impl Dataplane for IptablesDataplane {
         let restore_text = tx.restore_text();
         self.run_transaction(variant, &tx, &restore_text).await?;
         drop(previous);
+        // Only now that our rules are in: a variant switch has no window without rules.
+        if !self.other_variant_cleared {
+            self.remove_other_variant(variant).await?;
+        }
         self.committed = Some(Committed {
             plan: plan.clone(),
             sets: after.sets,
@@ -328,6 +346,42 @@ impl Dataplane for IptablesDataplane {
             kernel_time: started.elapsed(),
             ..ApplyStats::default()
         })
+    }
+
+    /// Lists both tables with `iptables-save` and the sets with `ipset list -t`, and compares
+    /// them with a full sync of the committed plan (see `crate::check`).
+    async fn check(&mut self) -> Result<Option<Drift>, DataplaneError> {
+        let (Some(committed), Some(variant)) = (&self.committed, self.variant) else {
+            return Ok(None);
+        };
+        let (mut tx, _) = build::full(&committed.plan, &self.sets, &committed.existing, &[]);
+        add_base_jumps(&mut tx);
+        let mut findings = Vec::new();
+        let save = variant.save(self.family);
+        for (table, expected) in check::expected_tables(&tx) {
+            let ran = self.runner.run(&save, &["-t", table.name()], None).await?;
+            if !ran.success {
+                return Err(DataplaneError::ToolFailed {
+                    program: save,
+                    line: None,
+                    service: None,
+                    message: ran.stderr,
+                });
+            }
+            let found = check::parse_save(&ran.stdout, names::is_owned);
+            findings.extend(check::compare_table(table, &expected, &found));
+        }
+        let s = &committed.sets;
+        let n = &self.sets;
+        let want = [
+            (n.vips.as_str(), s.vips.len()),
+            (n.reject.as_str(), s.reject.len()),
+            (n.drop.as_str(), s.drop.len()),
+            (n.cluster_ips.as_str(), s.cluster_ips.len()),
+            (n.hairpin.as_str(), s.hairpin.len()),
+        ];
+        findings.extend(check::compare_sets(&want, &self.set_counts().await?));
+        Ok(Some(Drift { findings }))
     }
 
     /// The transaction `apply` would run. Without memory of an earlier sync it includes every
@@ -359,6 +413,17 @@ impl Dataplane for IptablesDataplane {
         self.runner
             .restore("ipset", &["restore"], &destroy, &none)
             .await
+    }
+}
+
+/// Adds every base-chain jump to a transaction's tables, as `insert` lines (a full sync's
+/// expected contents include them; `apply` inserts only the missing ones).
+fn add_base_jumps(tx: &mut Transaction) {
+    for (table, rule) in base_jumps() {
+        match table {
+            Table::Nat => tx.nat.insert.push(rule),
+            Table::Filter => tx.filter.insert.push(rule),
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 #![deny(rust_2018_idioms)]
 
 mod build;
+pub mod check;
 mod dataplane;
 mod exec;
 mod names;
@@ -21,4 +22,4 @@ mod tests;
 mod tx;
 
 pub use dataplane::{detect_variant, IptablesConfig, IptablesDataplane};
-pub use exec::Variant;
+pub use exec::{restore_error, Variant};

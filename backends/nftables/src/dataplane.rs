@@ -1,18 +1,19 @@
 //! `NftablesDataplane`: the `Dataplane` implementation.
 
 use crate::build::{self, Committed};
+use crate::check::Expected;
 use crate::expr::Verdict;
 use crate::netlink::socket::NfSocket;
 use crate::netlink::{dump, NFPROTO_IPV4, NFPROTO_IPV6};
 use crate::objects::{Chain, Elem, ElemData, Key, KeyType, Op, Rule, Set, SetData, TABLE};
 use crate::render::Features;
-use crate::stmt::{KeySrc, Stmt};
+use crate::stmt::{family_word, KeySrc, Stmt};
 use crate::tx::Transaction;
 use async_trait::async_trait;
 use std::net::IpAddr;
 use std::time::Instant;
 use switchyard_core::plan::{IpFamily, ProxyPlan};
-use switchyard_core::{ApplyStats, Changes, Dataplane, DataplaneError, Mode};
+use switchyard_core::{ApplyStats, Changes, Dataplane, DataplaneError, Drift, Mode};
 
 const EINVAL: i32 = 22;
 
@@ -28,6 +29,9 @@ pub struct NftablesDataplane {
     seq: u32,
     /// What this kernel accepts, learned by `probe` (newest kernels' shape until then).
     features: Features,
+    /// The ruleset generation right after our last commit, when no other batch slipped in
+    /// around it (`check` then costs one round trip while it stays the same).
+    generation: Option<u32>,
 }
 
 impl NftablesDataplane {
@@ -38,6 +42,7 @@ impl NftablesDataplane {
             committed: None,
             seq: 1,
             features: Features::default(),
+            generation: None,
         }
     }
 
@@ -170,14 +175,69 @@ impl NftablesDataplane {
         }
     }
 
-    /// `send`, timed: encoding, the kernel's processing of the batch, and its answer.
+    /// `send`, timed: encoding, the kernel's processing of the batch, and its answer. Records
+    /// the generation our batch created when it is exactly one past the one before it (else
+    /// someone else committed around it and the next `check` compares objects).
     fn timed_send(
         &mut self,
         tx: &Transaction,
     ) -> Result<(usize, std::time::Duration), DataplaneError> {
+        self.generation = None;
+        let before = self.current_generation()?;
         let t = Instant::now();
         let operations = self.send(tx)?;
-        Ok((operations, t.elapsed()))
+        let elapsed = t.elapsed();
+        let after = self.current_generation()?;
+        self.generation = (after == before.wrapping_add(1)).then_some(after);
+        Ok((operations, elapsed))
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        let seq = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        seq
+    }
+
+    fn nfproto(&self) -> u8 {
+        match self.family {
+            IpFamily::V4 => NFPROTO_IPV4,
+            IpFamily::V6 => NFPROTO_IPV6,
+        }
+    }
+
+    fn current_generation(&mut self) -> Result<u32, DataplaneError> {
+        let seq = self.next_seq();
+        dump::generation(self.socket()?, seq).map_err(|source| DataplaneError::Io {
+            step: "reading the nf_tables ruleset generation".into(),
+            source,
+        })
+    }
+
+    /// Lists our table and compares it with what a full sync of `plan` creates.
+    fn compare_table(&mut self, plan: &ProxyPlan) -> Result<Drift, DataplaneError> {
+        let expected = Expected::of(&build::full(plan, self.features).0);
+        let (family, seq) = (self.nfproto(), self.next_seq());
+        let found = dump::table_objects(self.socket()?, family, TABLE, seq).map_err(|source| {
+            DataplaneError::Io {
+                step: "listing our table's chains, rules and sets".into(),
+                source,
+            }
+        })?;
+        let mut findings = expected.compare_objects(family_word(self.family), &found);
+        for set in found.sets.intersection(&expected.objects.sets) {
+            if !expected.elems.contains_key(set) {
+                continue;
+            }
+            let seq = self.next_seq();
+            let elems = dump::set_elements(self.socket()?, family, TABLE, set, seq)
+                .map_err(|source| DataplaneError::Io {
+                    step: format!("listing the elements of set {set}"),
+                    source,
+                })?
+                .unwrap_or_default();
+            findings.extend(expected.compare_elems(set, elems.len()));
+        }
+        Ok(Drift { findings })
     }
 
     /// Sends a transaction as one batch; maps a kernel error to the object and service.
@@ -313,8 +373,27 @@ impl Dataplane for NftablesDataplane {
         self.transaction(plan, changes).to_string()
     }
 
+    /// The generation first; our table's objects only when it moved (see `crate::check`).
+    async fn check(&mut self) -> Result<Option<Drift>, DataplaneError> {
+        let Some(plan) = self.committed.as_ref().map(|c| c.plan.clone()) else {
+            return Ok(None);
+        };
+        let now = self.current_generation()?;
+        if self.generation == Some(now) {
+            return Ok(Some(Drift::default()));
+        }
+        let drift = self.compare_table(&plan)?;
+        if drift.is_empty() {
+            // Someone else's batch; ours is intact as of this generation.
+            let again = self.current_generation()?;
+            self.generation = (again == now).then_some(now);
+        }
+        Ok(Some(drift))
+    }
+
     async fn cleanup(&mut self) -> Result<(), DataplaneError> {
         self.committed = None;
+        self.generation = None;
         let tx = Transaction {
             family: self.family,
             full: true,

@@ -10,6 +10,7 @@
 #![deny(rust_2018_idioms)]
 
 mod build;
+mod check;
 mod dataplane;
 mod expr;
 mod names;
@@ -23,3 +24,6 @@ pub use dataplane::NftablesDataplane;
 pub use render::Features;
 
 pub use tx::Transaction;
+
+/// The netlink framing and the dump decoders, public for the fuzz targets (`fuzz-entries`).
+pub mod wire;

@@ -123,9 +123,28 @@ impl NfSocket {
     }
 }
 
+impl NfSocket {
+    /// Sends one request that asks for an acknowledgement (`NLM_F_ACK`) and collects its
+    /// answers until the acknowledgement. `Ok(Err(errno))`: the kernel refused the request.
+    pub fn request(&self, request: &[u8]) -> io::Result<Result<Vec<Dumped>, i32>> {
+        self.sock.send(request, 0)?;
+        let mut out = Vec::new();
+        loop {
+            let (buf, _) = self.sock.recv_from_full()?;
+            for (kind, msg) in messages(&buf) {
+                if kind == NLMSG_ERROR && msg.len() >= 20 {
+                    let code = i32::from_ne_bytes(msg[16..20].try_into().unwrap_or_default());
+                    return Ok(if code == 0 { Ok(out) } else { Err(-code) });
+                }
+                out.push((kind, msg[16..].to_vec()));
+            }
+        }
+    }
+}
+
 /// The netlink messages in one received buffer, as (type, whole message with its 16-byte
 /// header). Stops at the first malformed length rather than reading past it.
-fn messages(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+pub fn messages(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     let mut off = 0;
     std::iter::from_fn(move || {
         let header = buf.get(off..off + 16)?;

@@ -1,0 +1,172 @@
+//! kill -9 mid-sync at 10k services, in every mode: the agent (and the restore tools it runs,
+//! as a container kill takes them) is SIGKILLed at random points of a full sync from ruleset A
+//! to ruleset B, many times (uniformly between planning, before the kernel is touched, and a
+//! little after an uninterrupted sync would have ended). After each kill the kernel must hold A or B — never a mix — and
+//! the next start must converge (it is checked to reproduce A exactly before the next round).
+//!
+//! nftables: the whole sync is one netlink batch, so the table is exactly A or B.
+//! iptables: a sync is `ipset restore` (create and add), one `iptables-restore` (filter, then
+//! nat, each table committed atomically at its `COMMIT`), `ipset restore` (swap in exact
+//! sets). Each table must be exactly A's or B's, and every set must lie between A∩B and A∪B
+//! (entries are only added before the rules and only removed after them) — DESIGN-NOTES 195.
+//!
+//! Sizes: `SWYD_KILL9_SERVICES` (default 10000), `SWYD_KILL9_ROUNDS` (default 20). Root only.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+use support::*;
+use switchyard_conformance::netns::{require_root, unique_prefix, Netns};
+
+struct Setup {
+    ns: Netns,
+    dir: std::path::PathBuf,
+    a: std::path::PathBuf,
+    b: std::path::PathBuf,
+}
+
+fn setup(tag: &str) -> Setup {
+    require_root().expect("kill -9 tests need root (network namespaces)");
+    let ns = Netns::create(&format!("{}-k9{tag}", unique_prefix())).expect("namespace");
+    ns.ip(&["link", "set", "lo", "up"]).expect("lo up");
+    let dir = std::env::temp_dir().join(format!("{}-kill9-{tag}", ns.name()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let n = env_or("SWYD_KILL9_SERVICES", 10_000);
+    let (a, b) = (dir.join("a.yaml"), dir.join("b.yaml"));
+    std::fs::write(&a, synthetic(n, 1)).expect("write A");
+    std::fs::write(&b, synthetic(n, 2)).expect("write B");
+    Setup { ns, dir, a, b }
+}
+
+/// Runs the rounds; `snapshot` reads the kernel's state, `classify` names it ("A", "B") or
+/// explains why it is a mix.
+fn rounds<S: PartialEq + std::fmt::Debug>(
+    s: &Setup,
+    mode: Mode,
+    snapshot: impl Fn() -> S,
+    classify: impl Fn(&S, &S, &S) -> Result<&'static str, String>,
+) {
+    let log = s.dir.join("agent.log");
+    let took_b = {
+        once(&s.ns, mode, &s.a, &log).expect("sync A");
+        once(&s.ns, mode, &s.b, &log).expect("sync B")
+    };
+    let state_b = snapshot();
+    let took_a = once(&s.ns, mode, &s.a, &log).expect("sync A again");
+    let state_a = snapshot();
+    assert_ne!(
+        state_a, state_b,
+        "A and B must differ for the test to mean anything"
+    );
+    // Kills land anywhere from planning (before the kernel is touched) to a little after an
+    // uninterrupted sync would have ended.
+    let span = took_b.max(took_a).mul_f64(1.2);
+    println!(
+        "{mode:?}: an uninterrupted sync A->B takes {took_b:?} after planning (B->A {took_a:?})"
+    );
+    let mut rng = Rng::from_env_or_clock();
+    let mut seen: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let started = Instant::now();
+    for round in 0..env_or("SWYD_KILL9_ROUNDS", 20) {
+        let at = span.mul_f64(rng.unit());
+        let mut child = spawn_agent(&s.ns, mode, &s.b, &["--once"], &log).expect("start");
+        wait_for_log(&mut child, &log, PLANNED);
+        std::thread::sleep(at);
+        let finished = matches!(child.try_wait(), Ok(Some(_)));
+        kill_group(&mut child);
+        let now = snapshot();
+        match classify(&now, &state_a, &state_b) {
+            Ok(which) => {
+                println!("{mode:?} round {round}: killed {at:?} after planning: {which}");
+                *seen.entry(which).or_default() += 1;
+            }
+            Err(why) => panic!(
+                "{mode:?} round {round}: killed {at:?} into the sync (finished: {finished}): a mix of A and B: {why}"
+            ),
+        }
+        // The next start converges: a full sync reproduces A exactly.
+        once(&s.ns, mode, &s.a, &log).expect("the next start converges");
+        assert!(
+            snapshot() == state_a,
+            "{mode:?} round {round}: the start after the kill did not converge to A"
+        );
+    }
+    println!("{mode:?}: {seen:?} in {:?}", started.elapsed());
+    assert!(seen.values().sum::<usize>() >= 1, "no round ran");
+    let _ = std::fs::remove_dir_all(&s.dir);
+}
+
+#[test]
+fn nftables_holds_the_old_or_the_new_table_after_kill_9() {
+    let s = setup("n");
+    let snap = || nft_snapshot(&s.ns).expect("nft list");
+    rounds(&s, Mode::Nftables, snap, |now, a, b| {
+        if now == a {
+            Ok("A")
+        } else if now == b {
+            Ok("B")
+        } else {
+            Err(format!(
+                "the table is neither ({} objects)",
+                now.as_ref().map_or(0, |t| t.lines().count())
+            ))
+        }
+    });
+}
+
+/// What an iptables mode holds: each table's chains and our sets.
+#[derive(Debug, PartialEq)]
+struct IptState {
+    nat: String,
+    filter: String,
+    sets: BTreeMap<String, std::collections::BTreeSet<String>>,
+}
+
+fn iptables_rounds(mode: Mode, tag: &str) {
+    let s = setup(tag);
+    let snap = || IptState {
+        nat: iptables_snapshot(&s.ns, mode, "nat").expect("save nat"),
+        filter: iptables_snapshot(&s.ns, mode, "filter").expect("save filter"),
+        sets: ipsets(&s.ns).expect("ipset save"),
+    };
+    rounds(&s, mode, snap, |now, a, b| {
+        let nat = match &now.nat {
+            n if *n == a.nat => "A",
+            n if *n == b.nat => "B",
+            _ => return Err("table nat is neither A's nor B's".into()),
+        };
+        if now.filter != a.filter && now.filter != b.filter {
+            return Err("table filter is neither A's nor B's".into());
+        }
+        for (name, members) in &now.sets {
+            if name.ends_with("-T") {
+                continue; // a temporary fill, not referenced by any rule
+            }
+            let (in_a, in_b) = (a.sets.get(name), b.sets.get(name));
+            let (Some(in_a), Some(in_b)) = (in_a, in_b) else {
+                return Err(format!("set {name} is neither A's nor B's"));
+            };
+            if let Some(x) = members
+                .iter()
+                .find(|m| !in_a.contains(*m) && !in_b.contains(*m))
+            {
+                return Err(format!("set {name} holds {x}, in neither A nor B"));
+            }
+            if let Some(x) = in_a.intersection(in_b).find(|m| !members.contains(*m)) {
+                return Err(format!("set {name} lacks {x}, in both A and B"));
+            }
+        }
+        Ok(nat)
+    });
+}
+
+#[test]
+fn iptables_nft_holds_old_or_new_tables_after_kill_9() {
+    iptables_rounds(Mode::IptablesNft, "i");
+}
+
+#[test]
+fn iptables_legacy_holds_old_or_new_tables_after_kill_9() {
+    iptables_rounds(Mode::IptablesLegacy, "l");
+}
