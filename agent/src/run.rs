@@ -323,6 +323,7 @@ async fn keep_in_sync(
             last_periodic = now;
             // Rules someone else removed make the next sync full (sync/repair.rs).
             syncer.check().await;
+            ops.metrics.repairs(syncer.repair_stats());
             pending = true;
         }
         if now >= last_full + full_every {
@@ -341,12 +342,10 @@ async fn keep_in_sync(
         }
         pending = false;
         last_sync = now;
-        let Some(outcome) = source
-            .sync(args, setup, &mut syncer, ops, Vec::new())
-            .await
-        else {
+        let Some(outcome) = source.sync(args, setup, &mut syncer, ops, Vec::new()).await else {
             continue;
         };
+        ops.metrics.repairs(syncer.repair_stats());
         if !others_removed && outcome.errors.is_empty() {
             remove_other_modes(args).await?;
             others_removed = true;

@@ -76,6 +76,10 @@ pub struct Metrics {
     conntrack_deleted: Family<ByFamily, Counter>,
     conntrack_failed: Family<ByFamily, Counter>,
     conntrack_duration: FamilyLabel,
+    /// Periodic checks that found our rules changed behind our back, and the full syncs that
+    /// repaired them (`Syncer::repair_stats`, cumulative).
+    drift_detected: Counter,
+    drift_repaired: Counter,
 }
 
 /// kube-proxy's sync buckets: 1 ms doubling, 15 buckets.
@@ -128,6 +132,8 @@ impl Metrics {
             conntrack_deleted: Family::default(),
             conntrack_failed: Family::default(),
             conntrack_duration: hist(sync_histogram),
+            drift_detected: Counter::default(),
+            drift_repaired: Counter::default(),
             registry: Registry::default(),
         };
         let kp = r.sub_registry_with_prefix("kubeproxy");
@@ -265,6 +271,16 @@ impl Metrics {
             m.skipped.clone(),
         );
         sy.register(
+            "rules_drift_detected",
+            "Periodic checks that found Switchyard's kernel rules changed by someone else",
+            m.drift_detected.clone(),
+        );
+        sy.register(
+            "rules_drift_repaired",
+            "Full syncs that repaired rules changed by someone else",
+            m.drift_repaired.clone(),
+        );
+        sy.register(
             "quarantined_service_ports",
             "Service ports left out because the kernel rejected their rules",
             m.quarantined.clone(),
@@ -364,6 +380,14 @@ impl Metrics {
                     .inc();
             }
         }
+    }
+
+    /// The syncer's cumulative drift checks and repairs (`Syncer::repair_stats`).
+    pub fn repairs(&self, stats: crate::sync::RepairStats) {
+        self.drift_detected
+            .inc_by(stats.detected.saturating_sub(self.drift_detected.get()));
+        self.drift_repaired
+            .inc_by(stats.repaired.saturating_sub(self.drift_repaired.get()));
     }
 
     /// How many service ports `family`'s lane leaves out after the kernel rejected them.

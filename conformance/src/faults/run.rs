@@ -127,7 +127,8 @@ async fn steps(
         .context("incremental sync")?;
     let baseline = |when: &str| -> anyhow::Result<()> {
         for c in table::baseline() {
-            check_as_written(topo, &plan, &c).with_context(|| format!("{when}: {:?} -> {}", c.from, c.to))?;
+            check_as_written(topo, &plan, &c)
+                .with_context(|| format!("{when}: {:?} -> {}", c.from, c.to))?;
         }
         Ok(())
     };
