@@ -1,3 +1,9 @@
-//! Switchyard's IPVS dataplane: not implemented yet (roadmap round 2). This crate is empty on
-//! purpose, so the workspace has its final shape; it exports nothing, and the agent refuses
-//! `--mode ipvs` outside `--dry-run` until it lands.
+//! # switchyard-ipvs
+//!
+//! Switchyard's IPVS dataplane. `netlink`: the IPVS generic-netlink family as typed messages
+//! and a pipelining socket.
+
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+pub mod netlink;
