@@ -4,8 +4,10 @@ use crate::build::{self, Committed};
 use crate::expr::Verdict;
 use crate::netlink::socket::NfSocket;
 use crate::netlink::{dump, NFPROTO_IPV4, NFPROTO_IPV6};
-use crate::objects::{Chain, Elem, ElemData, Key, KeyType, Op, Rule, Set, SetData, TABLE};
-use crate::render::Features;
+use crate::objects::{
+    Chain, Elem, ElemData, Key, KeyType, Op, Rule, Set, SetData, IPVS_TABLE, TABLE,
+};
+use crate::render::{Features, Marks};
 use crate::stmt::{KeySrc, Stmt};
 use crate::tx::Transaction;
 use async_trait::async_trait;
@@ -28,6 +30,8 @@ pub struct NftablesDataplane {
     seq: u32,
     /// What this kernel accepts, learned by `probe` (newest kernels' shape until then).
     features: Features,
+    /// `switchyard`, or `switchyard-ipvs` for IPVS mode's helper rules.
+    table: &'static str,
 }
 
 impl NftablesDataplane {
@@ -38,6 +42,17 @@ impl NftablesDataplane {
             committed: None,
             seq: 1,
             features: Features::default(),
+            table: TABLE,
+        }
+    }
+
+    /// IPVS mode's helper rules: table `switchyard-ipvs`, rendered with the marks of the
+    /// IPVS virtual services instead of DNAT ([`Self::ipvs_transaction`],
+    /// [`Self::apply_ipvs`]). Its `cleanup` removes that table only.
+    pub fn ipvs_helpers(family: IpFamily) -> Self {
+        Self {
+            table: IPVS_TABLE,
+            ..Self::new(family)
         }
     }
 
@@ -59,6 +74,7 @@ impl NftablesDataplane {
         const CHAIN: &str = "probe-chain";
         let tx = Transaction {
             family: self.family,
+            table: self.table,
             full: false,
             ops: vec![
                 Op::AddTable,
@@ -115,8 +131,9 @@ impl NftablesDataplane {
         for (set, timeout) in sets {
             let seq = self.seq;
             self.seq = self.seq.wrapping_add(1);
+            let table = self.table;
             let dumped =
-                dump::set_elements(self.socket()?, family, TABLE, &set, seq).map_err(|source| {
+                dump::set_elements(self.socket()?, family, table, &set, seq).map_err(|source| {
                     DataplaneError::Io {
                         step: format!("reading the affinity entries of set {set}"),
                         source,
@@ -162,11 +179,30 @@ impl NftablesDataplane {
 
     /// The transaction `apply` would send (its `Display` is `nft -f` input).
     pub fn transaction(&self, plan: &ProxyPlan, changes: Option<&Changes>) -> Transaction {
+        self.transaction_with(plan, changes, None)
+    }
+
+    /// IPVS mode: the helper-rule transaction `apply_ipvs` would send with these marks.
+    pub fn ipvs_transaction(
+        &self,
+        plan: &ProxyPlan,
+        changes: Option<&Changes>,
+        marks: &Marks,
+    ) -> Transaction {
+        self.transaction_with(plan, changes, Some(marks))
+    }
+
+    fn transaction_with(
+        &self,
+        plan: &ProxyPlan,
+        changes: Option<&Changes>,
+        marks: Option<&Marks>,
+    ) -> Transaction {
         match (changes, &self.committed) {
             (Some(c), Some(old)) if !c.requires_full_sync() => {
-                build::partial(old, plan, c, self.features).0
+                build::partial(old, plan, c, self.features, marks).0
             }
-            _ => build::full(plan, self.features).0,
+            _ => build::full(plan, self.features, marks).0,
         }
     }
 
@@ -198,12 +234,12 @@ impl NftablesDataplane {
         };
         let op = Transaction::op_for_seq(&encoded, first_err.seq).and_then(|i| tx.ops.get(i));
         let object = op
-            .map(|o| o.describe(self.family))
+            .map(|o| o.describe(self.family, self.table))
             .unwrap_or_else(|| "the batch".into());
         let service = op.and_then(|o| tx.owner_of(o)).cloned();
         let mut text = String::new();
         if let Some(o) = op {
-            o.text(self.family, &mut text);
+            o.text(self.family, self.table, &mut text);
         }
         Err(DataplaneError::KernelRejected {
             object,
@@ -239,6 +275,7 @@ impl Dataplane for NftablesDataplane {
     async fn probe(&mut self) -> Result<(), DataplaneError> {
         let tx = Transaction {
             family: self.family,
+            table: self.table,
             full: false,
             ops: vec![Op::AddTable],
             owners: Default::default(),
@@ -273,20 +310,59 @@ impl Dataplane for NftablesDataplane {
         plan: &ProxyPlan,
         changes: Option<&Changes>,
     ) -> Result<ApplyStats, DataplaneError> {
+        self.apply_with(plan, changes, None)
+    }
+
+    fn render(&self, plan: &ProxyPlan, changes: Option<&Changes>) -> String {
+        self.transaction(plan, changes).to_string()
+    }
+
+    async fn cleanup(&mut self) -> Result<(), DataplaneError> {
+        self.committed = None;
+        let tx = Transaction {
+            family: self.family,
+            table: self.table,
+            full: true,
+            ops: vec![Op::AddTable, Op::DeleteTable],
+            owners: Default::default(),
+            key_owners: Default::default(),
+            service_ports: 0,
+        };
+        self.send(&tx).map(drop)
+    }
+}
+
+impl NftablesDataplane {
+    /// IPVS mode: programs the helper rules with these marks (see [`Self::ipvs_helpers`]).
+    pub fn apply_ipvs(
+        &mut self,
+        plan: &ProxyPlan,
+        changes: Option<&Changes>,
+        marks: &Marks,
+    ) -> Result<ApplyStats, DataplaneError> {
+        self.apply_with(plan, changes, Some(marks))
+    }
+
+    fn apply_with(
+        &mut self,
+        plan: &ProxyPlan,
+        changes: Option<&Changes>,
+        marks: Option<&Marks>,
+    ) -> Result<ApplyStats, DataplaneError> {
         let started = Instant::now();
         // Take the committed state until this batch succeeds: after any failure it stays
         // `None`, so the next sync is full. The kernel applies a batch atomically, so the old
         // rules stay in force meanwhile.
         let (tx, operations, kernel_time) = match (changes, self.committed.take()) {
             (Some(c), Some(mut old)) if !c.requires_full_sync() => {
-                let (tx, delta) = build::partial(&old, plan, c, self.features);
+                let (tx, delta) = build::partial(&old, plan, c, self.features, marks);
                 let (operations, kernel_time) = self.timed_send(&tx)?;
                 old.advance(plan, c, delta);
                 self.committed = Some(old);
                 (tx, operations, kernel_time)
             }
             _ => {
-                let (mut tx, committed) = build::full(plan, self.features);
+                let (mut tx, committed) = build::full(plan, self.features, marks);
                 // The table is replaced whole; carry the affinity the kernel learned over.
                 let learned = self.learned_affinity(&tx)?;
                 tx.ops.extend(learned);
@@ -307,22 +383,5 @@ impl Dataplane for NftablesDataplane {
             kernel_time,
             ..ApplyStats::default()
         })
-    }
-
-    fn render(&self, plan: &ProxyPlan, changes: Option<&Changes>) -> String {
-        self.transaction(plan, changes).to_string()
-    }
-
-    async fn cleanup(&mut self) -> Result<(), DataplaneError> {
-        self.committed = None;
-        let tx = Transaction {
-            family: self.family,
-            full: true,
-            ops: vec![Op::AddTable, Op::DeleteTable],
-            owners: Default::default(),
-            key_owners: Default::default(),
-            service_ports: 0,
-        };
-        self.send(&tx).map(drop)
     }
 }

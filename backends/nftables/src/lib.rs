@@ -20,6 +20,7 @@ mod stmt;
 mod tx;
 
 pub use dataplane::NftablesDataplane;
+pub use render::ipvs::{Marks, FWMARK_BITS};
 pub use render::Features;
 
 pub use tx::Transaction;

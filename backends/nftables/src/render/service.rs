@@ -1,6 +1,7 @@
 //! One service port's objects. Without session affinity it owns no chain and no rule, only
 //! elements: its keys in a shape set, each key's endpoints in the slot maps, and hairpin pairs.
 
+use super::ipvs::Marks;
 use super::slots::stable_order;
 use super::{
     chain_path, key_of, kind_of, Bundle, Features, Kind, Need, ServiceObjects, Shape, Slots,
@@ -21,8 +22,12 @@ pub fn service(
     svc: &ServicePortPlan,
     previous: Option<&Slots>,
     features: Features,
+    marks: Option<&Marks>,
 ) -> ServiceObjects {
-    let mut o = if svc.affinity_timeout_seconds.is_some() {
+    let mut o = if let Some(marks) = marks {
+        // IPVS mode: affinity is IPVS persistence, so every service port takes this path.
+        super::ipvs::service(plan, name, svc, marks)
+    } else if svc.affinity_timeout_seconds.is_some() {
         chain_path::service(plan, name, svc)
     } else {
         data_path(svc, previous, features)
