@@ -22,6 +22,9 @@ use switchyard_core::{
 pub type Factory = dyn Fn(&Path, IpFamily) -> Box<dyn Dataplane> + Send + Sync;
 /// Lists what a backend left behind in the node namespace (empty = clean).
 pub type Leftovers = dyn Fn(&Netns) -> anyhow::Result<Vec<String>> + Send + Sync;
+/// Why the running kernel cannot host this backend at all (`None`: it can). Its cells are then
+/// not applicable, with the reason, instead of failing at probe.
+pub type Unavailable = dyn Fn() -> Option<String> + Send + Sync;
 
 /// A backend under test.
 #[derive(Clone)]
@@ -29,6 +32,7 @@ pub struct Backend {
     pub name: String,
     pub factory: Arc<Factory>,
     pub leftovers: Arc<Leftovers>,
+    pub unavailable: Arc<Unavailable>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -135,6 +139,9 @@ pub fn run(
 /// One cell: its own topology, torn down afterwards whatever happens.
 pub fn run_one(scenario: &Scenario, backend: &Backend, alternate: &Backend) -> Cell {
     if let Some(why) = scenario.requires.and_then(|r| missing(r, backend)) {
+        return Cell::NotApplicable(why);
+    }
+    if let Some(why) = (backend.unavailable)() {
         return Cell::NotApplicable(why);
     }
     let topology = match Topology::build() {

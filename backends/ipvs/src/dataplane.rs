@@ -180,7 +180,8 @@ impl IpvsDataplane {
                         .position(|(op, _)| matches!(op, Op::AddAddress(_) | Op::DelAddress(_)))
                         .map_or(ops.len(), |p| i + p);
                     let run = &ops[i..end];
-                    let msgs: Vec<IpvsMessage> = run.iter().filter_map(|(op, _)| op.message()).collect();
+                    let msgs: Vec<IpvsMessage> =
+                        run.iter().filter_map(|(op, _)| op.message()).collect();
                     let refused = self
                         .socket()?
                         .execute(&msgs)
@@ -249,7 +250,10 @@ impl IpvsDataplane {
                 .dump(
                     &IpvsMessage::new(
                         IpvsCmd::GetDest,
-                        vec![CmdAttr::Service(ServiceSpec::key_attrs(family, spec.fwmark))],
+                        vec![CmdAttr::Service(ServiceSpec::key_attrs(
+                            family,
+                            spec.fwmark,
+                        ))],
                     ),
                     "listing IPVS destinations",
                 )
@@ -319,7 +323,9 @@ impl IpvsDataplane {
                     ),
                     "reading connection counts of draining destinations",
                 )
-                .map_err(io_step("reading connection counts of draining destinations"))?;
+                .map_err(io_step(
+                    "reading connection counts of draining destinations",
+                ))?;
             let conns: std::collections::BTreeMap<SocketAddr, u32> = live
                 .iter()
                 .filter_map(|d| dest_of(d.dest()?))
@@ -521,9 +527,9 @@ impl Dataplane for IpvsDataplane {
         // Until this sync completes, the next one is full (and re-reads the kernel).
         self.synced = false;
         let mut operations = self.perform(&tx.before).await?;
-        let nft = self
-            .helpers
-            .apply_ipvs(plan, self.partial_for_helpers(changes, partial), &marks)?;
+        let nft =
+            self.helpers
+                .apply_ipvs(plan, self.partial_for_helpers(changes, partial), &marks)?;
         operations += nft.operations;
         operations += self.perform(&tx.after).await?;
         if !partial {

@@ -40,10 +40,11 @@ impl Drop for Rtnl {
 
 impl Rtnl {
     pub fn open() -> Result<Self, DataplaneError> {
-        let (conn, handle, _) = rtnetlink::new_connection().map_err(|source| DataplaneError::Io {
-            step: "opening an rtnetlink socket".into(),
-            source,
-        })?;
+        let (conn, handle, _) =
+            rtnetlink::new_connection().map_err(|source| DataplaneError::Io {
+                step: "opening an rtnetlink socket".into(),
+                source,
+            })?;
         Ok(Self {
             handle,
             task: tokio::spawn(conn),
@@ -76,12 +77,14 @@ impl Rtnl {
             .execute()
             .await
             .map_err(|e| failed(format!("creating dummy interface {DUMMY}"), e))?;
-        self.dummy_index().await?.ok_or_else(|| DataplaneError::KernelRejected {
-            object: format!("interface {DUMMY}"),
-            service: None,
-            errno: None,
-            message: "created but not found".into(),
-        })
+        self.dummy_index()
+            .await?
+            .ok_or_else(|| DataplaneError::KernelRejected {
+                object: format!("interface {DUMMY}"),
+                service: None,
+                errno: None,
+                message: "created but not found".into(),
+            })
     }
 
     /// Removes the dummy interface (and with it its addresses), if it exists.
@@ -131,7 +134,9 @@ impl Rtnl {
         match self.handle.address().add(index, ip, prefix).execute().await {
             Ok(()) => Ok(()),
             // EEXIST: already there (adopted from an earlier run).
-            Err(rtnetlink::Error::NetlinkError(m)) if m.code.map(|c| -c.get()) == Some(17) => Ok(()),
+            Err(rtnetlink::Error::NetlinkError(m)) if m.code.map(|c| -c.get()) == Some(17) => {
+                Ok(())
+            }
             Err(e) => Err(failed(format!("adding {ip} to {DUMMY}"), e)),
         }
     }
@@ -150,7 +155,9 @@ impl Rtnl {
         match self.handle.address().del(msg).execute().await {
             Ok(()) => Ok(()),
             // EADDRNOTAVAIL: already gone.
-            Err(rtnetlink::Error::NetlinkError(m)) if m.code.map(|c| -c.get()) == Some(99) => Ok(()),
+            Err(rtnetlink::Error::NetlinkError(m)) if m.code.map(|c| -c.get()) == Some(99) => {
+                Ok(())
+            }
             Err(e) => Err(failed(format!("removing {ip} from {DUMMY}"), e)),
         }
     }

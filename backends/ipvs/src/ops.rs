@@ -102,14 +102,12 @@ impl Op {
         let svc = |f: IpFamily, m: u32| CmdAttr::Service(ServiceSpec::key_attrs(f, m));
         Some(match self {
             Self::AddAddress(_) | Self::DelAddress(_) => return None,
-            Self::AddService(s) => IpvsMessage::new(
-                IpvsCmd::NewService,
-                vec![CmdAttr::Service(s.full_attrs())],
-            ),
-            Self::EditService(s) => IpvsMessage::new(
-                IpvsCmd::SetService,
-                vec![CmdAttr::Service(s.full_attrs())],
-            ),
+            Self::AddService(s) => {
+                IpvsMessage::new(IpvsCmd::NewService, vec![CmdAttr::Service(s.full_attrs())])
+            }
+            Self::EditService(s) => {
+                IpvsMessage::new(IpvsCmd::SetService, vec![CmdAttr::Service(s.full_attrs())])
+            }
             Self::Dest {
                 family,
                 fwmark,

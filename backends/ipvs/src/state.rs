@@ -63,9 +63,8 @@ pub fn wanted(
                             fwmark,
                             scheduler: config.scheduler.clone(),
                             flags: sched_flags
-                                | persistent.map_or(0, |_| {
-                                    crate::netlink::service::IP_VS_SVC_F_PERSISTENT
-                                }),
+                                | persistent
+                                    .map_or(0, |_| crate::netlink::service::IP_VS_SVC_F_PERSISTENT),
                             timeout: persistent.unwrap_or(0),
                         },
                         dests: dests.clone(),
@@ -158,14 +157,16 @@ pub fn diff<'a>(
             claimed.insert(mark);
             match kernel.services.get(&mark) {
                 None => {
-                    p.before.push((Op::AddService(w.spec.clone()), owner.clone()));
+                    p.before
+                        .push((Op::AddService(w.spec.clone()), owner.clone()));
                     for d in &w.dests {
                         p.before.push((dest_op(w, *d, false), owner.clone()));
                     }
                 }
                 Some(k) => {
                     if k.spec != w.spec {
-                        p.before.push((Op::EditService(w.spec.clone()), owner.clone()));
+                        p.before
+                            .push((Op::EditService(w.spec.clone()), owner.clone()));
                     }
                     for d in &w.dests {
                         match k.dests.get(d) {
@@ -201,7 +202,8 @@ pub fn diff<'a>(
         }
     }
     for (ip, (add, gone)) in &vip_delta {
-        let before: BTreeSet<&ServicePortName> = kernel.vips.get(ip).into_iter().flatten().collect();
+        let before: BTreeSet<&ServicePortName> =
+            kernel.vips.get(ip).into_iter().flatten().collect();
         let after: usize = before
             .iter()
             .filter(|o| !gone.contains(**o) && !add.contains(**o))
@@ -209,9 +211,11 @@ pub fn diff<'a>(
             + add.len();
         let bound = !before.is_empty() || kernel.unclaimed_vips.contains(ip);
         if after > 0 && !bound {
-            p.before.push((Op::AddAddress(*ip), add.iter().next().cloned()));
+            p.before
+                .push((Op::AddAddress(*ip), add.iter().next().cloned()));
         } else if after == 0 && bound && !full {
-            p.after.push((Op::DelAddress(*ip), gone.iter().next().cloned()));
+            p.after
+                .push((Op::DelAddress(*ip), gone.iter().next().cloned()));
         }
     }
     if full {

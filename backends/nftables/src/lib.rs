@@ -20,6 +20,7 @@ mod stmt;
 mod tx;
 
 pub use dataplane::NftablesDataplane;
+pub use names::MASQ_MARK;
 pub use render::ipvs::{Marks, FWMARK_BITS};
 pub use render::Features;
 
