@@ -86,15 +86,15 @@ fn guest_has_no_network_device_and_the_tools_run() {
     assert!(out.stdout.contains("netns-ok"));
 }
 
-/// Every cell of nftables, iptables-nft and iptables-legacy on one kernel: pass, or n/a with a
-/// reason; never FAIL, never missing.
+/// Every cell of nftables, iptables-nft, iptables-legacy and ipvs on one kernel: pass, or n/a
+/// with a reason; never FAIL, never missing. (IPVS needs these kernels: the host has none.)
 fn matrix_passes(kernel: Kernel) {
     let _one = one_vm();
     require_root().expect("root");
     let run = VmMatrix {
         kernel,
         exe: env!("CARGO_BIN_EXE_switchyard-conformance").into(),
-        modes: vec!["nftables".into(), "iptables".into()],
+        modes: vec!["nftables".into(), "iptables".into(), "ipvs".into()],
         filter: None,
         parallel: 8,
         timeout: Duration::from_secs(2400),
@@ -116,7 +116,7 @@ fn matrix_passes(kernel: Kernel) {
                 .unwrap_or_default()
         );
     }
-    assert_eq!(run.matrix.backends.len(), 3);
+    assert_eq!(run.matrix.backends.len(), 4);
     for (scenario, cells) in &run.matrix.rows {
         for (backend, cell) in run.matrix.backends.iter().zip(cells) {
             assert!(
@@ -168,7 +168,7 @@ fn agent_syncs_the_example(kernel: Kernel) {
     let vm = vm(kernel);
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/cluster.yaml");
     let script = "set -e
-for mode in nftables iptables; do
+for mode in nftables iptables ipvs; do
   /payload/switchyard --mode $mode --manifests /payload/cluster.yaml --cluster-cidr 10.244.0.0/16 --once
   echo synced-$mode
 done
@@ -186,7 +186,12 @@ echo cleaned";
     assert_eq!(out.exit_code, 0, "{kernel}:\n{}", tail(&out.console, 30));
     assert_eq!(
         out.stdout.split_whitespace().collect::<Vec<_>>(),
-        ["synced-nftables", "synced-iptables", "cleaned"]
+        [
+            "synced-nftables",
+            "synced-iptables",
+            "synced-ipvs",
+            "cleaned"
+        ]
     );
 }
 

@@ -25,11 +25,13 @@ fn preferred_id(name: &ServicePortName, t: Target) -> u32 {
     (h % (IDS - 1)) + 1
 }
 
-/// The endpoint sets a service port's paths send to.
+/// The endpoint sets a service port's paths send to through IPVS (none with session
+/// affinity: the helper rules balance those, see `switchyard_nftables::render::ipvs`).
 fn targets(plan: &ProxyPlan, name: &ServicePortName) -> Vec<Target> {
     let mut t: Vec<Target> = plan
         .services
         .get(name)
+        .filter(|svc| svc.affinity_timeout_seconds.is_none())
         .map(|svc| svc.paths().flat_map(PathPlan::endpoint_targets).collect())
         .unwrap_or_default();
     t.sort();

@@ -16,6 +16,14 @@
 //! A masqueraded rule has already set the masquerade bit; its virtual service carries the
 //! bit in its mark (IPVS compares the whole mark), so the bit survives to postrouting.
 //! Like the data path, a service port owns no chain and no rule, only elements.
+//!
+//! **Session affinity is not IPVS persistence.** A persistent firewall-mark virtual service
+//! keeps the packet's destination port (`ip_vs_sched_persist`: `dport = dst_port` unless it
+//! equals the virtual service's port, which is 0 for a mark), so a Service whose target port
+//! differs from its port would be sent to the wrong port (seen in the VM: connections
+//! refused). Service ports with `sessionAffinity: ClientIP` therefore keep nftables mode's
+//! chain path in this table (per-endpoint affinity sets, DNAT), which also holds affinity
+//! across all of a Service's addresses and survives full syncs. They own no virtual service.
 
 use super::{key_of, kind_of, Bundle, Kind, Need, ServiceObjects, Shape};
 use crate::names as n;
@@ -31,12 +39,7 @@ pub type Marks = BTreeMap<(ServicePortName, Target), u32>;
 /// The mark bits that carry a virtual service's identity (never the masquerade bit).
 pub const FWMARK_BITS: u32 = 0xffff_8000;
 
-pub fn service(
-    plan: &ProxyPlan,
-    name: &ServicePortName,
-    svc: &ServicePortPlan,
-    marks: &Marks,
-) -> ServiceObjects {
+pub fn service(name: &ServicePortName, svc: &ServicePortPlan, marks: &Marks) -> ServiceObjects {
     let mut o = ServiceObjects::default();
     for path in svc.paths().filter(|p| p.translates()) {
         let shape = Shape(path.rules.clone());
@@ -78,8 +81,12 @@ pub fn service(
             }
         }
     }
-    // Addresses IPVS mode binds to its dummy interface besides cluster IPs: nothing else
-    // may answer on them (kube-proxy #72236). Node addresses are the node's own.
+    o
+}
+
+/// Addresses IPVS mode binds to its dummy interface besides cluster IPs: nothing else may
+/// answer on them (kube-proxy #72236). Node addresses are the node's own.
+pub fn bound_vips(o: &mut ServiceObjects, plan: &ProxyPlan, svc: &ServicePortPlan) {
     for planned in svc.paths().flat_map(|p| &p.keys) {
         if let (
             VipKind::ExternalIp | VipKind::LoadBalancerIp,
@@ -91,7 +98,6 @@ pub fn service(
             }
         }
     }
-    o
 }
 
 /// The chain that marks packets of one endpoint kind, and its two mark maps.

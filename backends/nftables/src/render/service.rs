@@ -24,16 +24,19 @@ pub fn service(
     features: Features,
     marks: Option<&Marks>,
 ) -> ServiceObjects {
-    let mut o = if let Some(marks) = marks {
-        // IPVS mode: affinity is IPVS persistence, so every service port takes this path.
-        super::ipvs::service(plan, name, svc, marks)
+    let mut o = if let (Some(marks), None) = (marks, svc.affinity_timeout_seconds) {
+        super::ipvs::service(name, svc, marks)
     } else if svc.affinity_timeout_seconds.is_some() {
+        // Also in IPVS mode: see `super::ipvs` for why affinity is not IPVS persistence.
         chain_path::service(plan, name, svc)
     } else {
         data_path(svc, previous, features)
     };
     o.shared_elems
         .insert((n::CLUSTER_IPS, Key::Addr(svc.cluster_ip)));
+    if marks.is_some() {
+        super::ipvs::bound_vips(&mut o, plan, svc);
+    }
     no_endpoint(&mut o.own, svc);
     firewall(&mut o.own, name, plan, svc);
     o

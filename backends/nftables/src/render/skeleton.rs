@@ -121,19 +121,21 @@ pub fn skeleton(plan: &ProxyPlan, ipvs: bool) -> Bundle {
     // address: the reply would otherwise bypass the node), then whatever was marked.
     // IPVS does not mark its translation in the conntrack status; its packets carry the
     // virtual service's mark instead.
-    let translated = if ipvs {
-        Stmt::MarkAny(super::ipvs::FWMARK_BITS)
-    } else {
-        Stmt::CtStatusDnat
-    };
-    b.rule(
-        n::MASQUERADING,
-        vec![
-            translated,
-            Stmt::SaddrDaddrInSet(n::HAIRPIN.into()),
-            jump(n::MARK_MASQ),
-        ],
-    );
+    // (Session-affinity services are DNATed by these rules in IPVS mode too.)
+    let mut translated = vec![Stmt::CtStatusDnat];
+    if ipvs {
+        translated.push(Stmt::MarkAny(super::ipvs::FWMARK_BITS));
+    }
+    for t in translated {
+        b.rule(
+            n::MASQUERADING,
+            vec![
+                t,
+                Stmt::SaddrDaddrInSet(n::HAIRPIN.into()),
+                jump(n::MARK_MASQ),
+            ],
+        );
+    }
     b.rule(
         n::MASQUERADING,
         vec![
