@@ -5,7 +5,7 @@ use std::path::Path;
 use switchyard_core::DataplaneError;
 
 /// (path under /proc/sys, value, why)
-fn wanted(strict_arp: bool) -> Vec<(&'static str, &'static str)> {
+fn wanted(strict_arp: bool, kernel: (u32, u32)) -> Vec<(&'static str, &'static str)> {
     let mut v = vec![
         // Conntrack entries for IPVS connections: the masquerade rules need them.
         ("net/ipv4/vs/conntrack", "1"),
@@ -16,14 +16,12 @@ fn wanted(strict_arp: bool) -> Vec<(&'static str, &'static str)> {
         ("net/ipv4/vs/expire_quiescent_template", "1"),
         ("net/ipv4/ip_forward", "1"),
     ];
-    // conn_reuse_mode=1 drops the first SYN of a client port that an IPVS connection in
-    // TIME_WAIT still holds when conntrack is on (the client retries after 1 s): kube-proxy
-    // #81775, fixed for kernels from 5.9 only where conntrack sees a reopened connection. The
-    // VM's 6.1 still showed it (1-2 of 300 connections from one pod timed out at 1 s), so 0
-    // on every kernel: a reused port goes to its previous destination, as its conntrack entry
-    // would in the other modes; destinations deleted meanwhile are expired by
-    // expire_nodest_conn.
-    v.push(("net/ipv4/vs/conn_reuse_mode", "0"));
+    // Before 5.9, conn_reuse_mode=1 stalls reused client ports for a second (kube-proxy
+    // #81775); later kernels fixed most of it, and 0 breaks reused ports with conntrack on
+    // (the VM's 6.1 showed timeouts in most scenarios with 0: DESIGN-NOTES 104).
+    if kernel < (5, 9) {
+        v.push(("net/ipv4/vs/conn_reuse_mode", "0"));
+    }
     if strict_arp {
         v.push(("net/ipv4/conf/all/arp_ignore", "1"));
         v.push(("net/ipv4/conf/all/arp_announce", "2"));
@@ -31,9 +29,19 @@ fn wanted(strict_arp: bool) -> Vec<(&'static str, &'static str)> {
     v
 }
 
+/// The running kernel's (major, minor), from `/proc/sys/kernel/osrelease`.
+fn kernel_version() -> Option<(u32, u32)> {
+    let s = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    let mut parts = s.trim().split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
 /// Sets every sysctl IPVS mode needs; the error names the one that failed.
 pub fn apply(strict_arp: bool) -> Result<(), DataplaneError> {
-    for (name, value) in wanted(strict_arp) {
+    let kernel = kernel_version().unwrap_or((0, 0));
+    for (name, value) in wanted(strict_arp, kernel) {
         let path = Path::new("/proc/sys").join(name);
         let current = std::fs::read_to_string(&path).map_err(|source| DataplaneError::Io {
             step: format!("reading sysctl {}", name.replace('/', ".")),
@@ -54,11 +62,12 @@ mod tests {
     use super::wanted;
 
     #[test]
-    fn conntrack_and_reuse_always_arp_only_when_strict() {
-        let names = |s| wanted(s).into_iter().map(|(n, _)| n).collect::<Vec<_>>();
-        assert!(names(false).contains(&"net/ipv4/vs/conntrack"));
-        assert!(names(false).contains(&"net/ipv4/vs/conn_reuse_mode"));
-        assert!(!names(false).contains(&"net/ipv4/conf/all/arp_ignore"));
-        assert!(names(true).contains(&"net/ipv4/conf/all/arp_announce"));
+    fn conn_reuse_mode_only_before_5_9_and_arp_only_when_strict() {
+        let names = |s, k| wanted(s, k).into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        assert!(names(false, (6, 1)).contains(&"net/ipv4/vs/conntrack"));
+        assert!(names(false, (5, 4)).contains(&"net/ipv4/vs/conn_reuse_mode"));
+        assert!(!names(false, (6, 1)).contains(&"net/ipv4/vs/conn_reuse_mode"));
+        assert!(!names(false, (6, 1)).contains(&"net/ipv4/conf/all/arp_ignore"));
+        assert!(names(true, (6, 1)).contains(&"net/ipv4/conf/all/arp_announce"));
     }
 }
