@@ -1,9 +1,42 @@
 //! `--mode` → a `Dataplane`. Backends register here as they land.
 
 use crate::cli::{ModeArg, RunArgs, VariantArg};
+use crate::ipvs_args::IpvsArgs;
+use clap::ValueEnum as _;
 use switchyard_core::{Dataplane, IpFamily};
 use switchyard_iptables::{IptablesConfig, Variant};
+use switchyard_ipvs::{IpvsConfig, IpvsDataplane, SchedulerFlag};
 use switchyard_nftables::NftablesDataplane;
+
+/// The IPVS backend's settings from `--ipvs-*` (or the config file's `ipvs:`). A scheduler
+/// flag the scheduler does not have is an error, as in kube-proxy.
+pub fn ipvs_config(args: &IpvsArgs) -> anyhow::Result<IpvsConfig> {
+    let scheduler = args
+        .scheduler
+        .to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_else(|| "rr".into());
+    let mut flags = Vec::new();
+    for f in &args.scheduler_flags {
+        match SchedulerFlag::parse(&scheduler, f) {
+            Some(flag) => flags.push(flag),
+            None => anyhow::bail!(
+                "--ipvs-scheduler-flags: {f:?} is not a flag of scheduler {scheduler:?} \
+                 (sh: sh-fallback, sh-port; mh: mh-fallback, mh-port)"
+            ),
+        }
+    }
+    Ok(IpvsConfig {
+        scheduler,
+        scheduler_flags: flags,
+        strict_arp: args.strict_arp,
+        tcp_timeout: args.tcp_timeout,
+        tcp_fin_timeout: args.tcp_fin_timeout,
+        udp_timeout: args.udp_timeout,
+        exclude_cidrs: args.exclude_cidrs.clone(),
+        ..IpvsConfig::default()
+    })
+}
 
 /// The dataplane for the chosen mode and `family`, or an error when this build has no such
 /// backend.
@@ -19,13 +52,10 @@ pub fn dataplane(args: &RunArgs, family: IpFamily) -> anyhow::Result<Box<dyn Dat
             Ok(Box::new(config.build()))
         }
         ModeArg::Nftables => Ok(Box::new(NftablesDataplane::new(family))),
-        mode @ ModeArg::Ipvs => {
-            let name = mode_name(mode);
-            anyhow::bail!(
-                "--mode {name}: the {name} backend ({family}) is not in this build yet; \
-                 use --dry-run to see the plan it would program"
-            )
-        }
+        ModeArg::Ipvs => Ok(Box::new(IpvsDataplane::new(
+            family,
+            ipvs_config(&args.ipvs)?,
+        ))),
     }
 }
 
@@ -63,6 +93,17 @@ pub async fn cleanup_modes(keep: Option<ModeArg>) -> anyhow::Result<()> {
                     tracing::info!(?variant, %family, "{what} not installed: nothing to clean")
                 }
                 Err(e) => failures.push(format!("iptables {variant:?} {family}: {e}")),
+            }
+        }
+    }
+    if keep != Some(ModeArg::Ipvs) {
+        for family in [IpFamily::V4, IpFamily::V6] {
+            match IpvsDataplane::new(family, IpvsConfig::default())
+                .cleanup()
+                .await
+            {
+                Ok(()) => tracing::info!(%family, "ipvs leftovers removed"),
+                Err(e) => failures.push(format!("ipvs {family}: {e}")),
             }
         }
     }

@@ -5,6 +5,8 @@ use crate::netns::Netns;
 use crate::runner::Backend;
 use std::sync::Arc;
 use switchyard_iptables::{IptablesConfig, Variant};
+use switchyard_ipvs::netlink::IpvsSocket;
+use switchyard_ipvs::{IpvsConfig, IpvsDataplane};
 use switchyard_nftables::NftablesDataplane;
 
 /// `iptables-nft` or `iptables-legacy`.
@@ -45,6 +47,7 @@ pub fn iptables(variant: Variant) -> Backend {
             );
             Ok(left)
         }),
+        unavailable: Arc::new(|| None),
     }
 }
 
@@ -61,6 +64,44 @@ pub fn nftables() -> Backend {
                 .map(str::to_string)
                 .collect())
         }),
+        unavailable: Arc::new(|| None),
+    }
+}
+
+/// IPVS mode (default settings: `rr`). Not applicable on a kernel without IPVS (this host's),
+/// with the reason; the VM kernels have it.
+pub fn ipvs() -> Backend {
+    Backend {
+        name: "ipvs".into(),
+        factory: Arc::new(|_node, family| {
+            Box::new(IpvsDataplane::new(family, IpvsConfig::default()))
+        }),
+        leftovers: Arc::new(|node: &Netns| {
+            let mut left: Vec<String> = node
+                .exec("nft", &["list", "tables"])?
+                .lines()
+                .filter(|l| l.contains("switchyard"))
+                .map(str::to_string)
+                .collect();
+            left.extend(
+                node.exec("ip", &["-o", "link", "show"])?
+                    .lines()
+                    .filter(|l| l.contains(switchyard_ipvs::DUMMY))
+                    .map(|l| format!("interface {}", l.trim())),
+            );
+            left.extend(
+                node.exec("cat", &["/proc/net/ip_vs"])?
+                    .lines()
+                    .filter(|l| l.starts_with("FWM"))
+                    .map(|l| format!("IPVS service {}", l.trim())),
+            );
+            Ok(left)
+        }),
+        unavailable: Arc::new(|| {
+            IpvsSocket::open()
+                .err()
+                .map(|e| format!("this kernel cannot run IPVS mode: {e}"))
+        }),
     }
 }
 
@@ -71,9 +112,9 @@ pub fn by_mode(mode: &str) -> anyhow::Result<Vec<Backend>> {
         "iptables-nft" => vec![iptables(Variant::Nft)],
         "iptables-legacy" => vec![iptables(Variant::Legacy)],
         "nftables" => vec![nftables()],
-        "ipvs" => anyhow::bail!("--mode ipvs: that backend is not in this build yet"),
+        "ipvs" => vec![ipvs()],
         other => anyhow::bail!(
-            "unknown mode {other:?} (want nftables, iptables, iptables-nft, iptables-legacy)"
+            "unknown mode {other:?} (want nftables, iptables, iptables-nft, iptables-legacy, ipvs)"
         ),
     })
 }

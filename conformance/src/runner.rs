@@ -21,6 +21,9 @@ use switchyard_core::{explain, Dataplane, IpFamily, Protocol, ProxyPlan, Verdict
 pub type Factory = dyn Fn(&Path, IpFamily) -> Box<dyn Dataplane> + Send + Sync;
 /// Lists what a backend left behind in the node namespace (empty = clean).
 pub type Leftovers = dyn Fn(&Netns) -> anyhow::Result<Vec<String>> + Send + Sync;
+/// Why the running kernel cannot host this backend at all (`None`: it can). Its cells are then
+/// not applicable, with the reason, instead of failing at probe.
+pub type Unavailable = dyn Fn() -> Option<String> + Send + Sync;
 
 /// A backend under test.
 #[derive(Clone)]
@@ -28,6 +31,7 @@ pub struct Backend {
     pub name: String,
     pub factory: Arc<Factory>,
     pub leftovers: Arc<Leftovers>,
+    pub unavailable: Arc<Unavailable>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -158,6 +162,9 @@ pub fn run_one(
         return Cell::NotApplicable(why);
     }
     if let Some(why) = scenario.requires.and_then(|r| missing(r, backend)) {
+        return Cell::NotApplicable(why);
+    }
+    if let Some(why) = (backend.unavailable)() {
         return Cell::NotApplicable(why);
     }
     let topology = match Topology::build() {

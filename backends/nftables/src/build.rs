@@ -4,8 +4,8 @@
 //! structure, every service port); a partial sync compares the touched service ports' bundles,
 //! and the shared structure, before and after, and emits only the difference.
 
-use crate::objects::{Chain, Elem, Key, Op, Rule};
-use crate::render::{self, Bundle, Features, Need, ServiceObjects, Slots};
+use crate::objects::{Chain, Elem, Key, Op, Rule, IPVS_TABLE, TABLE};
+use crate::render::{self, Bundle, Features, Marks, Need, ServiceObjects, Slots};
 use crate::stmt::Stmt;
 use crate::tx::Transaction;
 use std::collections::{BTreeMap, BTreeSet};
@@ -188,14 +188,19 @@ fn diff_ops(before: Bundle, after: Bundle) -> Vec<Op> {
 
 /// A full sync: the table is replaced whole in one batch (`add`, `delete`, `add` table, then
 /// everything), so there is never a moment without rules and nothing stale survives.
-pub fn full(plan: &ProxyPlan, features: Features) -> (Transaction, Committed) {
-    let mut all = render::skeleton(plan);
+/// `marks`: IPVS mode's helper rules in its own table (see `render::ipvs`).
+pub fn full(
+    plan: &ProxyPlan,
+    features: Features,
+    marks: Option<&Marks>,
+) -> (Transaction, Committed) {
+    let mut all = render::skeleton(plan, marks.is_some());
     let mut owners = Owners::default();
     let mut refs: BTreeMap<SharedElem, usize> = BTreeMap::new();
     let mut needs: BTreeMap<Need, usize> = BTreeMap::new();
     let mut slots = BTreeMap::new();
     for (name, svc) in &plan.services {
-        let mut o = render::service(plan, name, svc, None, features);
+        let mut o = render::service(plan, name, svc, None, features, marks);
         owners.note(&o, name);
         if !o.slots.is_empty() {
             slots.insert(name.clone(), std::mem::take(&mut o.slots));
@@ -216,6 +221,7 @@ pub fn full(plan: &ProxyPlan, features: Features) -> (Transaction, Committed) {
     creation_ops(all, &mut ops);
     let tx = Transaction {
         family: plan.family,
+        table: table_of(marks),
         full: true,
         ops,
         owners: owners.objects,
@@ -241,6 +247,7 @@ pub fn partial(
     plan: &ProxyPlan,
     changes: &Changes,
     features: Features,
+    marks: Option<&Marks>,
 ) -> (Transaction, Delta) {
     let mut before = Bundle::default();
     let mut after = Bundle::default();
@@ -251,7 +258,7 @@ pub fn partial(
         let render_in = |p: &ProxyPlan| {
             p.services
                 .get(name)
-                .map(|s| render::service(p, name, s, kept, features))
+                .map(|s| render::service(p, name, s, kept, features, marks))
                 .unwrap_or_default()
         };
         let (b, mut a) = (render_in(&old.plan), render_in(plan));
@@ -299,6 +306,7 @@ pub fn partial(
     let ops = diff_ops(before, after);
     let tx = Transaction {
         family: plan.family,
+        table: table_of(marks),
         full: false,
         ops,
         owners: owners.objects,
@@ -306,4 +314,13 @@ pub fn partial(
         service_ports: changes.touched().count(),
     };
     (tx, delta)
+}
+
+/// nftables mode's table, or IPVS mode's when rendering its helper rules.
+pub fn table_of(marks: Option<&Marks>) -> &'static str {
+    if marks.is_some() {
+        IPVS_TABLE
+    } else {
+        TABLE
+    }
 }

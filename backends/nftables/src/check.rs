@@ -101,7 +101,7 @@ mod tests {
             &ClusterState::default(),
             &ProxyConfig::new(IpFamily::V4, "node-a"),
         );
-        let expected = Expected::of(&build::full(&plan, Features::default()).0);
+        let expected = Expected::of(&build::full(&plan, Features::default(), None).0);
         assert!(
             !expected.objects.chains.is_empty(),
             "the skeleton has chains"

@@ -5,8 +5,10 @@ use crate::check::Expected;
 use crate::expr::Verdict;
 use crate::netlink::socket::NfSocket;
 use crate::netlink::{dump, NFPROTO_IPV4, NFPROTO_IPV6};
-use crate::objects::{Chain, Elem, ElemData, Key, KeyType, Op, Rule, Set, SetData, TABLE};
-use crate::render::Features;
+use crate::objects::{
+    Chain, Elem, ElemData, Key, KeyType, Op, Rule, Set, SetData, IPVS_TABLE, TABLE,
+};
+use crate::render::{Features, Marks};
 use crate::stmt::{family_word, KeySrc, Stmt};
 use crate::tx::Transaction;
 use async_trait::async_trait;
@@ -32,6 +34,8 @@ pub struct NftablesDataplane {
     /// The ruleset generation right after our last commit, when no other batch slipped in
     /// around it (`check` then costs one round trip while it stays the same).
     generation: Option<u32>,
+    /// `switchyard`, or `switchyard-ipvs` for IPVS mode's helper rules.
+    table: &'static str,
 }
 
 impl NftablesDataplane {
@@ -43,6 +47,17 @@ impl NftablesDataplane {
             seq: 1,
             features: Features::default(),
             generation: None,
+            table: TABLE,
+        }
+    }
+
+    /// IPVS mode's helper rules: table `switchyard-ipvs`, rendered with the marks of the
+    /// IPVS virtual services instead of DNAT ([`Self::ipvs_transaction`],
+    /// [`Self::apply_ipvs`]). Its `cleanup` removes that table only.
+    pub fn ipvs_helpers(family: IpFamily) -> Self {
+        Self {
+            table: IPVS_TABLE,
+            ..Self::new(family)
         }
     }
 
@@ -64,6 +79,7 @@ impl NftablesDataplane {
         const CHAIN: &str = "probe-chain";
         let tx = Transaction {
             family: self.family,
+            table: self.table,
             full: false,
             ops: vec![
                 Op::AddTable,
@@ -120,8 +136,9 @@ impl NftablesDataplane {
         for (set, timeout) in sets {
             let seq = self.seq;
             self.seq = self.seq.wrapping_add(1);
+            let table = self.table;
             let dumped =
-                dump::set_elements(self.socket()?, family, TABLE, &set, seq).map_err(|source| {
+                dump::set_elements(self.socket()?, family, table, &set, seq).map_err(|source| {
                     DataplaneError::Io {
                         step: format!("reading the affinity entries of set {set}"),
                         source,
@@ -167,11 +184,30 @@ impl NftablesDataplane {
 
     /// The transaction `apply` would send (its `Display` is `nft -f` input).
     pub fn transaction(&self, plan: &ProxyPlan, changes: Option<&Changes>) -> Transaction {
+        self.transaction_with(plan, changes, None)
+    }
+
+    /// IPVS mode: the helper-rule transaction `apply_ipvs` would send with these marks.
+    pub fn ipvs_transaction(
+        &self,
+        plan: &ProxyPlan,
+        changes: Option<&Changes>,
+        marks: &Marks,
+    ) -> Transaction {
+        self.transaction_with(plan, changes, Some(marks))
+    }
+
+    fn transaction_with(
+        &self,
+        plan: &ProxyPlan,
+        changes: Option<&Changes>,
+        marks: Option<&Marks>,
+    ) -> Transaction {
         match (changes, &self.committed) {
             (Some(c), Some(old)) if !c.requires_full_sync() => {
-                build::partial(old, plan, c, self.features).0
+                build::partial(old, plan, c, self.features, marks).0
             }
-            _ => build::full(plan, self.features).0,
+            _ => build::full(plan, self.features, marks).0,
         }
     }
 
@@ -215,7 +251,7 @@ impl NftablesDataplane {
 
     /// Lists our table and compares it with what a full sync of `plan` creates.
     fn compare_table(&mut self, plan: &ProxyPlan) -> Result<Drift, DataplaneError> {
-        let expected = Expected::of(&build::full(plan, self.features).0);
+        let expected = Expected::of(&build::full(plan, self.features, None).0);
         let (family, seq) = (self.nfproto(), self.next_seq());
         let found = dump::table_objects(self.socket()?, family, TABLE, seq).map_err(|source| {
             DataplaneError::Io {
@@ -258,12 +294,12 @@ impl NftablesDataplane {
         };
         let op = Transaction::op_for_seq(&encoded, first_err.seq).and_then(|i| tx.ops.get(i));
         let object = op
-            .map(|o| o.describe(self.family))
+            .map(|o| o.describe(self.family, self.table))
             .unwrap_or_else(|| "the batch".into());
         let service = op.and_then(|o| tx.owner_of(o)).cloned();
         let mut text = String::new();
         if let Some(o) = op {
-            o.text(self.family, &mut text);
+            o.text(self.family, self.table, &mut text);
         }
         Err(DataplaneError::KernelRejected {
             object,
@@ -299,6 +335,7 @@ impl Dataplane for NftablesDataplane {
     async fn probe(&mut self) -> Result<(), DataplaneError> {
         let tx = Transaction {
             family: self.family,
+            table: self.table,
             full: false,
             ops: vec![Op::AddTable],
             owners: Default::default(),
@@ -333,20 +370,82 @@ impl Dataplane for NftablesDataplane {
         plan: &ProxyPlan,
         changes: Option<&Changes>,
     ) -> Result<ApplyStats, DataplaneError> {
+        self.apply_with(plan, changes, None)
+    }
+
+    /// The generation first; our table's objects only when it moved (see `crate::check`).
+    async fn check(&mut self) -> Result<Option<Drift>, DataplaneError> {
+        if self.table != TABLE {
+            // IPVS mode's helper table: not compared (its objects follow the IPVS marks).
+            return Ok(None);
+        }
+        let Some(plan) = self.committed.as_ref().map(|c| c.plan.clone()) else {
+            return Ok(None);
+        };
+        let now = self.current_generation()?;
+        if self.generation == Some(now) {
+            return Ok(Some(Drift::default()));
+        }
+        let drift = self.compare_table(&plan)?;
+        if drift.is_empty() {
+            // Someone else's batch; ours is intact as of this generation.
+            let again = self.current_generation()?;
+            self.generation = (again == now).then_some(now);
+        }
+        Ok(Some(drift))
+    }
+
+    fn render(&self, plan: &ProxyPlan, changes: Option<&Changes>) -> String {
+        self.transaction(plan, changes).to_string()
+    }
+
+    async fn cleanup(&mut self) -> Result<(), DataplaneError> {
+        self.committed = None;
+        self.generation = None;
+        let tx = Transaction {
+            family: self.family,
+            table: self.table,
+            full: true,
+            ops: vec![Op::AddTable, Op::DeleteTable],
+            owners: Default::default(),
+            key_owners: Default::default(),
+            service_ports: 0,
+        };
+        self.send(&tx).map(drop)
+    }
+}
+
+impl NftablesDataplane {
+    /// IPVS mode: programs the helper rules with these marks (see [`Self::ipvs_helpers`]).
+    pub fn apply_ipvs(
+        &mut self,
+        plan: &ProxyPlan,
+        changes: Option<&Changes>,
+        marks: &Marks,
+    ) -> Result<ApplyStats, DataplaneError> {
+        self.apply_with(plan, changes, Some(marks))
+    }
+
+    fn apply_with(
+        &mut self,
+        plan: &ProxyPlan,
+        changes: Option<&Changes>,
+        marks: Option<&Marks>,
+    ) -> Result<ApplyStats, DataplaneError> {
         let started = Instant::now();
         // Take the committed state until this batch succeeds: after any failure it stays
         // `None`, so the next sync is full. The kernel applies a batch atomically, so the old
         // rules stay in force meanwhile.
         let (tx, operations, kernel_time) = match (changes, self.committed.take()) {
             (Some(c), Some(mut old)) if !c.requires_full_sync() => {
-                let (tx, delta) = build::partial(&old, plan, c, self.features);
+                let (tx, delta) = build::partial(&old, plan, c, self.features, marks);
                 let (operations, kernel_time) = self.timed_send(&tx)?;
                 old.advance(plan, c, delta);
                 self.committed = Some(old);
                 (tx, operations, kernel_time)
             }
             _ => {
-                let (mut tx, committed) = build::full(plan, self.features);
+                let (mut tx, committed) = build::full(plan, self.features, marks);
                 // The table is replaced whole; carry the affinity the kernel learned over.
                 let learned = self.learned_affinity(&tx)?;
                 tx.ops.extend(learned);
@@ -367,41 +466,5 @@ impl Dataplane for NftablesDataplane {
             kernel_time,
             ..ApplyStats::default()
         })
-    }
-
-    fn render(&self, plan: &ProxyPlan, changes: Option<&Changes>) -> String {
-        self.transaction(plan, changes).to_string()
-    }
-
-    /// The generation first; our table's objects only when it moved (see `crate::check`).
-    async fn check(&mut self) -> Result<Option<Drift>, DataplaneError> {
-        let Some(plan) = self.committed.as_ref().map(|c| c.plan.clone()) else {
-            return Ok(None);
-        };
-        let now = self.current_generation()?;
-        if self.generation == Some(now) {
-            return Ok(Some(Drift::default()));
-        }
-        let drift = self.compare_table(&plan)?;
-        if drift.is_empty() {
-            // Someone else's batch; ours is intact as of this generation.
-            let again = self.current_generation()?;
-            self.generation = (again == now).then_some(now);
-        }
-        Ok(Some(drift))
-    }
-
-    async fn cleanup(&mut self) -> Result<(), DataplaneError> {
-        self.committed = None;
-        self.generation = None;
-        let tx = Transaction {
-            family: self.family,
-            full: true,
-            ops: vec![Op::AddTable, Op::DeleteTable],
-            owners: Default::default(),
-            key_owners: Default::default(),
-            service_ports: 0,
-        };
-        self.send(&tx).map(drop)
     }
 }

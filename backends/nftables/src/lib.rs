@@ -21,6 +21,8 @@ mod stmt;
 mod tx;
 
 pub use dataplane::NftablesDataplane;
+pub use names::MASQ_MARK;
+pub use render::ipvs::{Marks, FWMARK_BITS};
 pub use render::Features;
 
 pub use tx::Transaction;

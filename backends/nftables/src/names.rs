@@ -152,3 +152,17 @@ fn hash(s: &str) -> String {
         .map(|i| char::from(A[((h >> (i * 5)) & 31) as usize]))
         .collect()
 }
+
+/// IPVS mode: the chain that marks packets for the virtual service of an endpoint kind.
+pub fn ipvs_chain(src: KeySrc, kind: &str) -> String {
+    format!("{}{kind}-ipvs", src_prefix(src))
+}
+
+/// IPVS mode: service key → firewall mark (with the masquerade bit in the `-masq` map).
+pub fn ipvs_mark_map(src: KeySrc, kind: &str, masq: bool) -> String {
+    let suffix = if masq { "-masq" } else { "" };
+    format!("{}{kind}-fwmark{suffix}", src_prefix(src))
+}
+
+/// IPVS mode: external and load-balancer IPs bound to the dummy interface.
+pub const IPVS_VIPS: &str = "ipvs-vips";

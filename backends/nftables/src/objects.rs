@@ -10,6 +10,11 @@ use switchyard_core::plan::{IpFamily, Protocol};
 
 /// Our table's name, in both families.
 pub const TABLE: &str = "switchyard";
+/// The table of IPVS mode's helper rules (`crate::ipvs`), so that mode and nftables mode
+/// never share or clean up each other's objects.
+pub const IPVS_TABLE: &str = "switchyard-ipvs";
+/// `TYPE_MARK` in nft's datatype numbering.
+const TYPE_MARK: u32 = 19;
 
 /// A base chain's hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +74,8 @@ pub enum SetData {
     Verdict,
     /// A DNAT map (`: ipv4_addr . inet_service`): address and port of an endpoint.
     Endpoint,
+    /// A packet-mark map (`: mark`): the firewall mark of an IPVS virtual service.
+    Mark,
 }
 
 /// A named set or map.
@@ -114,6 +121,8 @@ pub enum ElemData {
     Goto(String),
     /// `: <addr> . <port>` in a DNAT map.
     Endpoint(SocketAddr),
+    /// `: 0x...` in a mark map.
+    Mark(u32),
     /// Not a value: an element of a timeout set added with this many milliseconds left
     /// (`expires`), to carry affinity the kernel learned across a full sync.
     Expires(u64),
@@ -195,6 +204,7 @@ impl SetData {
             Self::None => None,
             Self::Verdict => Some((TYPE_VERDICT, 0)),
             Self::Endpoint => Some(((addr << TYPE_BITS) | TYPE_INET_SERVICE, alen + 4)),
+            Self::Mark => Some((TYPE_MARK, 4)),
         }
     }
 
@@ -204,6 +214,7 @@ impl SetData {
             (Self::Verdict, _) => " : verdict",
             (Self::Endpoint, IpFamily::V4) => " : ipv4_addr . inet_service",
             (Self::Endpoint, IpFamily::V6) => " : ipv6_addr . inet_service",
+            (Self::Mark, _) => " : mark",
         }
     }
 }
@@ -265,14 +276,18 @@ impl Key {
 
 impl Op {
     /// Appends this operation's message(s) to the batch; returns their sequence numbers.
-    pub fn encode(&self, f: IpFamily, b: &mut Batch) -> Vec<u32> {
+    pub fn encode(&self, f: IpFamily, table_name: &str, b: &mut Batch) -> Vec<u32> {
         let fam = nfproto(f);
-        let table = |w: &mut Writer| w.str(1, TABLE); // NFTA_*_TABLE = 1 for every object
+        let table = |w: &mut Writer| w.str(1, table_name); // NFTA_*_TABLE = 1 for every object
         match self {
             Self::AddTable => {
-                vec![b.message(MsgType::NewTable, fam, NLM_F_CREATE, |w| w.str(1, TABLE))]
+                vec![b.message(MsgType::NewTable, fam, NLM_F_CREATE, |w| {
+                    w.str(1, table_name)
+                })]
             }
-            Self::DeleteTable => vec![b.message(MsgType::DelTable, fam, 0, |w| w.str(1, TABLE))],
+            Self::DeleteTable => {
+                vec![b.message(MsgType::DelTable, fam, 0, |w| w.str(1, table_name))]
+            }
             Self::AddChain(c) => vec![b.message(MsgType::NewChain, fam, NLM_F_CREATE, |w| {
                 table(w);
                 w.str(3, &c.name); // NFTA_CHAIN_NAME
@@ -375,6 +390,9 @@ impl Op {
                                             (Some(ElemData::Endpoint(to)), MsgType::NewSetElem) => {
                                                 w.nest(2, |w| write_value(w, &endpoint_bytes(to)));
                                             }
+                                            (Some(ElemData::Mark(m)), MsgType::NewSetElem) => {
+                                                w.nest(2, |w| write_value(w, &m.to_ne_bytes()));
+                                            }
                                             (Some(ElemData::Expires(ms)), MsgType::NewSetElem) => {
                                                 w.be64(5, *ms); // NFTA_SET_ELEM_EXPIRATION
                                             }
@@ -391,22 +409,22 @@ impl Op {
     }
 
     /// This operation as `nft -f` input.
-    pub fn text(&self, f: IpFamily, out: &mut String) {
+    pub fn text(&self, f: IpFamily, table: &str, out: &mut String) {
         let fam = family_word(f);
         let _ = match self {
-            Self::AddTable => writeln!(out, "add table {fam} {TABLE}"),
-            Self::DeleteTable => writeln!(out, "delete table {fam} {TABLE}"),
+            Self::AddTable => writeln!(out, "add table {fam} {table}"),
+            Self::DeleteTable => writeln!(out, "delete table {fam} {table}"),
             Self::AddChain(c) => match c.base {
                 Some((kind, hook, prio)) => writeln!(
                     out,
-                    "add chain {fam} {TABLE} {} {{ type {kind} hook {} priority {prio} ; }}",
+                    "add chain {fam} {table} {} {{ type {kind} hook {} priority {prio} ; }}",
                     c.name,
                     hook.word()
                 ),
-                None => writeln!(out, "add chain {fam} {TABLE} {}", c.name),
+                None => writeln!(out, "add chain {fam} {table} {}", c.name),
             },
-            Self::FlushChain(n) => writeln!(out, "flush chain {fam} {TABLE} {n}"),
-            Self::DeleteChain(n) => writeln!(out, "delete chain {fam} {TABLE} {n}"),
+            Self::FlushChain(n) => writeln!(out, "flush chain {fam} {table} {n}"),
+            Self::DeleteChain(n) => writeln!(out, "delete chain {fam} {table} {n}"),
             Self::AddSet(s) => {
                 let what = if s.data == SetData::None {
                     "set"
@@ -420,14 +438,14 @@ impl Op {
                 };
                 writeln!(
                     out,
-                    "add {what} {fam} {TABLE} {} {{ type {}{data} ;{extra} }}",
+                    "add {what} {fam} {table} {} {{ type {}{data} ;{extra} }}",
                     s.name,
                     s.key.text(f)
                 )
             }
-            Self::DeleteSet(n) => writeln!(out, "delete set {fam} {TABLE} {n}"),
+            Self::DeleteSet(n) => writeln!(out, "delete set {fam} {table} {n}"),
             Self::AddRule(r) => {
-                let _ = write!(out, "add rule {fam} {TABLE} {}", r.chain);
+                let _ = write!(out, "add rule {fam} {table} {}", r.chain);
                 for s in &r.stmts {
                     out.push(' ');
                     s.text(f, out);
@@ -441,7 +459,7 @@ impl Op {
                     "delete"
                 };
                 for chunk in elems.chunks(ELEMS_PER_MESSAGE) {
-                    let _ = write!(out, "{verb} element {fam} {TABLE} {set} {{ ");
+                    let _ = write!(out, "{verb} element {fam} {table} {set} {{ ");
                     for (i, e) in chunk.iter().enumerate() {
                         if i > 0 {
                             out.push_str(", ");
@@ -453,6 +471,9 @@ impl Op {
                             }
                             (Some(ElemData::Endpoint(to)), "add") => {
                                 let _ = write!(out, " : {}", endpoint_text(to));
+                            }
+                            (Some(ElemData::Mark(m)), "add") => {
+                                let _ = write!(out, " : {m:#010x}");
                             }
                             (Some(ElemData::Expires(ms)), "add") => {
                                 let _ = write!(out, " expires {ms}ms");
@@ -468,17 +489,17 @@ impl Op {
     }
 
     /// Names the object, for error messages.
-    pub fn describe(&self, f: IpFamily) -> String {
+    pub fn describe(&self, f: IpFamily, table: &str) -> String {
         let fam = family_word(f);
         match self {
-            Self::AddTable | Self::DeleteTable => format!("table {fam} {TABLE}"),
-            Self::AddChain(c) => format!("chain {fam} {TABLE} {}", c.name),
-            Self::FlushChain(n) | Self::DeleteChain(n) => format!("chain {fam} {TABLE} {n}"),
-            Self::AddSet(s) => format!("set {fam} {TABLE} {}", s.name),
-            Self::DeleteSet(n) => format!("set {fam} {TABLE} {n}"),
-            Self::AddRule(r) => format!("rule in chain {fam} {TABLE} {}", r.chain),
+            Self::AddTable | Self::DeleteTable => format!("table {fam} {table}"),
+            Self::AddChain(c) => format!("chain {fam} {table} {}", c.name),
+            Self::FlushChain(n) | Self::DeleteChain(n) => format!("chain {fam} {table} {n}"),
+            Self::AddSet(s) => format!("set {fam} {table} {}", s.name),
+            Self::DeleteSet(n) => format!("set {fam} {table} {n}"),
+            Self::AddRule(r) => format!("rule in chain {fam} {table} {}", r.chain),
             Self::AddElems { set, .. } | Self::DeleteElems { set, .. } => {
-                format!("elements of {fam} {TABLE} {set}")
+                format!("elements of {fam} {table} {set}")
             }
         }
     }

@@ -107,6 +107,14 @@ pub enum Stmt {
     MarkXor(u32),
     /// `meta mark set meta mark | bit`
     MarkOr(u32),
+    /// `meta mark & bits != 0`
+    MarkAny(u32),
+    /// `meta mark set <key> map @map`: the packet's mark from a mark map keyed by the service
+    /// key (IPVS mode: the firewall mark of the virtual service that balances it).
+    MarkMap {
+        src: KeySrc,
+        map: String,
+    },
     Masquerade,
     /// `dnat to addr:port`
     Dnat(SocketAddr),
@@ -365,6 +373,26 @@ impl Stmt {
                 });
                 test_bit(REG0, *bit, CmpOp::Eq, out);
             }
+            Self::MarkAny(bits) => {
+                out.push(Expr::Meta {
+                    key: MetaKey::Mark,
+                    dreg: REG0,
+                });
+                test_bit(REG0, *bits, CmpOp::Neq, out);
+            }
+            Self::MarkMap { src, map } => {
+                src.load(f, out);
+                out.push(Expr::Lookup {
+                    set: map.clone(),
+                    sreg: REG0,
+                    dreg: Some(REG0),
+                    invert: false,
+                });
+                out.push(Expr::MetaSet {
+                    key: MetaKey::Mark,
+                    sreg: REG0,
+                });
+            }
             Self::MarkXor(bit) | Self::MarkOr(bit) => {
                 let mask = if matches!(self, Self::MarkOr(_)) {
                     !bit
@@ -469,6 +497,8 @@ impl Stmt {
             Self::MarkClear(b) => write!(out, "meta mark & {b:#010x} == 0x00000000"),
             Self::MarkXor(b) => write!(out, "meta mark set meta mark ^ {b:#010x}"),
             Self::MarkOr(b) => write!(out, "meta mark set meta mark | {b:#010x}"),
+            Self::MarkAny(b) => write!(out, "meta mark & {b:#010x} != 0x00000000"),
+            Self::MarkMap { src, map } => write!(out, "meta mark set {} map @{map}", src.text(f)),
             Self::Masquerade => write!(out, "masquerade fully-random"),
             Self::Dnat(to) => match to {
                 SocketAddr::V4(a) => write!(out, "dnat to {a}"),

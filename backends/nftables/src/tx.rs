@@ -10,6 +10,8 @@ use switchyard_core::plan::IpFamily;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transaction {
     pub family: IpFamily,
+    /// The table every operation is in (`ip switchyard`, or IPVS mode's `ip switchyard-ipvs`).
+    pub table: &'static str,
     pub full: bool,
     pub ops: Vec<Op>,
     /// Which service port each per-service chain or set belongs to, to name it in errors.
@@ -35,7 +37,7 @@ impl Transaction {
         let mut seq_to_op = Vec::with_capacity(self.ops.len());
         let mut last = first_seq;
         for (i, op) in self.ops.iter().enumerate() {
-            let seqs = op.encode(self.family, &mut b);
+            let seqs = op.encode(self.family, self.table, &mut b);
             if let (Some(first), Some(l)) = (seqs.first(), seqs.last()) {
                 seq_to_op.push((*first, i));
                 last = *l;
@@ -79,7 +81,7 @@ impl Display for Transaction {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         let mut s = String::new();
         for op in &self.ops {
-            op.text(self.family, &mut s);
+            op.text(self.family, self.table, &mut s);
         }
         f.write_str(&s)
     }

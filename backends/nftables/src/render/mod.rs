@@ -34,11 +34,13 @@
 //! No set or map per service in either path (DESIGN §4).
 
 mod chain_path;
+pub mod ipvs;
 mod service;
 mod shared;
 mod skeleton;
 mod slots;
 
+pub use ipvs::Marks;
 pub use service::service;
 pub use shared::structure;
 pub use skeleton::skeleton;
@@ -252,6 +254,10 @@ pub enum Need {
     Count(KeySrc, Kind, u32),
     /// The verdict-map dispatch to per-service chains.
     ChainDispatch(KeySrc),
+    /// IPVS mode: the shape's chain and key set, sending to the marking chains.
+    IpvsShape(KeySrc, Shape),
+    /// IPVS mode: the marking chain of an endpoint kind and its mark maps.
+    IpvsMark(KeySrc, Kind),
 }
 
 /// Everything one service port contributes.

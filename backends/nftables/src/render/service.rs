@@ -1,6 +1,7 @@
 //! One service port's objects. Without session affinity it owns no chain and no rule, only
 //! elements: its keys in a shape set, each key's endpoints in the slot maps, and hairpin pairs.
 
+use super::ipvs::Marks;
 use super::slots::stable_order;
 use super::{
     chain_path, key_of, kind_of, Bundle, Features, Kind, Need, ServiceObjects, Shape, Slots,
@@ -21,14 +22,21 @@ pub fn service(
     svc: &ServicePortPlan,
     previous: Option<&Slots>,
     features: Features,
+    marks: Option<&Marks>,
 ) -> ServiceObjects {
-    let mut o = if svc.affinity_timeout_seconds.is_some() {
+    let mut o = if let (Some(marks), None) = (marks, svc.affinity_timeout_seconds) {
+        super::ipvs::service(name, svc, marks)
+    } else if svc.affinity_timeout_seconds.is_some() {
+        // Also in IPVS mode: see `super::ipvs` for why affinity is not IPVS persistence.
         chain_path::service(plan, name, svc)
     } else {
         data_path(svc, previous, features)
     };
     o.shared_elems
         .insert((n::CLUSTER_IPS, Key::Addr(svc.cluster_ip)));
+    if marks.is_some() {
+        super::ipvs::bound_vips(&mut o, plan, svc);
+    }
     no_endpoint(&mut o.own, svc);
     firewall(&mut o.own, name, plan, svc);
     o

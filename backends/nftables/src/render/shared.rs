@@ -37,7 +37,9 @@ pub fn structure<'a>(
                 };
                 b.rule(chain, vec![stmt]);
             }
-            Need::Shape(src, shape) => {
+            Need::IpvsMark(src, kind) => super::ipvs::mark_chain(&mut b, *src, *kind),
+            Need::Shape(src, shape) | Need::IpvsShape(src, shape) => {
+                let ipvs = matches!(need, Need::IpvsShape(..));
                 let src = *src;
                 let name = shape.name();
                 let chain = n::shape_chain(src, &name);
@@ -53,7 +55,11 @@ pub fn structure<'a>(
                 };
                 b.rule(dispatch, vec![Stmt::KeyInSet { src, set }, goto(&chain)]);
                 path_rules(&mut b, plan, &chain, &shape.0, |t| {
-                    kind_of(t).map(|k| n::count_chain(src, k.name(), None))
+                    if ipvs {
+                        super::ipvs::target_chain(src, t)
+                    } else {
+                        kind_of(t).map(|k| n::count_chain(src, k.name(), None))
+                    }
                 });
             }
             &Need::Count(src, kind, c) => {

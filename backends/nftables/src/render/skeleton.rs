@@ -8,7 +8,10 @@ use crate::objects::{Hook, KeyType, Set, SetData};
 use crate::stmt::{KeySrc, Stmt};
 use switchyard_core::plan::{NodePortListen, ProxyPlan};
 
-pub fn skeleton(plan: &ProxyPlan) -> Bundle {
+/// `ipvs`: IPVS mode's table, where service traffic reaches the filter hooks still addressed
+/// to the service (IPVS translates after them, at LOCAL_IN) but carrying its virtual
+/// service's mark, and external and load-balancer IPs are local addresses.
+pub fn skeleton(plan: &ProxyPlan, ipvs: bool) -> Bundle {
     let all_local = plan.node_port_addresses == NodePortListen::AllLocal;
     let mut b = Bundle::default();
     for (name, kind, hook, prio) in [
@@ -57,6 +60,16 @@ pub fn skeleton(plan: &ProxyPlan) -> Bundle {
         b.rule(c, vec![Stmt::CtStateNew, jump(n::SERVICE_FILTER)]);
     }
 
+    if ipvs {
+        // Marked for an IPVS virtual service: IPVS translates it after these hooks.
+        b.rule(
+            n::SERVICE_FILTER,
+            vec![
+                Stmt::MarkAny(super::ipvs::FWMARK_BITS),
+                Stmt::Verdict(Verdict::Return),
+            ],
+        );
+    }
     // Service traffic the nat chains did not translate: its target is reject or drop.
     for &src in sources {
         for reject in [true, false] {
@@ -86,6 +99,13 @@ pub fn skeleton(plan: &ProxyPlan) -> Bundle {
         n::SERVICE_FILTER,
         vec![Stmt::DaddrInSet(n::CLUSTER_IPS.into()), goto(n::REJECT)],
     );
+    if ipvs {
+        b.set(Set::new(n::IPVS_VIPS, KeyType::Addr, SetData::None));
+        b.rule(
+            n::SERVICE_FILTER,
+            vec![Stmt::DaddrInSet(n::IPVS_VIPS.into()), goto(n::REJECT)],
+        );
+    }
     // An address of a service range that no Service owns (kube-proxy's cluster-ips-check):
     // nothing may answer there, so drop rather than let the packet wander (DESIGN §7).
     for cidr in &plan.service_cidrs {
@@ -99,14 +119,23 @@ pub fn skeleton(plan: &ProxyPlan) -> Bundle {
 
     // Masquerade: hairpin connections (an endpoint reached through a service from its own
     // address: the reply would otherwise bypass the node), then whatever was marked.
-    b.rule(
-        n::MASQUERADING,
-        vec![
-            Stmt::CtStatusDnat,
-            Stmt::SaddrDaddrInSet(n::HAIRPIN.into()),
-            jump(n::MARK_MASQ),
-        ],
-    );
+    // IPVS does not mark its translation in the conntrack status; its packets carry the
+    // virtual service's mark instead.
+    // (Session-affinity services are DNATed by these rules in IPVS mode too.)
+    let mut translated = vec![Stmt::CtStatusDnat];
+    if ipvs {
+        translated.push(Stmt::MarkAny(super::ipvs::FWMARK_BITS));
+    }
+    for t in translated {
+        b.rule(
+            n::MASQUERADING,
+            vec![
+                t,
+                Stmt::SaddrDaddrInSet(n::HAIRPIN.into()),
+                jump(n::MARK_MASQ),
+            ],
+        );
+    }
     b.rule(
         n::MASQUERADING,
         vec![

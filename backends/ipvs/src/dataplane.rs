@@ -1,0 +1,635 @@
+//! `IpvsDataplane`: the `Dataplane` implementation.
+
+use crate::config::IpvsConfig;
+use crate::link::Rtnl;
+use crate::marks::{is_ours, Allocator};
+use crate::netlink::{CmdAttr, DestAttr, IpvsCmd, IpvsMessage, IpvsSocket, SocketError, SvcAttr};
+use crate::ops::{Op, ServiceSpec};
+use crate::state::{self, Dest, Kernel, Owned, Service};
+use crate::tx::Transaction;
+use async_trait::async_trait;
+use std::net::SocketAddr;
+use std::time::Instant;
+use switchyard_core::plan::{IpFamily, ProxyPlan, ServicePortName};
+use switchyard_core::{ApplyStats, Changes, Dataplane, DataplaneError, Mode};
+use switchyard_nftables::{Marks, NftablesDataplane};
+
+const ENOENT: i32 = 2;
+const EEXIST: i32 = 17;
+const ESRCH: i32 = 3;
+/// A mark outside ours (bit 14 and below), for the scheduler check at probe.
+const PROBE_MARK: u32 = 0x3f5e;
+
+/// IPVS mode for one family: firewall-mark virtual services, their destinations, the VIPs on
+/// `swyd-ipvs0`, and the helper rules in table `switchyard-ipvs`.
+///
+/// Sockets are opened by `probe` (or the first `apply`) in the calling thread's network
+/// namespace; the rtnetlink connection runs on the current tokio runtime.
+#[derive(Debug)]
+pub struct IpvsDataplane {
+    family: IpFamily,
+    config: IpvsConfig,
+    socket: Option<IpvsSocket>,
+    rtnl: Option<Rtnl>,
+    dummy: Option<u32>,
+    helpers: NftablesDataplane,
+    kernel: Kernel,
+    marks: Allocator,
+    /// The kernel matches `kernel` (a sync succeeded since the last failure or start).
+    synced: bool,
+}
+
+fn io_step(step: &str) -> impl FnOnce(SocketError) -> DataplaneError + '_ {
+    move |e| match e {
+        SocketError::NoFamily | SocketError::Open(_) => DataplaneError::Unsupported {
+            what: "IPVS".into(),
+            hint: format!("{e} ({step})"),
+        },
+        SocketError::Io { source, .. } => DataplaneError::Io {
+            step: step.to_string(),
+            source,
+        },
+        other => DataplaneError::KernelRejected {
+            object: step.to_string(),
+            service: None,
+            errno: match other {
+                SocketError::Refused { errno, .. } => Some(errno),
+                _ => None,
+            },
+            message: other.to_string(),
+        },
+    }
+}
+
+impl IpvsDataplane {
+    pub fn new(family: IpFamily, config: IpvsConfig) -> Self {
+        Self {
+            family,
+            config,
+            socket: None,
+            rtnl: None,
+            dummy: None,
+            helpers: NftablesDataplane::ipvs_helpers(family),
+            kernel: Kernel::default(),
+            marks: Allocator::default(),
+            synced: false,
+        }
+    }
+
+    fn socket(&mut self) -> Result<&mut IpvsSocket, DataplaneError> {
+        if self.socket.is_none() {
+            self.socket = Some(IpvsSocket::open().map_err(io_step("opening the IPVS socket"))?);
+        }
+        self.socket.as_mut().ok_or_else(|| DataplaneError::Io {
+            step: "IPVS socket".into(),
+            source: std::io::Error::other("socket missing"),
+        })
+    }
+
+    async fn link(&mut self) -> Result<u32, DataplaneError> {
+        if self.rtnl.is_none() {
+            self.rtnl = Some(Rtnl::open()?);
+        }
+        if let (Some(i), Some(_)) = (self.dummy, &self.rtnl) {
+            return Ok(i);
+        }
+        let rtnl = self.rtnl.as_ref().ok_or_else(|| DataplaneError::Io {
+            step: "rtnetlink".into(),
+            source: std::io::Error::other("connection missing"),
+        })?;
+        let i = rtnl.ensure_dummy().await?;
+        self.dummy = Some(i);
+        Ok(i)
+    }
+
+    /// Whether `changes` can be applied incrementally.
+    fn partial<'a>(&self, changes: Option<&'a Changes>) -> Option<&'a Changes> {
+        changes.filter(|c| self.synced && !c.requires_full_sync())
+    }
+
+    /// Builds the transaction for `plan`: pure, from what this instance remembers.
+    fn build(
+        &self,
+        plan: &ProxyPlan,
+        changes: Option<&Changes>,
+    ) -> (Transaction, Marks, Vec<ServicePortName>) {
+        let partial = self.partial(changes);
+        let names: Vec<ServicePortName> = match partial {
+            Some(c) => c.touched().cloned().collect(),
+            None => {
+                let mut all: Vec<ServicePortName> = plan.services.keys().cloned().collect();
+                all.extend(
+                    self.kernel
+                        .by_owner
+                        .keys()
+                        .filter(|n| !plan.services.contains_key(*n))
+                        .cloned(),
+                );
+                all
+            }
+        };
+        let marks = self.marks.marks(plan, &names);
+        let diff = state::diff(
+            &self.kernel,
+            plan,
+            &names,
+            &marks,
+            &self.config,
+            partial.is_none(),
+        );
+        let helpers = self.helpers.ipvs_transaction(plan, partial, &marks);
+        let tx = Transaction {
+            full: partial.is_none(),
+            before: diff.before,
+            helpers,
+            after: diff.after,
+        };
+        (tx, marks, names)
+    }
+
+    /// The transaction `apply` would perform (its `Display` is the `--dry-run` text).
+    pub fn transaction(&self, plan: &ProxyPlan, changes: Option<&Changes>) -> Transaction {
+        self.build(plan, changes).0
+    }
+
+    /// Performs operations in order: addresses over rtnetlink, IPVS messages pipelined. Each
+    /// success is recorded; the first refusal is returned naming its service port.
+    async fn perform(&mut self, ops: &[Owned]) -> Result<usize, DataplaneError> {
+        let now = Instant::now();
+        let mut i = 0;
+        while i < ops.len() {
+            match &ops[i].0 {
+                Op::AddAddress(ip) | Op::DelAddress(ip) => {
+                    let index = self.link().await?;
+                    let rtnl = self.rtnl.as_ref().ok_or_else(|| DataplaneError::Io {
+                        step: "rtnetlink".into(),
+                        source: std::io::Error::other("connection missing"),
+                    })?;
+                    let result = if matches!(ops[i].0, Op::AddAddress(_)) {
+                        rtnl.add_address(index, *ip).await
+                    } else {
+                        rtnl.del_address(index, *ip).await
+                    };
+                    result.map_err(|e| with_service(e, ops[i].1.as_ref()))?;
+                    self.kernel.record(&ops[i].0, ops[i].1.as_ref(), now);
+                    i += 1;
+                }
+                _ => {
+                    let end = ops[i..]
+                        .iter()
+                        .position(|(op, _)| matches!(op, Op::AddAddress(_) | Op::DelAddress(_)))
+                        .map_or(ops.len(), |p| i + p);
+                    let run = &ops[i..end];
+                    let msgs: Vec<IpvsMessage> =
+                        run.iter().filter_map(|(op, _)| op.message()).collect();
+                    let refused = self
+                        .socket()?
+                        .execute(&msgs)
+                        .map_err(io_step("sending IPVS operations"))?;
+                    let mut first_error = None;
+                    let mut refused_at = std::collections::BTreeMap::new();
+                    for r in refused {
+                        refused_at.insert(r.index, r.errno);
+                    }
+                    for (j, (op, owner)) in run.iter().enumerate() {
+                        let benign = match (refused_at.get(&j), op) {
+                            (None, _) => true,
+                            (Some(&e), Op::DelDest { .. } | Op::DelService { .. }) => {
+                                e == ENOENT || e == ESRCH
+                            }
+                            (Some(&e), Op::AddService(_)) => e == EEXIST,
+                            _ => false,
+                        };
+                        if benign {
+                            self.kernel.record(op, owner.as_ref(), now);
+                        } else if first_error.is_none() {
+                            let errno = refused_at.get(&j).copied();
+                            first_error = Some(DataplaneError::KernelRejected {
+                                object: format!("IPVS operation `{op}`"),
+                                service: owner.as_ref().map(ToString::to_string),
+                                errno,
+                                message: errno
+                                    .map(|e| std::io::Error::from_raw_os_error(e).to_string())
+                                    .unwrap_or_default(),
+                            });
+                        }
+                    }
+                    if let Some(e) = first_error {
+                        return Err(e);
+                    }
+                    i = end;
+                }
+            }
+        }
+        Ok(ops.len())
+    }
+
+    /// Reads what the kernel holds of ours: firewall-mark services in our range with their
+    /// destinations, and the dummy interface's addresses. Used at full syncs (start, after a
+    /// failure), so a restarted agent adopts instead of replacing.
+    async fn adopt(&mut self) -> Result<(), DataplaneError> {
+        let family = self.family;
+        let af = match family {
+            IpFamily::V4 => crate::netlink::AF_INET,
+            IpFamily::V6 => crate::netlink::AF_INET6,
+        };
+        let socket = self.socket()?;
+        let dumped = socket
+            .dump(
+                &IpvsMessage::new(IpvsCmd::GetService, vec![]),
+                "listing IPVS services",
+            )
+            .map_err(io_step("listing IPVS services"))?;
+        let mut kernel = Kernel::default();
+        for m in dumped {
+            let Some(attrs) = m.service() else { continue };
+            let Some(spec) = spec_of(attrs, family, af) else {
+                continue;
+            };
+            let dests = socket
+                .dump(
+                    &IpvsMessage::new(
+                        IpvsCmd::GetDest,
+                        vec![CmdAttr::Service(ServiceSpec::key_attrs(
+                            family,
+                            spec.fwmark,
+                        ))],
+                    ),
+                    "listing IPVS destinations",
+                )
+                .map_err(io_step("listing IPVS destinations"))?;
+            let dests = dests
+                .iter()
+                .filter_map(|d| dest_of(d.dest()?))
+                .map(|(addr, weight, _)| {
+                    (
+                        addr,
+                        Dest {
+                            weight,
+                            draining_since: (weight == 0).then(Instant::now),
+                        },
+                    )
+                })
+                .collect();
+            kernel.services.insert(
+                spec.fwmark,
+                Service {
+                    spec,
+                    owner: None,
+                    udp: false,
+                    dests,
+                },
+            );
+        }
+        let index = self.link().await?;
+        if let Some(rtnl) = &self.rtnl {
+            kernel.unclaimed_vips = rtnl
+                .addresses(index)
+                .await?
+                .into_iter()
+                .filter(|ip| IpFamily::of(ip) == family)
+                .collect();
+        }
+        self.kernel = kernel;
+        Ok(())
+    }
+
+    /// Deletes draining destinations whose connections ended, or that drained longer than
+    /// the bound. Reads connection counts only of services that have draining destinations.
+    fn drain(&mut self) -> Result<usize, DataplaneError> {
+        let bound = self.config.drain_bound;
+        let draining: Vec<(u32, Vec<(SocketAddr, Instant)>)> = self
+            .kernel
+            .services
+            .iter()
+            .filter_map(|(m, s)| {
+                let d: Vec<(SocketAddr, Instant)> = s
+                    .dests
+                    .iter()
+                    .filter_map(|(a, d)| d.draining_since.map(|t| (*a, t)))
+                    .collect();
+                (!d.is_empty()).then_some((*m, d))
+            })
+            .collect();
+        let family = self.family;
+        let mut ops: Vec<Op> = Vec::new();
+        for (mark, dests) in draining {
+            let live = self
+                .socket()?
+                .dump(
+                    &IpvsMessage::new(
+                        IpvsCmd::GetDest,
+                        vec![CmdAttr::Service(ServiceSpec::key_attrs(family, mark))],
+                    ),
+                    "reading connection counts of draining destinations",
+                )
+                .map_err(io_step(
+                    "reading connection counts of draining destinations",
+                ))?;
+            let conns: std::collections::BTreeMap<SocketAddr, u32> = live
+                .iter()
+                .filter_map(|d| dest_of(d.dest()?))
+                .map(|(a, _, c)| (a, c))
+                .collect();
+            for (dest, since) in dests {
+                if conns.get(&dest).copied().unwrap_or(0) == 0 || since.elapsed() >= bound {
+                    ops.push(Op::DelDest {
+                        family,
+                        fwmark: mark,
+                        dest,
+                    });
+                }
+            }
+        }
+        if ops.is_empty() {
+            return Ok(0);
+        }
+        let msgs: Vec<IpvsMessage> = ops.iter().filter_map(Op::message).collect();
+        let refused = self
+            .socket()?
+            .execute(&msgs)
+            .map_err(io_step("deleting drained destinations"))?;
+        let now = Instant::now();
+        for (j, op) in ops.iter().enumerate() {
+            if refused.iter().all(|r| r.index != j || r.errno == ENOENT) {
+                tracing::debug!(%op, "drained destination deleted");
+                self.kernel.record(op, None, now);
+            }
+        }
+        Ok(ops.len())
+    }
+
+    /// Checks that the kernel has the configured scheduler, by creating and deleting a
+    /// virtual service with it under a mark outside ours.
+    fn check_scheduler(&mut self) -> Result<(), DataplaneError> {
+        let spec = ServiceSpec {
+            family: self.family,
+            fwmark: PROBE_MARK,
+            scheduler: self.config.scheduler.clone(),
+            flags: self
+                .config
+                .scheduler_flags
+                .iter()
+                .fold(0, |a, f| a | f.bits()),
+            timeout: 0,
+        };
+        let add = Op::AddService(spec);
+        let del = Op::DelService {
+            family: self.family,
+            fwmark: PROBE_MARK,
+        };
+        let msgs: Vec<IpvsMessage> = [&add, &del].iter().filter_map(|o| o.message()).collect();
+        let refused = self
+            .socket()?
+            .execute(&msgs)
+            .map_err(io_step("checking the IPVS scheduler"))?;
+        match refused.iter().find(|r| r.index == 0) {
+            Some(r) if r.errno == ENOENT => Err(DataplaneError::Unsupported {
+                what: format!("IPVS scheduler {:?}", self.config.scheduler),
+                hint: format!(
+                    "the kernel has no ip_vs_{} module (load it, or choose another --ipvs-scheduler)",
+                    self.config.scheduler
+                ),
+            }),
+            // EEXIST: someone uses our probe mark; the scheduler stays unchecked.
+            Some(r) if r.errno != EEXIST => Err(DataplaneError::KernelRejected {
+                object: format!("IPVS scheduler check `{add}`"),
+                service: None,
+                errno: Some(r.errno),
+                message: std::io::Error::from_raw_os_error(r.errno).to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn set_timeouts(&mut self) -> Result<(), DataplaneError> {
+        let secs = |d: std::time::Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+        let (tcp, fin, udp) = (
+            secs(self.config.tcp_timeout),
+            secs(self.config.tcp_fin_timeout),
+            secs(self.config.udp_timeout),
+        );
+        if tcp == 0 && fin == 0 && udp == 0 {
+            return Ok(());
+        }
+        let msg = IpvsMessage::new(
+            IpvsCmd::SetConfig,
+            vec![
+                CmdAttr::TimeoutTcp(tcp),
+                CmdAttr::TimeoutTcpFin(fin),
+                CmdAttr::TimeoutUdp(udp),
+            ],
+        );
+        self.socket()?
+            .request(&msg, "setting IPVS timeouts")
+            .map_err(io_step("setting IPVS timeouts"))
+    }
+}
+
+fn with_service(e: DataplaneError, owner: Option<&ServicePortName>) -> DataplaneError {
+    match e {
+        DataplaneError::KernelRejected {
+            object,
+            errno,
+            message,
+            ..
+        } => DataplaneError::KernelRejected {
+            object,
+            service: owner.map(ToString::to_string),
+            errno,
+            message,
+        },
+        other => other,
+    }
+}
+
+/// A dumped service of ours in this family, as a spec.
+fn spec_of(attrs: &[SvcAttr], family: IpFamily, af: u16) -> Option<ServiceSpec> {
+    let mut fwmark = None;
+    let mut fam = None;
+    let mut scheduler = String::new();
+    let mut flags = 0;
+    let mut timeout = 0;
+    for a in attrs {
+        match a {
+            SvcAttr::Fwmark(m) => fwmark = Some(*m),
+            SvcAttr::Af(f) => fam = Some(*f),
+            SvcAttr::SchedName(s) => scheduler = s.clone(),
+            SvcAttr::Flags(f) => flags = f.flags & !crate::netlink::service::IP_VS_SVC_F_HASHED,
+            SvcAttr::Timeout(t) => timeout = *t,
+            _ => {}
+        }
+    }
+    let fwmark = fwmark.filter(|m| is_ours(*m))?;
+    (fam == Some(af)).then_some(ServiceSpec {
+        family,
+        fwmark,
+        scheduler,
+        flags,
+        timeout,
+    })
+}
+
+/// (address, weight, active + inactive connections) of a dumped destination.
+fn dest_of(attrs: &[DestAttr]) -> Option<(SocketAddr, u32, u32)> {
+    let mut addr = None;
+    let mut port = None;
+    let mut af = crate::netlink::AF_INET;
+    let (mut weight, mut conns) = (0, 0u32);
+    for a in attrs {
+        match a {
+            DestAttr::Addr(x) => addr = Some(*x),
+            DestAttr::Port(p) => port = Some(*p),
+            DestAttr::AddrFamily(f) => af = *f,
+            DestAttr::Weight(w) => weight = *w,
+            DestAttr::ActiveConns(c) | DestAttr::InactiveConns(c) => {
+                conns = conns.saturating_add(*c)
+            }
+            _ => {}
+        }
+    }
+    Some((SocketAddr::new(addr?.to_ip(af)?, port?), weight, conns))
+}
+
+#[async_trait]
+impl Dataplane for IpvsDataplane {
+    fn mode(&self) -> Mode {
+        Mode::Ipvs
+    }
+
+    fn family(&self) -> IpFamily {
+        self.family
+    }
+
+    /// IPVS in the kernel (the generic-netlink family), the scheduler's module, the sysctls,
+    /// the dummy interface, and nf_tables for the helper rules; the error names what is
+    /// missing.
+    async fn probe(&mut self) -> Result<(), DataplaneError> {
+        self.socket()?;
+        self.check_scheduler()?;
+        crate::sysctl::apply(self.config.strict_arp)?;
+        self.set_timeouts()?;
+        self.link().await?;
+        self.helpers.probe().await
+    }
+
+    async fn apply(
+        &mut self,
+        plan: &ProxyPlan,
+        changes: Option<&Changes>,
+    ) -> Result<ApplyStats, DataplaneError> {
+        let started = Instant::now();
+        let partial = self.partial(changes).is_some();
+        if !partial {
+            self.adopt().await?;
+        }
+        let (tx, marks, names) = self.build(plan, changes);
+        // Until this sync completes, the next one is full (and re-reads the kernel).
+        self.synced = false;
+        let mut operations = self.perform(&tx.before).await?;
+        let nft =
+            self.helpers
+                .apply_ipvs(plan, self.partial_for_helpers(changes, partial), &marks)?;
+        operations += nft.operations;
+        operations += self.perform(&tx.after).await?;
+        if !partial {
+            self.marks.reset();
+        }
+        self.marks.commit(plan, &names, &marks);
+        self.kernel.claim_vips(plan, &names);
+        self.synced = true;
+        operations += self.drain()?;
+        Ok(ApplyStats {
+            full: !partial,
+            service_ports_written: names.len(),
+            operations,
+            kernel_time: started.elapsed(),
+            ..ApplyStats::default()
+        })
+    }
+
+    fn render(&self, plan: &ProxyPlan, changes: Option<&Changes>) -> String {
+        self.transaction(plan, changes).to_string()
+    }
+
+    /// Deletes our virtual services (firewall marks in our range; never anyone else's), the
+    /// dummy interface, and table `switchyard-ipvs`. A kernel without IPVS has nothing to
+    /// clean there.
+    async fn cleanup(&mut self) -> Result<(), DataplaneError> {
+        self.synced = false;
+        self.marks.reset();
+        self.kernel = Kernel::default();
+        match self.socket() {
+            Ok(_) => {
+                self.adopt_services_only()?;
+                let ops: Vec<Owned> = self
+                    .kernel
+                    .services
+                    .keys()
+                    .map(|m| {
+                        (
+                            Op::DelService {
+                                family: self.family,
+                                fwmark: *m,
+                            },
+                            None,
+                        )
+                    })
+                    .collect();
+                self.perform(&ops).await?;
+            }
+            Err(DataplaneError::Unsupported { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        if self.rtnl.is_none() {
+            self.rtnl = Some(Rtnl::open()?);
+        }
+        if let Some(r) = &self.rtnl {
+            r.delete_dummy().await?;
+        }
+        self.dummy = None;
+        self.kernel = Kernel::default();
+        self.helpers.cleanup().await
+    }
+}
+
+impl IpvsDataplane {
+    /// Changes for the helper rules: the same partial set, or a full sync.
+    fn partial_for_helpers<'a>(
+        &self,
+        changes: Option<&'a Changes>,
+        partial: bool,
+    ) -> Option<&'a Changes> {
+        changes.filter(|_| partial)
+    }
+
+    /// Reads only our virtual services (cleanup: no interface needed).
+    fn adopt_services_only(&mut self) -> Result<(), DataplaneError> {
+        let family = self.family;
+        let af = match family {
+            IpFamily::V4 => crate::netlink::AF_INET,
+            IpFamily::V6 => crate::netlink::AF_INET6,
+        };
+        let dumped = self
+            .socket()?
+            .dump(
+                &IpvsMessage::new(IpvsCmd::GetService, vec![]),
+                "listing IPVS services",
+            )
+            .map_err(io_step("listing IPVS services"))?;
+        for m in dumped {
+            if let Some(spec) = m.service().and_then(|a| spec_of(a, family, af)) {
+                self.kernel.services.insert(
+                    spec.fwmark,
+                    Service {
+                        spec,
+                        owner: None,
+                        udp: false,
+                        dests: Default::default(),
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+}

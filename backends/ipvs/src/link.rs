@@ -1,0 +1,164 @@
+//! The dummy interface `swyd-ipvs0` that holds the virtual addresses, over rtnetlink. Only
+//! that interface and only addresses on it are ever touched.
+
+use futures_util::TryStreamExt as _;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::AddressFamily;
+use rtnetlink::{Handle, LinkDummy};
+use std::net::IpAddr;
+use switchyard_core::DataplaneError;
+
+/// The interface's name (kube-proxy's is `kube-ipvs0`; a different name keeps both apart).
+pub const DUMMY: &str = "swyd-ipvs0";
+
+fn failed(step: String, e: rtnetlink::Error) -> DataplaneError {
+    let errno = match &e {
+        rtnetlink::Error::NetlinkError(m) => m.code.map(|c| -c.get()),
+        _ => None,
+    };
+    DataplaneError::KernelRejected {
+        object: step,
+        service: None,
+        errno,
+        message: e.to_string(),
+    }
+}
+
+/// An rtnetlink connection, its task running on the current tokio runtime. The socket is
+/// opened in the calling thread's network namespace.
+#[derive(Debug)]
+pub struct Rtnl {
+    handle: Handle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Rtnl {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Rtnl {
+    pub fn open() -> Result<Self, DataplaneError> {
+        let (conn, handle, _) =
+            rtnetlink::new_connection().map_err(|source| DataplaneError::Io {
+                step: "opening an rtnetlink socket".into(),
+                source,
+            })?;
+        Ok(Self {
+            handle,
+            task: tokio::spawn(conn),
+        })
+    }
+
+    /// The dummy interface's index, if it exists.
+    pub async fn dummy_index(&self) -> Result<Option<u32>, DataplaneError> {
+        let mut links = self.handle.link().get().match_name(DUMMY).execute();
+        match links.try_next().await {
+            Ok(Some(link)) => Ok(Some(link.header.index)),
+            Ok(None) => Ok(None),
+            // ENODEV: no such interface.
+            Err(rtnetlink::Error::NetlinkError(m)) if m.code.map(|c| -c.get()) == Some(19) => {
+                Ok(None)
+            }
+            Err(e) => Err(failed(format!("looking up interface {DUMMY}"), e)),
+        }
+    }
+
+    /// Creates the dummy interface if missing; returns its index. Left down, like
+    /// kube-proxy's: its addresses are local without the interface answering anything.
+    pub async fn ensure_dummy(&self) -> Result<u32, DataplaneError> {
+        if let Some(i) = self.dummy_index().await? {
+            return Ok(i);
+        }
+        self.handle
+            .link()
+            .add(LinkDummy::new(DUMMY).build())
+            .execute()
+            .await
+            .map_err(|e| failed(format!("creating dummy interface {DUMMY}"), e))?;
+        self.dummy_index()
+            .await?
+            .ok_or_else(|| DataplaneError::KernelRejected {
+                object: format!("interface {DUMMY}"),
+                service: None,
+                errno: None,
+                message: "created but not found".into(),
+            })
+    }
+
+    /// Removes the dummy interface (and with it its addresses), if it exists.
+    pub async fn delete_dummy(&self) -> Result<(), DataplaneError> {
+        if let Some(i) = self.dummy_index().await? {
+            self.handle
+                .link()
+                .del(i)
+                .execute()
+                .await
+                .map_err(|e| failed(format!("deleting interface {DUMMY}"), e))?;
+        }
+        Ok(())
+    }
+
+    /// The addresses on the dummy interface, with the messages that delete them.
+    pub async fn addresses(&self, index: u32) -> Result<Vec<IpAddr>, DataplaneError> {
+        let mut dump = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        let mut out = Vec::new();
+        loop {
+            match dump.try_next().await {
+                Ok(Some(msg)) => {
+                    if msg.header.index != index {
+                        continue;
+                    }
+                    let ip = msg.attributes.iter().find_map(|a| match a {
+                        AddressAttribute::Local(ip) | AddressAttribute::Address(ip) => Some(*ip),
+                        _ => None,
+                    });
+                    if let Some(ip) = ip {
+                        out.push(ip);
+                    }
+                }
+                Ok(None) => return Ok(out),
+                Err(e) => return Err(failed(format!("listing the addresses of {DUMMY}"), e)),
+            }
+        }
+    }
+
+    pub async fn add_address(&self, index: u32, ip: IpAddr) -> Result<(), DataplaneError> {
+        let prefix = if ip.is_ipv4() { 32 } else { 128 };
+        match self.handle.address().add(index, ip, prefix).execute().await {
+            Ok(()) => Ok(()),
+            // EEXIST: already there (adopted from an earlier run).
+            Err(rtnetlink::Error::NetlinkError(m)) if m.code.map(|c| -c.get()) == Some(17) => {
+                Ok(())
+            }
+            Err(e) => Err(failed(format!("adding {ip} to {DUMMY}"), e)),
+        }
+    }
+
+    pub async fn del_address(&self, index: u32, ip: IpAddr) -> Result<(), DataplaneError> {
+        let mut msg = AddressMessage::default();
+        msg.header.index = index;
+        msg.header.family = if ip.is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
+        msg.header.prefix_len = if ip.is_ipv4() { 32 } else { 128 };
+        msg.attributes.push(AddressAttribute::Local(ip));
+        msg.attributes.push(AddressAttribute::Address(ip));
+        match self.handle.address().del(msg).execute().await {
+            Ok(()) => Ok(()),
+            // EADDRNOTAVAIL: already gone.
+            Err(rtnetlink::Error::NetlinkError(m)) if m.code.map(|c| -c.get()) == Some(99) => {
+                Ok(())
+            }
+            Err(e) => Err(failed(format!("removing {ip} from {DUMMY}"), e)),
+        }
+    }
+}

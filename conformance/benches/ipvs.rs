@@ -1,0 +1,256 @@
+//! IPVS backend benchmark: `cargo bench -p switchyard-conformance --bench ipvs` (root, qemu).
+//!
+//! This host has no IPVS, so the binary boots Debian's 6.1 kernel under qemu (TCG) and runs
+//! itself inside; TCG is slow, so every figure is a ratio against a baseline measured in the
+//! same guest, interleaved and repeated:
+//! - full sync of 10k services x 10 endpoints (virtual services, destinations, addresses and
+//!   helper rules) against `ipvsadm -R` of the same virtual services and destinations, each
+//!   into a fresh namespace, alternated, median of `ROUNDS`;
+//! - one endpoint changed at 1k and 10k services: netlink operations per sync (must not grow)
+//!   and the median time, after re-planning as the agent does;
+//! - connect-to-first-byte from a pod through a ClusterIP at 100 and 10k services (the others
+//!   with one endpoint each), alternated twice.
+
+use std::time::{Duration, Instant};
+use switchyard_conformance::netns::{enter_path, require_root, timed_in, unique_prefix, Netns};
+use switchyard_conformance::probe::{connect_latencies, quantile_us};
+use switchyard_conformance::topology::{From, Topology};
+use switchyard_conformance::vm::{Kernel, Payload, Vm};
+use switchyard_core::{diff, Dataplane, IpFamily, ProxyPlan};
+use switchyard_ipvs::{IpvsConfig, IpvsDataplane};
+use switchyard_synthetic::{add_service, cluster, plan_of};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const GUEST: &str = "SWYD_IPVS_BENCH_GUEST";
+const ROUNDS: usize = 3;
+const CHANGES: usize = 20;
+const SAMPLES: usize = 600;
+const WARMUP: usize = 200;
+
+fn main() -> anyhow::Result<()> {
+    require_root()?;
+    if std::env::var_os(GUEST).is_some() {
+        return guest();
+    }
+    let vm = Vm::new(Kernel::Debian61)?;
+    let started = Instant::now();
+    let out = vm.run(
+        &Payload::new(["/payload/ipvs-bench"])
+            .file(std::env::current_exe()?, "/payload/ipvs-bench")
+            .env(GUEST, "1")
+            .timeout(Duration::from_secs(5400)),
+    )?;
+    print!("{}", out.stdout);
+    println!(
+        "# guest {} exited {} after {:.0} s",
+        vm.kernel().release,
+        out.exit_code,
+        started.elapsed().as_secs_f64()
+    );
+    anyhow::ensure!(out.exit_code == 0, "guest run failed:\n{}", out.console);
+    Ok(())
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn median(v: &[Duration]) -> Duration {
+    let mut v = v.to_vec();
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn guest() -> anyhow::Result<()> {
+    println!("# ipvs backend benchmark, in the guest (TCG: compare ratios, not times)");
+    full_sync(10_000, 10)?;
+    let small = one_endpoint(1_000)?;
+    let large = one_endpoint(10_000)?;
+    println!(
+        "one endpoint changed: operations {} at 1k, {} at 10k; time ratio 10k/1k = {:.2}",
+        small.1,
+        large.1,
+        large.0.as_secs_f64() / small.0.as_secs_f64()
+    );
+    datapath()?;
+    Ok(())
+}
+
+/// Our full sync into a fresh namespace; returns its time and the `ipvsadm -R` text of the
+/// same virtual services and destinations.
+fn ours(plan: &ProxyPlan) -> anyhow::Result<(Duration, String)> {
+    let ns = Netns::create(&format!("{}-ipvsb", unique_prefix()))?;
+    let path = ns.path();
+    let plan = plan.clone();
+    std::thread::spawn(move || -> anyhow::Result<(Duration, String)> {
+        enter_path(&path)?;
+        let rt = runtime();
+        let mut dp = IpvsDataplane::new(IpFamily::V4, IpvsConfig::default());
+        rt.block_on(dp.probe())?;
+        let restore: String = dp
+            .transaction(&plan, None)
+            .to_string()
+            .lines()
+            .filter(|l| l.starts_with("-A ") || l.starts_with("-a "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let t = Instant::now();
+        rt.block_on(dp.apply(&plan, None))?;
+        Ok((t.elapsed(), restore))
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("benchmark thread panicked"))?
+}
+
+fn full_sync(n: usize, k: usize) -> anyhow::Result<()> {
+    let plan = plan_of(&cluster(n, k));
+    let (mut mine, mut base) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let (t, restore) = ours(&plan)?;
+        mine.push(t);
+        let ns = Netns::create(&format!("{}-ipvsadm", unique_prefix()))?;
+        base.push(timed_in(&ns, "ipvsadm", &["-R"], &restore)?);
+        if mine.len() == 1 {
+            println!(
+                "full sync services={n} endpoints={k}: {} virtual services, {} destinations",
+                restore.lines().filter(|l| l.starts_with("-A ")).count(),
+                restore.lines().filter(|l| l.starts_with("-a ")).count()
+            );
+        }
+    }
+    let each: Vec<String> = mine
+        .iter()
+        .zip(&base)
+        .map(|(a, b)| format!("{:.0}/{:.0}", ms(*a), ms(*b)))
+        .collect();
+    println!(
+        "full sync services={n} endpoints={k}: median {:.0} ms (ours, with addresses and helper rules) vs {:.0} ms (ipvsadm -R, same services), ratio {:.2}; rounds ours/ipvsadm ms: {}",
+        ms(median(&mine)),
+        ms(median(&base)),
+        median(&mine).as_secs_f64() / median(&base).as_secs_f64(),
+        each.join(" ")
+    );
+    Ok(())
+}
+
+/// Median time and the largest operation count of `CHANGES` one-endpoint syncs at `n`.
+fn one_endpoint(n: usize) -> anyhow::Result<(Duration, usize)> {
+    let ns = Netns::create(&format!("{}-ipvse", unique_prefix()))?;
+    let path = ns.path();
+    let r = std::thread::spawn(move || -> anyhow::Result<(Duration, usize, usize)> {
+        enter_path(&path)?;
+        let rt = runtime();
+        let mut state = cluster(n, 10);
+        let mut prev = plan_of(&state);
+        let mut dp = IpvsDataplane::new(IpFamily::V4, IpvsConfig::default());
+        rt.block_on(dp.probe())?;
+        rt.block_on(dp.apply(&prev, None))?;
+        let (mut times, mut ops) = (Vec::new(), Vec::new());
+        for round in 0..CHANGES {
+            let slice = state
+                .endpoint_slices
+                .values_mut()
+                .nth((n / 2 + round * 7) % n)
+                .ok_or_else(|| anyhow::anyhow!("no slice"))?;
+            slice.endpoints[0].addresses = vec![format!("10.246.0.{}", round + 1)];
+            let next = plan_of(&state);
+            let t = Instant::now();
+            let changes = diff(&prev, &next);
+            let stats = rt.block_on(dp.apply(&next, Some(&changes)))?;
+            times.push(t.elapsed());
+            anyhow::ensure!(!stats.full && stats.service_ports_written == 1, "{stats:?}");
+            ops.push(stats.operations);
+            prev = next;
+        }
+        let (lo, hi) = (
+            ops.iter().copied().min().unwrap_or(0),
+            ops.iter().copied().max().unwrap_or(0),
+        );
+        Ok((median(&times), lo, hi))
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("benchmark thread panicked"))??;
+    println!(
+        "one endpoint changed at services={n}: median {:.2} ms over {CHANGES} syncs (diff + apply); operations per sync {}..{}",
+        ms(r.0),
+        r.1,
+        r.2
+    );
+    Ok((r.0, r.2))
+}
+
+fn datapath() -> anyhow::Result<()> {
+    let topo = Topology::build()?;
+    let client = topo.origin(From::Pod("pod-a1"))?.0.path();
+    let node = topo.node.path();
+    let (tx, rx) = std::sync::mpsc::channel::<Option<ProxyPlan>>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    let worker = std::thread::spawn(move || {
+        let rt = runtime();
+        let mut dp = IpvsDataplane::new(IpFamily::V4, IpvsConfig::default());
+        let setup = enter_path(&node).and_then(|()| Ok(rt.block_on(dp.probe())?));
+        while let Ok(Some(plan)) = rx.recv() {
+            let r = match &setup {
+                Ok(()) => rt
+                    .block_on(dp.apply(&plan, None))
+                    .map(drop)
+                    .map_err(anyhow::Error::from),
+                Err(e) => Err(anyhow::anyhow!("{e:#}")),
+            };
+            let _ = done_tx.send(r);
+        }
+        let _ = rt.block_on(dp.cleanup());
+    });
+    let mut plans = Vec::new();
+    for n in [100usize, 10_000] {
+        let mut state = cluster(n - 1, 1);
+        add_service(&mut state, n - 1, 1, Some(&["10.244.2.10".to_string()]));
+        let plan = plan_of(&state);
+        let vip = plan
+            .services
+            .values()
+            .map(|s| s.cluster_ip)
+            .max()
+            .ok_or_else(|| anyhow::anyhow!("empty plan"))?;
+        plans.push((n, plan, vip));
+    }
+    let mut p50 = std::collections::BTreeMap::<usize, Vec<f64>>::new();
+    for _ in 0..2 {
+        for (n, plan, vip) in &plans {
+            tx.send(Some(plan.clone()))?;
+            done_rx.recv()??;
+            let s = connect_latencies(
+                &client,
+                std::net::SocketAddr::new(*vip, 80),
+                SAMPLES,
+                WARMUP,
+            )?;
+            let v = quantile_us(&s, 0.5);
+            println!(
+                "datapath ClusterIP at services={n}: p50 {v:.1} us, p99 {:.1} us",
+                quantile_us(&s, 0.99)
+            );
+            p50.entry(*n).or_default().push(v);
+        }
+    }
+    let mean = |n: usize| {
+        let v = &p50[&n];
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    println!(
+        "datapath first packet through a ClusterIP: 10k/100 services p50 ratio {:.3}",
+        mean(10_000) / mean(100)
+    );
+    tx.send(None)?;
+    let _ = worker.join();
+    Ok(())
+}
