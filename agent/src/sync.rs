@@ -55,6 +55,15 @@ impl Lane {
 }
 
 impl Lane {
+    /// Ends a repair after a successful sync: whether drift had been detected (then logged).
+    fn take_repaired(&mut self) -> bool {
+        let repaired = std::mem::take(&mut self.repairing);
+        if repaired {
+            tracing::info!(mode = %self.dataplane.mode(), family = %self.dataplane.family(), "repaired: our rules are whole again");
+        }
+        repaired
+    }
+
     fn new(dataplane: Box<dyn Dataplane>) -> Self {
         Self {
             dataplane,
@@ -241,19 +250,8 @@ impl Syncer {
                 }
                 let incremental = changes.as_ref().filter(|c| !c.requires_full_sync());
                 match lane.dataplane.apply(&plan, incremental).await {
-                    Ok(mut stats) => {
-                        stats.quarantined = lane.quarantined.len();
-                        tracing::info!(
-                            mode = %lane.dataplane.mode(),
-                            family = %plan.family,
-                            full = stats.full,
-                            service_ports = plan.services.len(),
-                            written = stats.service_ports_written,
-                            operations = stats.operations,
-                            kernel_ms = stats.kernel_time.as_secs_f64() * 1000.0,
-                            quarantined = stats.quarantined,
-                            "synced"
-                        );
+                    Ok(stats) => {
+                        let stats = log_synced(lane, &plan, stats, &mut outcome);
                         if let Some(ct) = &mut lane.conntrack {
                             outcome.conntrack.push(ct.after_commit(
                                 lane.committed.as_ref(),
@@ -261,40 +259,20 @@ impl Syncer {
                                 &plan,
                             ));
                         }
-                        if std::mem::take(&mut lane.repairing) {
+                        if lane.take_repaired() {
                             self.repair.repaired += 1;
-                            tracing::info!(mode = %lane.dataplane.mode(), family = %plan.family, "repaired: our rules are whole again");
                         }
                         lane.committed = Some(plan);
                         lane_outcome.stats = Some(stats);
-                        outcome.applied.push(stats);
                         break;
                     }
                     Err(e) => {
                         lane.committed = None;
-                        let culprit = e
-                            .service_port()
-                            .and_then(|s| plan.services.keys().find(|k| k.to_string() == s))
-                            .cloned();
-                        match culprit {
-                            Some(name) if isolated < MAX_ISOLATED_PER_SYNC => {
-                                isolated += 1;
-                                tracing::error!(
-                                    mode = %lane.dataplane.mode(),
-                                    family = %plan.family,
-                                    service_port = %name,
-                                    "the kernel rejected this service port's rules: {e}; \
-                                     left out until the next full resync, applying the rest"
-                                );
-                                lane.quarantined.insert(name, e.to_string());
-                                outcome.quarantined += 1;
-                            }
-                            _ => {
-                                tracing::error!(mode = %lane.dataplane.mode(), family = %plan.family, "sync failed: {e}; the next sync will be full");
-                                outcome.errors.push(e);
-                                lane_outcome.failed = true;
-                                break;
-                            }
+                        if !quarantine(lane, &plan, &e, &mut isolated, &mut outcome) {
+                            tracing::error!(mode = %lane.dataplane.mode(), family = %plan.family, "sync failed: {e}; the next sync will be full");
+                            outcome.errors.push(e);
+                            lane_outcome.failed = true;
+                            break;
                         }
                     }
                 }
@@ -332,6 +310,61 @@ impl Syncer {
             }
         }
         out
+    }
+}
+
+/// Logs a successful apply and records its stats (both sync paths).
+fn log_synced(
+    lane: &Lane,
+    plan: &ProxyPlan,
+    mut stats: ApplyStats,
+    out: &mut SyncOutcome,
+) -> ApplyStats {
+    stats.quarantined = lane.quarantined.len();
+    tracing::info!(
+        mode = %lane.dataplane.mode(),
+        family = %plan.family,
+        full = stats.full,
+        service_ports = plan.services.len(),
+        written = stats.service_ports_written,
+        operations = stats.operations,
+        kernel_ms = stats.kernel_time.as_secs_f64() * 1000.0,
+        quarantined = stats.quarantined,
+        "synced"
+    );
+    out.applied.push(stats);
+    stats
+}
+
+/// Quarantines the service port the kernel named, if any and if this sync may isolate one
+/// more; returns whether it did (then the rest is applied again, in full).
+fn quarantine(
+    lane: &mut Lane,
+    plan: &ProxyPlan,
+    e: &DataplaneError,
+    isolated: &mut usize,
+    out: &mut SyncOutcome,
+) -> bool {
+    let culprit = e
+        .service_port()
+        .and_then(|s| plan.services.keys().find(|k| k.to_string() == s))
+        .filter(|name| !lane.quarantined.contains_key(*name))
+        .cloned();
+    match culprit {
+        Some(name) if *isolated < MAX_ISOLATED_PER_SYNC => {
+            *isolated += 1;
+            tracing::error!(
+                mode = %lane.dataplane.mode(),
+                family = %plan.family,
+                service_port = %name,
+                "the kernel rejected this service port's rules: {e}; \
+                 left out until the next full resync, applying the rest"
+            );
+            lane.quarantined.insert(name, e.to_string());
+            out.quarantined += 1;
+            true
+        }
+        _ => false,
     }
 }
 

@@ -4,10 +4,10 @@
 //! [`Syncer::force_full`] is full; a rejected service port is quarantined and the rest applied
 //! at once; quarantined ports stay out until the next forced full sync.
 
-use super::{Lane, LaneOutcome, SyncOutcome, Syncer, MAX_ISOLATED_PER_SYNC};
+use super::{log_synced, quarantine, Lane, LaneOutcome, SyncOutcome, Syncer};
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
-use switchyard_core::{ApplyStats, Changes, DataplaneError, PlanUpdate, ProxyPlan};
+use switchyard_core::{Changes, PlanUpdate, ProxyPlan};
 
 impl Syncer {
     /// Applies each planner's plan to the lane of its family. `update` must be everything the
@@ -38,9 +38,8 @@ impl Syncer {
             sync_lane(lane, plan, &update.changes, &mut outcome, &mut lane_outcome).await;
             if !lane_outcome.failed {
                 clean_conntrack(lane, plan, update, was_tracking, &mut outcome);
-                if lane.tracking && std::mem::take(&mut lane.repairing) {
+                if lane.tracking && lane.take_repaired() {
                     self.repair.repaired += 1;
-                    tracing::info!(mode = %lane.dataplane.mode(), family = %plan.family, "repaired: our rules are whole again");
                 }
             }
             lane_outcome.elapsed = started.elapsed();
@@ -150,58 +149,4 @@ fn without_quarantined<'a>(changes: &'a Changes, lane: &Lane) -> Cow<'a, Changes
         set.retain(|name| !lane.quarantined.contains_key(name));
     }
     Cow::Owned(kept)
-}
-
-fn log_synced(
-    lane: &Lane,
-    plan: &ProxyPlan,
-    mut stats: ApplyStats,
-    out: &mut SyncOutcome,
-) -> ApplyStats {
-    stats.quarantined = lane.quarantined.len();
-    tracing::info!(
-        mode = %lane.dataplane.mode(),
-        family = %plan.family,
-        full = stats.full,
-        service_ports = plan.services.len(),
-        written = stats.service_ports_written,
-        operations = stats.operations,
-        kernel_ms = stats.kernel_time.as_secs_f64() * 1000.0,
-        quarantined = stats.quarantined,
-        "synced"
-    );
-    out.applied.push(stats);
-    stats
-}
-
-/// Quarantines the service port the kernel named, if any and if this sync may isolate one
-/// more; returns whether it did (then the rest is applied again, in full).
-fn quarantine(
-    lane: &mut Lane,
-    plan: &ProxyPlan,
-    e: &DataplaneError,
-    isolated: &mut usize,
-    out: &mut SyncOutcome,
-) -> bool {
-    let culprit = e
-        .service_port()
-        .and_then(|s| plan.services.keys().find(|k| k.to_string() == s))
-        .filter(|name| !lane.quarantined.contains_key(*name))
-        .cloned();
-    match culprit {
-        Some(name) if *isolated < MAX_ISOLATED_PER_SYNC => {
-            *isolated += 1;
-            tracing::error!(
-                mode = %lane.dataplane.mode(),
-                family = %plan.family,
-                service_port = %name,
-                "the kernel rejected this service port's rules: {e}; \
-                 left out until the next full resync, applying the rest"
-            );
-            lane.quarantined.insert(name, e.to_string());
-            out.quarantined += 1;
-            true
-        }
-        _ => false,
-    }
 }
