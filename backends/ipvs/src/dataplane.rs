@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use std::net::SocketAddr;
 use std::time::Instant;
 use switchyard_core::plan::{IpFamily, ProxyPlan, ServicePortName};
-use switchyard_core::{ApplyStats, Changes, Dataplane, DataplaneError, Mode};
+use switchyard_core::{ApplyStats, Changes, Dataplane, DataplaneError, Drift, Mode};
 use switchyard_nftables::{Marks, NftablesDataplane};
 
 const ENOENT: i32 = 2;
@@ -229,6 +229,9 @@ impl IpvsDataplane {
     /// failure), so a restarted agent adopts instead of replacing.
     async fn adopt(&mut self) -> Result<(), DataplaneError> {
         let family = self.family;
+        // Looked up again: someone may have deleted (and re-created) the interface, and a
+        // full sync is what repairs that (`check` reports it).
+        self.dummy = None;
         let af = match family {
             IpFamily::V4 => crate::netlink::AF_INET,
             IpFamily::V6 => crate::netlink::AF_INET6,
@@ -443,8 +446,16 @@ fn with_service(e: DataplaneError, owner: Option<&ServicePortName>) -> Dataplane
     }
 }
 
+/// `AF_INET` / `AF_INET6` of a family.
+pub(crate) fn af(family: IpFamily) -> u16 {
+    match family {
+        IpFamily::V4 => crate::netlink::AF_INET,
+        IpFamily::V6 => crate::netlink::AF_INET6,
+    }
+}
+
 /// A dumped service of ours in this family, as a spec.
-fn spec_of(attrs: &[SvcAttr], family: IpFamily, af: u16) -> Option<ServiceSpec> {
+pub(crate) fn spec_of(attrs: &[SvcAttr], family: IpFamily, af: u16) -> Option<ServiceSpec> {
     let mut fwmark = None;
     let mut fam = None;
     let mut scheduler = String::new();
@@ -471,7 +482,7 @@ fn spec_of(attrs: &[SvcAttr], family: IpFamily, af: u16) -> Option<ServiceSpec> 
 }
 
 /// (address, weight, active + inactive connections) of a dumped destination.
-fn dest_of(attrs: &[DestAttr]) -> Option<(SocketAddr, u32, u32)> {
+pub(crate) fn dest_of(attrs: &[DestAttr]) -> Option<(SocketAddr, u32, u32)> {
     let mut addr = None;
     let mut port = None;
     let mut af = crate::netlink::AF_INET;
@@ -550,6 +561,33 @@ impl Dataplane for IpvsDataplane {
 
     fn render(&self, plan: &ProxyPlan, changes: Option<&Changes>) -> String {
         self.transaction(plan, changes).to_string()
+    }
+
+    /// Our virtual services, their destinations, `swyd-ipvs0` and its addresses against
+    /// what the last syncs committed, and the helper table by the nftables backend's check
+    /// (see `crate::check`). `Ok(None)` until a sync succeeded.
+    async fn check(&mut self) -> Result<Option<Drift>, DataplaneError> {
+        if !self.synced {
+            return Ok(None);
+        }
+        let marks = &self.marks;
+        let Some(helpers) = self
+            .helpers
+            .check_ipvs(|plan| marks.marks(plan, plan.services.keys()))?
+        else {
+            return Ok(None);
+        };
+        self.socket()?;
+        if self.rtnl.is_none() {
+            self.rtnl = Some(Rtnl::open()?);
+        }
+        let (Some(socket), Some(rtnl)) = (self.socket.as_mut(), self.rtnl.as_ref()) else {
+            return Ok(None);
+        };
+        let found = crate::check::read(socket, rtnl, self.family).await?;
+        let mut findings = crate::check::compare(&self.kernel, self.dummy, &found);
+        findings.extend(helpers.findings);
+        Ok(Some(Drift { findings }))
     }
 
     /// Deletes our virtual services (firewall marks in our range; never anyone else's), the

@@ -11,11 +11,13 @@
 //! - `netlink`: the IPVS generic-netlink family as typed messages, and a pipelining socket.
 //! - `marks`: stable firewall marks per (service port, endpoint set).
 //! - `state`: wanted vs. committed virtual services, destinations and addresses; the diff.
+//! - `check`: what the kernel holds of ours against what was committed (drift).
 //! - `sysctl`: what kube-proxy sets for IPVS.
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod check;
 pub mod config;
 mod dataplane;
 mod link;

@@ -52,11 +52,12 @@ impl Expected {
         e
     }
 
-    /// Differences between these objects and what the kernel listed, one finding per object.
-    pub fn compare_objects(&self, family: &str, found: &TableObjects) -> Vec<String> {
+    /// Differences between these objects and what the kernel listed of table `table`, one
+    /// finding per object.
+    pub fn compare_objects(&self, family: &str, table: &str, found: &TableObjects) -> Vec<String> {
         let mut out = Vec::new();
         if found == &TableObjects::default() {
-            out.push(format!("table {family} switchyard: missing"));
+            out.push(format!("table {family} {table}: missing"));
             return out;
         }
         for c in self.objects.chains.difference(&found.chains) {
@@ -107,12 +108,12 @@ mod tests {
             "the skeleton has chains"
         );
         let intact = expected.objects.clone();
-        assert!(expected.compare_objects("ip", &intact).is_empty());
+        assert!(expected.compare_objects("ip", "switchyard", &intact).is_empty());
 
         let mut tampered = intact.clone();
         let chain = tampered.chains.iter().next().cloned().expect("a chain");
         tampered.chains.remove(&chain);
-        let found = expected.compare_objects("ip", &tampered);
+        let found = expected.compare_objects("ip", "switchyard", &tampered);
         assert_eq!(found, vec![format!("chain {chain}: missing")]);
 
         let mut tampered = intact.clone();
@@ -124,7 +125,7 @@ mod tests {
             .expect("a rule");
         *n -= 1;
         let want = *n + 1;
-        let found = expected.compare_objects("ip", &tampered);
+        let found = expected.compare_objects("ip", "switchyard", &tampered);
         assert_eq!(
             found,
             vec![format!(
@@ -133,7 +134,7 @@ mod tests {
             )]
         );
 
-        let found = expected.compare_objects("ip", &TableObjects::default());
+        let found = expected.compare_objects("ip", "switchyard", &TableObjects::default());
         assert_eq!(found, vec!["table ip switchyard: missing".to_string()]);
     }
 }

@@ -249,23 +249,28 @@ impl NftablesDataplane {
         })
     }
 
-    /// Lists our table and compares it with what a full sync of `plan` creates.
-    fn compare_table(&mut self, plan: &ProxyPlan) -> Result<Drift, DataplaneError> {
-        let expected = Expected::of(&build::full(plan, self.features, None).0);
-        let (family, seq) = (self.nfproto(), self.next_seq());
-        let found = dump::table_objects(self.socket()?, family, TABLE, seq).map_err(|source| {
+    /// Lists our table and compares it with what a full sync of `plan` creates (with IPVS
+    /// mode's `marks` for its helper table).
+    fn compare_table(
+        &mut self,
+        plan: &ProxyPlan,
+        marks: Option<&Marks>,
+    ) -> Result<Drift, DataplaneError> {
+        let expected = Expected::of(&build::full(plan, self.features, marks).0);
+        let (family, seq, table) = (self.nfproto(), self.next_seq(), self.table);
+        let found = dump::table_objects(self.socket()?, family, table, seq).map_err(|source| {
             DataplaneError::Io {
-                step: "listing our table's chains, rules and sets".into(),
+                step: format!("listing table {table}'s chains, rules and sets"),
                 source,
             }
         })?;
-        let mut findings = expected.compare_objects(family_word(self.family), &found);
+        let mut findings = expected.compare_objects(family_word(self.family), table, &found);
         for set in found.sets.intersection(&expected.objects.sets) {
             if !expected.elems.contains_key(set) {
                 continue;
             }
             let seq = self.next_seq();
-            let elems = dump::set_elements(self.socket()?, family, TABLE, set, seq)
+            let elems = dump::set_elements(self.socket()?, family, table, set, seq)
                 .map_err(|source| DataplaneError::Io {
                     step: format!("listing the elements of set {set}"),
                     source,
@@ -374,25 +379,13 @@ impl Dataplane for NftablesDataplane {
     }
 
     /// The generation first; our table's objects only when it moved (see `crate::check`).
+    /// IPVS mode's helper table is checked by the IPVS backend, through
+    /// [`NftablesDataplane::check_ipvs`] with its marks.
     async fn check(&mut self) -> Result<Option<Drift>, DataplaneError> {
         if self.table != TABLE {
-            // IPVS mode's helper table: not compared (its objects follow the IPVS marks).
             return Ok(None);
         }
-        let Some(plan) = self.committed.as_ref().map(|c| c.plan.clone()) else {
-            return Ok(None);
-        };
-        let now = self.current_generation()?;
-        if self.generation == Some(now) {
-            return Ok(Some(Drift::default()));
-        }
-        let drift = self.compare_table(&plan)?;
-        if drift.is_empty() {
-            // Someone else's batch; ours is intact as of this generation.
-            let again = self.current_generation()?;
-            self.generation = (again == now).then_some(now);
-        }
-        Ok(Some(drift))
+        self.check_with(|_| None)
     }
 
     fn render(&self, plan: &ProxyPlan, changes: Option<&Changes>) -> String {
@@ -416,6 +409,42 @@ impl Dataplane for NftablesDataplane {
 }
 
 impl NftablesDataplane {
+    /// IPVS mode: `check` of the helper table. What a full sync creates there depends on the
+    /// firewall marks, which the IPVS backend allocates: `marks` gives them for the
+    /// committed plan, and is called only when the table has to be listed (the generation
+    /// moved). `Ok(None)`: nothing committed yet.
+    pub fn check_ipvs(
+        &mut self,
+        marks: impl FnOnce(&ProxyPlan) -> Marks,
+    ) -> Result<Option<Drift>, DataplaneError> {
+        self.check_with(|plan| Some(marks(plan)))
+    }
+
+    /// The two stages of `crate::check` for this instance's table.
+    fn check_with(
+        &mut self,
+        marks: impl FnOnce(&ProxyPlan) -> Option<Marks>,
+    ) -> Result<Option<Drift>, DataplaneError> {
+        if self.committed.is_none() {
+            return Ok(None);
+        }
+        let now = self.current_generation()?;
+        if self.generation == Some(now) {
+            return Ok(Some(Drift::default()));
+        }
+        let Some(plan) = self.committed.as_ref().map(|c| c.plan.clone()) else {
+            return Ok(None);
+        };
+        let marks = marks(&plan);
+        let drift = self.compare_table(&plan, marks.as_ref())?;
+        if drift.is_empty() {
+            // Someone else's batch; ours is intact as of this generation.
+            let again = self.current_generation()?;
+            self.generation = (again == now).then_some(now);
+        }
+        Ok(Some(drift))
+    }
+
     /// IPVS mode: programs the helper rules with these marks (see [`Self::ipvs_helpers`]).
     pub fn apply_ipvs(
         &mut self,

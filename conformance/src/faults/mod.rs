@@ -15,11 +15,12 @@
 //! 5. a full sync (what the agent does on drift, `agent/src/sync/repair.rs`); then `check`
 //!    is clean again and every check passes.
 //!
-//! A third-party backend writes rows for its own objects with `backend` set to its
+//! A third-party backend writes rows for its own objects with `backends` naming its
 //! `Backend::name` and runs `faults::run(&[mine], &my_rows, &Options::default())`.
-//! The IPVS backend plugs in the same way: rows such as `ipvsadm -D -t 10.96.0.10:80`
-//! (a virtual service) and `ip link del swyd-ipvs0` (the dummy interface holding the
-//! service addresses), both breaking [`cluster_ip_from_pod`].
+//! IPVS mode has rows of its own (a virtual service, a destination or its weight, the dummy
+//! interface `swyd-ipvs0`, an address on it, a mark-map element) and shares the nftables
+//! rows, run against its helper table `switchyard-ipvs`. This kernel has no IPVS: its rows
+//! run in the VM harness (`vm::conformance::VmMatrix::run_faults`).
 
 mod run;
 mod table;
@@ -37,12 +38,13 @@ pub struct Fault {
     pub name: &'static str,
     /// What it does, in one line.
     pub about: &'static str,
-    /// The backends it applies to: a `Backend::name`, or its prefix (`iptables` = both
+    /// The backends it applies to: each a `Backend::name`, or its prefix (`iptables` = both
     /// variants).
-    pub backend: &'static str,
+    pub backends: &'static [&'static str],
     /// Shell commands (`sh -c`) run in the node's namespace, in order; each must succeed.
     /// `{iptables}` becomes the backend's name (`iptables-nft`, `iptables-legacy`), which is
-    /// also the name of its tool.
+    /// also the name of its tool; `{table}` the backend's nftables table (`switchyard`, or
+    /// `switchyard-ipvs` for IPVS mode's helper rules).
     pub tamper: Vec<&'static str>,
     /// The check the tampering must break and the repair must restore.
     pub breaks: Check,
@@ -51,14 +53,19 @@ pub struct Fault {
 impl Fault {
     /// Whether this row is for the backend named `name`.
     pub fn applies_to(&self, name: &str) -> bool {
-        name.starts_with(self.backend)
+        self.backends.iter().any(|b| name.starts_with(b))
     }
 
     /// The commands for backend `name`.
     pub fn commands(&self, name: &str) -> Vec<String> {
+        let table = if name.starts_with("ipvs") {
+            "switchyard-ipvs"
+        } else {
+            "switchyard"
+        };
         self.tamper
             .iter()
-            .map(|c| c.replace("{iptables}", name))
+            .map(|c| c.replace("{iptables}", name).replace("{table}", table))
             .collect()
     }
 }

@@ -46,7 +46,7 @@ pub fn run(backends: &[Backend], faults: &[Fault], options: &Options) -> anyhow:
                 let cell = if fault.applies_to(&backend.name) {
                     run_one(&fault, &backend)
                 } else {
-                    Cell::NotApplicable(format!("a fault of {}", fault.backend))
+                    Cell::NotApplicable(format!("a fault of {}", fault.backends.join(", ")))
                 };
                 if let Ok(mut r) = results.lock() {
                     r.insert((fi, bi), cell);

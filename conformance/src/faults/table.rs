@@ -1,4 +1,5 @@
-//! The rows: nftables and both iptables variants.
+//! The rows: nftables (also run against IPVS mode's helper table), both iptables variants,
+//! and IPVS mode's own objects.
 
 use super::Fault;
 use crate::scenario::{Check, Expect};
@@ -57,49 +58,64 @@ pub fn nodeport_from_client() -> Check {
     )
 }
 
+/// Shell that sets `$m` to the mark of the IPVS virtual service pods' traffic to the cluster
+/// IP uses (pods are inside the cluster CIDR: not masqueraded, so the mark without the
+/// masquerade bit 0x4000 = 16384; the node's own traffic uses the other one) and fails
+/// when there is none.
+macro_rules! pod_mark {
+    () => {
+        "m=$(ipvsadm -Ln | awk '$1 == \"FWM\" && int($2 / 16384) % 2 == 0 { print $2; exit }'); \
+         test -n \"$m\" && "
+    };
+}
+
+/// Backends whose rules live in an nftables table of the nftables rule builder: nftables
+/// mode's `switchyard`, IPVS mode's helper table `switchyard-ipvs` (`{table}` in commands).
+const NFT_TABLES: &[&str] = &["nftables", "ipvs"];
+
 /// Every row.
 pub fn all() -> Vec<Fault> {
     vec![
         Fault {
             name: "nft-table-deleted",
             about: "`nft delete table ip switchyard` (another agent flushing the ruleset)",
-            backend: "nftables",
-            tamper: vec!["nft delete table ip switchyard"],
+            backends: NFT_TABLES,
+            tamper: vec!["nft delete table ip {table}"],
             breaks: cluster_ip_from_pod(),
         },
         Fault {
             name: "nft-base-chain-deleted",
             about: "our nat prerouting base chain flushed and deleted",
-            backend: "nftables",
+            backends: NFT_TABLES,
             tamper: vec![
-                "nft flush chain ip switchyard nat-prerouting",
-                "nft delete chain ip switchyard nat-prerouting",
+                "nft flush chain ip {table} nat-prerouting",
+                "nft delete chain ip {table} nat-prerouting",
             ],
             breaks: nodeport_from_client(),
         },
         Fault {
             name: "nft-jump-deleted",
             about: "the `jump services` rule of our nat output base chain deleted by handle",
-            backend: "nftables",
+            backends: NFT_TABLES,
             tamper: vec![
-                "h=$(nft -a list chain ip switchyard nat-output | sed -n 's/.*jump services # handle \\([0-9]*\\).*/\\1/p'); \
-                 test -n \"$h\" && nft delete rule ip switchyard nat-output handle $h",
+                "h=$(nft -a list chain ip {table} nat-output | sed -n 's/.*jump services # handle \\([0-9]*\\).*/\\1/p'); \
+                 test -n \"$h\" && nft delete rule ip {table} nat-output handle $h",
             ],
             breaks: cluster_ip_from_node(),
         },
         Fault {
             name: "nft-set-element-deleted",
             about: "the cluster IP's element of the dispatch set deleted",
-            backend: "nftables",
+            backends: NFT_TABLES,
             tamper: vec![
-                "nft delete element ip switchyard pod-cluster.masq-cluster-services '{ 10.96.0.10 . tcp . 80 }'",
+                "nft delete element ip {table} pod-cluster.masq-cluster-services '{ 10.96.0.10 . tcp . 80 }'",
             ],
             breaks: cluster_ip_from_pod(),
         },
         Fault {
             name: "nft-map-element-deleted",
             about: "one endpoint's element of an endpoint map deleted (half the connections)",
-            backend: "nftables",
+            backends: &["nftables"],
             tamper: vec![
                 "nft delete element ip switchyard cluster-endpoint-1 '{ 10.96.0.10 . tcp . 80 }'",
             ],
@@ -108,7 +124,7 @@ pub fn all() -> Vec<Fault> {
         Fault {
             name: "ipt-jump-deleted",
             about: "the PREROUTING jump to SWYD-SERVICES deleted",
-            backend: "iptables",
+            backends: &["iptables"],
             tamper: vec![
                 "{iptables} -w -t nat -D PREROUTING -m comment --comment 'switchyard service portals' -j SWYD-SERVICES",
             ],
@@ -117,7 +133,7 @@ pub fn all() -> Vec<Fault> {
         Fault {
             name: "ipt-chain-deleted",
             about: "SWYD-SERVICES unhooked, flushed and deleted (kube-proxy's e2e)",
-            backend: "iptables",
+            backends: &["iptables"],
             tamper: vec![
                 "{iptables} -w -t nat -D PREROUTING -m comment --comment 'switchyard service portals' -j SWYD-SERVICES",
                 "{iptables} -w -t nat -D OUTPUT -m comment --comment 'switchyard service portals' -j SWYD-SERVICES",
@@ -129,7 +145,7 @@ pub fn all() -> Vec<Fault> {
         Fault {
             name: "ipt-rule-deleted",
             about: "the service port's own chain flushed (its endpoint picks deleted)",
-            backend: "iptables",
+            backends: &["iptables"],
             tamper: vec![
                 "c=$({iptables}-save -t nat | grep -o '^:SWYD-s[0-9a-z]*-svc' | head -n1 | tr -d :); \
                  test -n \"$c\" && {iptables} -w -t nat -F \"$c\"",
@@ -139,8 +155,50 @@ pub fn all() -> Vec<Fault> {
         Fault {
             name: "ipt-ipset-member-deleted",
             about: "the cluster IP's member of the dispatch ipset deleted",
-            backend: "iptables",
+            backends: &["iptables"],
             tamper: vec!["ipset del SWYD4-VIPS 10.96.0.10,tcp:80"],
+            breaks: cluster_ip_from_pod(),
+        },
+        Fault {
+            name: "ipvs-service-deleted",
+            about: "the virtual service pod traffic to the cluster IP is marked for, deleted",
+            backends: &["ipvs"],
+            tamper: vec![concat!(pod_mark!(), "ipvsadm -D -f \"$m\"")],
+            breaks: cluster_ip_from_pod(),
+        },
+        Fault {
+            name: "ipvs-destination-deleted",
+            about: "the remote endpoint deleted from that virtual service (half the connections)",
+            backends: &["ipvs"],
+            tamper: vec![concat!(pod_mark!(), "ipvsadm -d -f \"$m\" -r 10.244.2.10:8080")],
+            breaks: cluster_ip_from_pod(),
+        },
+        Fault {
+            name: "ipvs-destination-quiesced",
+            about: "the remote endpoint's weight in that virtual service set to 0",
+            backends: &["ipvs"],
+            tamper: vec![concat!(pod_mark!(), "ipvsadm -e -f \"$m\" -r 10.244.2.10:8080 -m -w 0")],
+            breaks: cluster_ip_from_pod(),
+        },
+        Fault {
+            name: "ipvs-interface-deleted",
+            about: "the dummy interface holding the service addresses deleted",
+            backends: &["ipvs"],
+            tamper: vec!["ip link del swyd-ipvs0"],
+            breaks: cluster_ip_from_pod(),
+        },
+        Fault {
+            name: "ipvs-address-deleted",
+            about: "the cluster IP removed from the dummy interface",
+            backends: &["ipvs"],
+            tamper: vec!["ip addr del 10.96.0.10/32 dev swyd-ipvs0"],
+            breaks: cluster_ip_from_pod(),
+        },
+        Fault {
+            name: "ipvs-mark-element-deleted",
+            about: "the cluster IP's element of the firewall-mark map deleted",
+            backends: &["ipvs"],
+            tamper: vec!["nft delete element ip switchyard-ipvs cluster-fwmark '{ 10.96.0.10 . tcp . 80 }'"],
             breaks: cluster_ip_from_pod(),
         },
     ]
@@ -164,7 +222,7 @@ mod tests {
         let rows = all();
         let names: std::collections::BTreeSet<_> = rows.iter().map(|f| f.name).collect();
         assert_eq!(names.len(), rows.len());
-        for b in ["nftables", "iptables-nft", "iptables-legacy"] {
+        for b in ["nftables", "iptables-nft", "iptables-legacy", "ipvs"] {
             assert!(rows.iter().filter(|f| f.applies_to(b)).count() >= 4, "{b}");
         }
     }
