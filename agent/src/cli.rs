@@ -69,7 +69,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Remove what kube-proxy left on this node (its KUBE-* iptables chains in both variants,
-    /// `table ip/ip6 kube-proxy`, KUBE-* ipsets, the kube-ipvs0 interface) and exit.
+    /// `table ip/ip6 kube-proxy`, KUBE-* ipsets, the kube-ipvs0 interface, its address-based
+    /// IPVS virtual services but those in --ipvs-exclude-cidrs) and exit.
     #[arg(long, conflicts_with_all = ["dry_run", "once", "cleanup"])]
     pub cleanup_kube_proxy: bool,
     /// Kernel dataplane to program.

@@ -152,7 +152,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         return backends::cleanup_modes(None).await;
     }
     if args.cleanup_kube_proxy {
-        return crate::migrate::cleanup_kube_proxy().await;
+        return crate::migrate::cleanup_kube_proxy(&args.ipvs.exclude_cidrs).await;
     }
     // Health and metrics serve from the start (while the API lists, /livez answers).
     let mut ops = Ops::start(

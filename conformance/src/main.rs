@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use switchyard_conformance::vm::conformance::VmMatrix;
 use switchyard_conformance::vm::Kernel;
-use switchyard_conformance::{backends, run, scenarios, Family, Matrix, Options};
+use switchyard_conformance::{backends, faults, run, scenarios, Family, Matrix, Options};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,9 +17,13 @@ struct Args {
     /// iptables-nft, iptables-legacy.
     #[arg(long, value_delimiter = ',', default_value = "nftables,iptables")]
     mode: Vec<String>,
-    /// Only scenarios whose name contains this.
+    /// Only scenarios (or faults) whose name contains this.
     #[arg(long)]
     scenario: Option<String>,
+    /// Which table: the conformance `scenarios`, or the `faults` table (tampering detected by
+    /// `check` and repaired by a full sync; IPv4, `--family` is not used).
+    #[arg(long, value_enum, default_value = "scenarios")]
+    table: Table,
     /// Address-family columns, comma-separated: ipv4, ipv6, dual (dual-stack).
     #[arg(long, value_delimiter = ',', default_value = "ipv4,ipv6,dual")]
     family: Vec<Family>,
@@ -46,12 +50,27 @@ struct Args {
     vm_timeout: u64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Table {
+    Scenarios,
+    Faults,
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let table = scenarios::all();
     if args.list {
-        for s in &table {
-            println!("{:36} {}", s.name, s.about);
+        match args.table {
+            Table::Scenarios => {
+                for s in &table {
+                    println!("{:36} {}", s.name, s.about);
+                }
+            }
+            Table::Faults => {
+                for f in faults::all() {
+                    println!("{:36} {} [{}]", f.name, f.about, f.backends.join(", "));
+                }
+            }
         }
         return ExitCode::SUCCESS;
     }
@@ -70,15 +89,15 @@ fn main() -> ExitCode {
         }
         let mut matrix: Option<Matrix> = None;
         if host {
-            matrix = Some(run(
-                &list,
-                &table,
-                &Options {
-                    filter: args.scenario.clone(),
-                    parallel: args.parallel,
-                    families: args.family.clone(),
-                },
-            )?);
+            let options = Options {
+                filter: args.scenario.clone(),
+                parallel: args.parallel,
+                families: args.family.clone(),
+            };
+            matrix = Some(match args.table {
+                Table::Scenarios => run(&list, &table, &options)?,
+                Table::Faults => faults::run(&list, &faults::all(), &options)?,
+            });
         }
         for kernel in vm_kernels {
             let vm = VmMatrix {
@@ -89,8 +108,11 @@ fn main() -> ExitCode {
                 families: args.family.clone(),
                 parallel: args.vm_parallel,
                 timeout: Duration::from_secs(args.vm_timeout),
-            }
-            .run()?;
+            };
+            let vm = match args.table {
+                Table::Scenarios => vm.run()?,
+                Table::Faults => vm.run_faults()?,
+            };
             eprintln!(
                 "switchyard-conformance: {kernel}: {} in {:.1}s{}",
                 vm.error.as_deref().unwrap_or("ran"),

@@ -9,15 +9,19 @@
 //! 3. `table ip kube-proxy` and `table ip6 kube-proxy` (nftables mode);
 //! 4. the `kube-ipvs0` dummy interface (IPVS mode), over rtnetlink: its addresses are the
 //!    IPVS virtual services' addresses, so with it gone no traffic reaches them;
-//! 5. IPVS virtual services themselves: see [`ipvs_services`].
+//! 5. kube-proxy's IPVS virtual services (every address-based one outside
+//!    `--ipvs-exclude-cidrs`; firewall-mark services, Switchyard's among them, stay): see
+//!    [`ipvs`].
 //!
 //! Every step runs even when an earlier one failed; the errors are reported together. Runs in
 //! the caller's network namespace (the tests run the binary under `ip netns exec`).
 
 pub mod iptables;
+pub mod ipvs;
 
 use anyhow::{bail, Context as _};
 use futures_util::TryStreamExt as _;
+use ipnet::IpNet;
 use std::process::Stdio;
 use tokio::io::AsyncWriteExt as _;
 use tokio::process::Command;
@@ -33,8 +37,9 @@ const IPTABLES_TOOLS: [(&str, &str); 4] = [
     ("ip6tables-legacy-save", "ip6tables-legacy-restore"),
 ];
 
-/// Runs every step; fails (naming each failed step) if any did.
-pub async fn cleanup_kube_proxy() -> anyhow::Result<()> {
+/// Runs every step; fails (naming each failed step) if any did. IPVS services with an
+/// address in `ipvs_exclude` are kept (`--ipvs-exclude-cidrs`).
+pub async fn cleanup_kube_proxy(ipvs_exclude: &[IpNet]) -> anyhow::Result<()> {
     let mut failures = Vec::new();
     for (save, restore) in IPTABLES_TOOLS {
         if let Err(e) = iptables_chains(save, restore).await {
@@ -45,7 +50,7 @@ pub async fn cleanup_kube_proxy() -> anyhow::Result<()> {
         ("ipsets", ipsets().await),
         ("nftables tables", nft_tables().await),
         ("kube-ipvs0", kube_ipvs_interface().await),
-        ("IPVS services", ipvs_services()),
+        ("IPVS services", ipvs::delete_services(ipvs_exclude)),
     ];
     for (step, result) in steps {
         if let Err(e) = result {
@@ -177,33 +182,4 @@ async fn kube_ipvs_interface() -> anyhow::Result<()> {
     };
     task.abort();
     result
-}
-
-/// Step 5: IPVS virtual services.
-///
-/// MERGE HOOK for the lead: this build has no IPVS client (the generic-netlink code lives in
-/// `backends/ipvs`, another branch). Once merged, replace the body with a call that lists the
-/// virtual services and deletes every one whose address is not in `--ipvs-exclude-cidrs`
-/// (kube-proxy's own cleanup rule), returning its error. Until then this reads
-/// `/proc/net/ip_vs` (present only when the IPVS module is loaded) and, when services remain,
-/// says so with the command that removes them; with `kube-ipvs0` gone (step 4) they no longer
-/// receive traffic, so leaving them costs memory, not correctness.
-fn ipvs_services() -> anyhow::Result<()> {
-    let table = match std::fs::read_to_string("/proc/net/ip_vs") {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).context("reading /proc/net/ip_vs"),
-    };
-    let services = table
-        .lines()
-        .filter(|l| l.starts_with("TCP") || l.starts_with("UDP") || l.starts_with("SCTP"))
-        .count();
-    if services > 0 {
-        tracing::warn!(
-            services,
-            "IPVS virtual services remain (this build cannot delete them); remove them with \
-             `ipvsadm --clear` if no other agent uses IPVS on this node"
-        );
-    }
-    Ok(())
 }

@@ -2,6 +2,9 @@
 //! as the payload, runs `--mode ... --json` there, and its matrix comes back with each column
 //! renamed `<backend>@<kernel>/<family>` (e.g. `nftables@debian-6.1/ipv6`).
 //!
+//! [`VmMatrix::run_faults`] does the same with the faults table (`--table faults`): IPVS
+//! mode's tampering rows need a kernel with IPVS.
+//!
 //! Nothing is silently missing: when the guest cannot boot, times out, or prints no matrix,
 //! every expected cell is a FAIL naming the reason, so the merged table has the same shape
 //! whatever happened.
@@ -10,7 +13,7 @@ use super::{Kernel, Payload, Vm, VmError};
 use crate::family::Family;
 use crate::matrix::Matrix;
 use crate::runner::column_name;
-use crate::{backends, scenarios};
+use crate::{backends, faults, scenarios};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -68,10 +71,58 @@ impl VmMatrix {
             .collect()
     }
 
+    /// The scenario table in the guest.
     pub fn run(&self) -> Result<VmMatrixRun, anyhow::Error> {
-        let started = Instant::now();
         let columns = self.columns()?;
         let rows = self.scenarios();
+        let families = self
+            .families
+            .iter()
+            .map(|f| f.name())
+            .collect::<Vec<_>>()
+            .join(",");
+        self.run_table(&["--family".into(), families], rows, columns)
+    }
+
+    /// Fault names `run_faults` must produce: the rows for at least one of the modes'
+    /// backends (whose name contains `filter`), in table order.
+    pub fn faults(&self) -> Result<Vec<String>, anyhow::Error> {
+        let mut list = Vec::new();
+        for m in &self.modes {
+            list.extend(backends::by_mode(m)?);
+        }
+        Ok(faults::all()
+            .iter()
+            .filter(|f| list.iter().any(|b| f.applies_to(&b.name)))
+            .filter(|f| {
+                self.filter
+                    .as_ref()
+                    .is_none_or(|x| f.name.contains(x.as_str()))
+            })
+            .map(|f| f.name.to_string())
+            .collect())
+    }
+
+    /// The faults table (`crate::faults`) in the guest, one column per backend (IPv4;
+    /// `families` is not used): `ipvs@debian-6.1`.
+    pub fn run_faults(&self) -> Result<VmMatrixRun, anyhow::Error> {
+        let mut columns = Vec::new();
+        for m in &self.modes {
+            columns.extend(backends::by_mode(m)?.into_iter().map(|b| b.name));
+        }
+        let rows = self.faults()?;
+        self.run_table(&["--table".into(), "faults".into()], rows, columns)
+    }
+
+    /// Boots the guest running this binary with `--mode`, `--parallel`, `--scenario` and
+    /// `args`, and reads its JSON matrix into `rows` x `columns`.
+    fn run_table(
+        &self,
+        args: &[String],
+        rows: Vec<String>,
+        columns: Vec<String>,
+    ) -> Result<VmMatrixRun, anyhow::Error> {
+        let started = Instant::now();
         let failed =
             |why: String, console: Option<String>, modules_failed: Vec<String>| VmMatrixRun {
                 matrix: self.rename(Matrix::all_failed(&rows, &columns, &why, started.elapsed())),
@@ -99,13 +150,8 @@ impl VmMatrix {
             "--json".into(),
             "--parallel".into(),
             self.parallel.to_string(),
-            "--family".into(),
-            self.families
-                .iter()
-                .map(|f| f.name())
-                .collect::<Vec<_>>()
-                .join(","),
         ];
+        command.extend(args.iter().cloned());
         if let Some(f) = &self.filter {
             command.extend(["--scenario".into(), f.clone()]);
         }
