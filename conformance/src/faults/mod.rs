@@ -8,12 +8,12 @@
 //! [`Fault::backend`] matches a backend under test through the same steps:
 //!
 //! 1. apply the table's manifests (full sync), then a change (incremental sync), and see
-//!    traffic work;
+//!    traffic work (the baseline checks and the row's own);
 //! 2. `Dataplane::check` must report no drift (no false alarm after incremental syncs);
 //! 3. tamper; the row's check must now **fail** (else the row proves nothing);
 //! 4. `Dataplane::check` must report drift;
 //! 5. a full sync (what the agent does on drift, `agent/src/sync/repair.rs`); then `check`
-//!    is clean again and every check passes.
+//!    is clean again and every check (the row's too) passes.
 //!
 //! A third-party backend writes rows for its own objects with `backends` naming its
 //! `Backend::name` and runs `faults::run(&[mine], &my_rows, &Options::default())`.
@@ -27,7 +27,8 @@ mod table;
 
 pub use run::{run, run_one};
 pub use table::{
-    all, baseline, cluster_ip_from_node, cluster_ip_from_pod, manifests, nodeport_from_client,
+    all, baseline, both_endpoints_from_pod, cluster_ip_from_node, cluster_ip_from_pod, manifests,
+    nodeport_from_client,
 };
 
 use crate::scenario::Check;

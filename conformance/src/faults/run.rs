@@ -129,8 +129,8 @@ async fn steps(
         .await
         .context("incremental sync")?;
     let baseline = |when: &str| -> anyhow::Result<()> {
-        for c in table::baseline() {
-            check_as_written(topo, &plan, &c)
+        for c in table::baseline().iter().chain([&fault.breaks]) {
+            check_as_written(topo, &plan, c)
                 .with_context(|| format!("{when}: {:?} -> {}", c.from, c.to))?;
         }
         Ok(())
