@@ -79,7 +79,9 @@ fn cleanup_kube_proxy_deletes_kube_proxys_ipvs_services_and_nothing_else() {
         "inside --ipvs-exclude-cidrs:\n{after}"
     );
     assert!(
-        after.lines().any(|l| l.split_whitespace().eq(["FWM", "7", "rr"])),
+        after
+            .lines()
+            .any(|l| l.split_whitespace().eq(["FWM", "7", "rr"])),
         "another agent's firewall-mark service stays:\n{after}"
     );
     assert!(fwm(before) > 1, "Switchyard synced:\n{before}");

@@ -13,9 +13,7 @@
 use anyhow::Context as _;
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
-use switchyard_ipvs::netlink::{
-    CmdAttr, IpvsCmd, IpvsMessage, IpvsSocket, SocketError, SvcAttr,
-};
+use switchyard_ipvs::netlink::{CmdAttr, IpvsCmd, IpvsMessage, IpvsSocket, SocketError, SvcAttr};
 
 /// `IPPROTO_*` numbers as IPVS carries them, for the log line.
 fn protocol_name(p: u16) -> String {

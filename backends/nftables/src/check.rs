@@ -108,7 +108,9 @@ mod tests {
             "the skeleton has chains"
         );
         let intact = expected.objects.clone();
-        assert!(expected.compare_objects("ip", "switchyard", &intact).is_empty());
+        assert!(expected
+            .compare_objects("ip", "switchyard", &intact)
+            .is_empty());
 
         let mut tampered = intact.clone();
         let chain = tampered.chains.iter().next().cloned().expect("a chain");
