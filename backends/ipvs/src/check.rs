@@ -269,7 +269,8 @@ mod tests {
     #[test]
     fn each_tampering_is_named_precisely() {
         let (kernel, intact) = intact();
-        let cases: Vec<(fn(&mut Found), String)> = vec![
+        type Tamper = fn(&mut Found);
+        let cases: Vec<(Tamper, String)> = vec![
             (
                 |f| {
                     f.services.clear();
