@@ -118,15 +118,11 @@ fn apply(change: &Change, tracked: &mut TrackedState, config: &mut ProxyConfig) 
 
 /// The target. Panics when the incremental plan, its reported changes or its
 /// warnings-changed flag differ from what full planning says.
-pub fn incremental(data: &[u8]) {
+pub fn plan_incremental(data: &[u8]) {
     let Ok(input) = Input::arbitrary_take_rest(Unstructured::new(data)) else {
         return;
     };
-    let family = if input.v6 {
-        IpFamily::V6
-    } else {
-        IpFamily::V4
-    };
+    let family = if input.v6 { IpFamily::V6 } else { IpFamily::V4 };
     let mut config = config(family, input.masquerade_all, input.nodeports_on_all);
     let mut tracked = TrackedState::default();
     for change in &input.initial {

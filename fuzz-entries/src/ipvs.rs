@@ -167,11 +167,22 @@ pub fn ipvs_netlink(data: &[u8]) {
     let sent: Vec<IpvsMessage> = input
         .messages
         .iter()
-        .map(|m| IpvsMessage::new(IpvsCmd::from(m.cmd), m.attrs.iter().map(CmdValue::attr).collect()))
+        .map(|m| {
+            IpvsMessage::new(
+                IpvsCmd::from(m.cmd),
+                m.attrs.iter().map(CmdValue::attr).collect(),
+            )
+        })
         .collect();
     let mut bytes = Vec::new();
     for (i, m) in sent.iter().enumerate() {
-        encode_request(m, family_id, flags, input.seq.wrapping_add(i as u32), &mut bytes);
+        encode_request(
+            m,
+            family_id,
+            flags,
+            input.seq.wrapping_add(i as u32),
+            &mut bytes,
+        );
     }
     let decoded = decode_datagram::<GenlMessage<IpvsMessage>>(&bytes, "fuzz round trip")
         .unwrap_or_else(|e| panic!("own requests do not decode: {e}"));

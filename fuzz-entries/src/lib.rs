@@ -14,7 +14,7 @@ mod incremental;
 mod ipvs;
 mod targets;
 
-pub use incremental::incremental;
+pub use incremental::plan_incremental;
 pub use ipvs::ipvs_netlink;
 pub use targets::{iptables_parsers, iptables_render, manifest, nft_dump, nft_encode, plan};
 
@@ -25,7 +25,7 @@ pub type Entry = fn(&[u8]);
 pub const TARGETS: [(&str, Entry); 8] = [
     ("manifest", manifest),
     ("plan", plan),
-    ("incremental", incremental),
+    ("plan_incremental", plan_incremental),
     ("nft_encode", nft_encode),
     ("nft_dump", nft_dump),
     ("iptables_render", iptables_render),

@@ -253,7 +253,10 @@ pub fn encode_request(msg: &IpvsMessage, family_id: u16, flags: u16, seq: u32, o
 /// Decodes one datagram from the kernel: netlink messages back to back, each padded to 4
 /// bytes. A length that does not fit the datagram is an error, never a panic: this is what
 /// the fuzz target feeds arbitrary bytes.
-pub fn decode_datagram<I>(data: &[u8], step: &'static str) -> Result<Vec<NetlinkMessage<I>>, SocketError>
+pub fn decode_datagram<I>(
+    data: &[u8],
+    step: &'static str,
+) -> Result<Vec<NetlinkMessage<I>>, SocketError>
 where
     I: netlink_packet_core::NetlinkDeserializable + std::fmt::Debug,
 {
