@@ -19,7 +19,7 @@ const MAX_CHANGES: usize = 4;
 /// One change, as a watch event or a relist delivers it.
 #[derive(Debug, Arbitrary)]
 enum Change {
-    UpsertService(Svc),
+    UpsertService(Box<Svc>),
     RemoveService(Word),
     UpsertSlice(Slice),
     RemoveSlice(Word, u8),
