@@ -10,19 +10,25 @@
 #![deny(rust_2018_idioms)]
 
 mod cluster;
+mod incremental;
+mod ipvs;
 mod targets;
 
+pub use incremental::plan_incremental;
+pub use ipvs::ipvs_netlink;
 pub use targets::{iptables_parsers, iptables_render, manifest, nft_dump, nft_encode, plan};
 
 /// A target's entry function.
 pub type Entry = fn(&[u8]);
 
 /// The targets by name, as `fuzz/fuzz_targets/<name>.rs` and the corpus directories call them.
-pub const TARGETS: [(&str, Entry); 6] = [
+pub const TARGETS: [(&str, Entry); 8] = [
     ("manifest", manifest),
     ("plan", plan),
+    ("plan_incremental", plan_incremental),
     ("nft_encode", nft_encode),
     ("nft_dump", nft_dump),
     ("iptables_render", iptables_render),
     ("iptables_parsers", iptables_parsers),
+    ("ipvs_netlink", ipvs_netlink),
 ];

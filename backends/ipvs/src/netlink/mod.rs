@@ -17,7 +17,7 @@ pub use addr::InetAddr;
 pub use cmd::{CmdAttr, IpvsCmd, IpvsMessage};
 pub use dest::{DestAttr, FwdMethod};
 pub use service::{SvcAttr, SvcFlags};
-pub use socket::{IpvsSocket, Refusal, SocketError};
+pub use socket::{decode_datagram, encode_request, IpvsSocket, Refusal, SocketError};
 
 /// `IPVS_GENL_NAME`: the family the generic-netlink controller resolves.
 pub const IPVS_GENL_NAME: &str = "IPVS";

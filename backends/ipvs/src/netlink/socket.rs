@@ -132,17 +132,8 @@ impl IpvsSocket {
 
     /// Encodes one request into `out`.
     fn encode(&mut self, msg: &IpvsMessage, flags: u16, out: &mut Vec<u8>) -> u32 {
-        let mut genl = GenlMessage::from_payload(msg.clone());
-        genl.set_resolved_family_id(self.family_id);
-        let mut header = NetlinkHeader::default();
-        header.flags = flags;
         let seq = self.next_seq();
-        header.sequence_number = seq;
-        let mut nl = NetlinkMessage::new(header, NetlinkPayload::from(genl));
-        nl.finalize();
-        let start = out.len();
-        out.resize(start + nl.buffer_len(), 0);
-        nl.serialize(&mut out[start..]);
+        encode_request(msg, self.family_id, flags, seq, out);
         seq
     }
 
@@ -239,27 +230,55 @@ impl IpvsSocket {
             .socket
             .recv(&mut self.buf, 0)
             .map_err(|source| SocketError::Io { step, source })?;
-        let data = &self.buf[..n.min(self.buf.len())];
-        let mut msgs = Vec::new();
-        let mut off = 0;
-        while off + 16 <= data.len() {
-            let len = u32::from_ne_bytes([data[off], data[off + 1], data[off + 2], data[off + 3]])
-                as usize;
-            if len < 16 || off + len > data.len() {
-                return Err(SocketError::Decode {
-                    step,
-                    message: format!("netlink message of length {len} at offset {off}"),
-                });
-            }
-            let m = NetlinkMessage::<I>::deserialize(&data[off..off + len]).map_err(|e| {
-                SocketError::Decode {
-                    step,
-                    message: e.to_string(),
-                }
-            })?;
-            msgs.push(m);
-            off += (len + 3) & !3;
-        }
-        Ok(msgs)
+        decode_datagram(&self.buf[..n.min(self.buf.len())], step)
     }
+}
+
+/// Appends `msg` to `out` as one netlink request of the family `family_id`. A free function
+/// (the socket only adds the sequence number) so the fuzz target checks the exact bytes a
+/// sync sends.
+pub fn encode_request(msg: &IpvsMessage, family_id: u16, flags: u16, seq: u32, out: &mut Vec<u8>) {
+    let mut genl = GenlMessage::from_payload(msg.clone());
+    genl.set_resolved_family_id(family_id);
+    let mut header = NetlinkHeader::default();
+    header.flags = flags;
+    header.sequence_number = seq;
+    let mut nl = NetlinkMessage::new(header, NetlinkPayload::from(genl));
+    nl.finalize();
+    let start = out.len();
+    out.resize(start + nl.buffer_len(), 0);
+    nl.serialize(&mut out[start..]);
+}
+
+/// Decodes one datagram from the kernel: netlink messages back to back, each padded to 4
+/// bytes. A length that does not fit the datagram is an error, never a panic: this is what
+/// the fuzz target feeds arbitrary bytes.
+pub fn decode_datagram<I>(
+    data: &[u8],
+    step: &'static str,
+) -> Result<Vec<NetlinkMessage<I>>, SocketError>
+where
+    I: netlink_packet_core::NetlinkDeserializable + std::fmt::Debug,
+{
+    let mut msgs = Vec::new();
+    let mut off = 0;
+    while off + 16 <= data.len() {
+        let len =
+            u32::from_ne_bytes([data[off], data[off + 1], data[off + 2], data[off + 3]]) as usize;
+        if len < 16 || off + len > data.len() {
+            return Err(SocketError::Decode {
+                step,
+                message: format!("netlink message of length {len} at offset {off}"),
+            });
+        }
+        let m = NetlinkMessage::<I>::deserialize(&data[off..off + len]).map_err(|e| {
+            SocketError::Decode {
+                step,
+                message: e.to_string(),
+            }
+        })?;
+        msgs.push(m);
+        off += (len + 3) & !3;
+    }
+    Ok(msgs)
 }
