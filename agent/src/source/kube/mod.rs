@@ -135,13 +135,15 @@ impl KubeSource {
     pub async fn wait_listed(&mut self, mut meanwhile: impl FnMut(&mut Self)) {
         let mut last: Option<std::time::Instant> = None;
         loop {
-            let missing = self.shared.read(|s| s.unlisted());
-            if missing.is_empty() {
-                return;
-            }
+            // Before the check: `meanwhile` marks the changes seen, so a list completed
+            // before it ran must be noticed here, not 10 s later.
             if last.is_none_or(|t| t.elapsed() >= MEANWHILE_EVERY) {
                 meanwhile(self);
                 last = Some(std::time::Instant::now());
+            }
+            let missing = self.shared.read(|s| s.unlisted());
+            if missing.is_empty() {
+                return;
             }
             let wait =
                 tokio::time::timeout(std::time::Duration::from_secs(10), self.changes.changed());
