@@ -61,6 +61,15 @@ impl LivePlanners {
         outcome
     }
 
+    /// Plans the objects that arrived so far without applying them (while the initial lists
+    /// arrive, [`KubeSource::wait_listed`]): the first sync then plans only what came after.
+    /// Its lanes sync in full whatever the planners report (nothing is tracked yet).
+    pub fn prepare(&mut self, source: &mut KubeSource, setup: &NodeSetup) {
+        source.with_snapshot_mut(|snapshot| {
+            self.update(setup, snapshot);
+        });
+    }
+
     fn update(&mut self, setup: &NodeSetup, snapshot: &mut Snapshot) -> Vec<PlanUpdate> {
         let touched = snapshot.state.take_touched();
         let configs = setup.configs_for(snapshot.state.state().node.as_ref(), &facts(snapshot));

@@ -11,7 +11,7 @@ use crate::families;
 use crate::live::LivePlanners;
 use crate::node::NodeSetup;
 use crate::ops::Ops;
-use crate::source::kube::{KubeOptions, KubeSource};
+use crate::source::kube::{Kind, KubeOptions, KubeSource};
 use crate::source::{Fingerprint, Manifests};
 use crate::sync::{SyncOutcome, Syncer};
 use anyhow::Context as _;
@@ -186,15 +186,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             })
             .await
             .context("starting the Kubernetes API source")?;
+            let setup = NodeSetup::for_node(&args.node, node_name.clone()).await?;
             // No half-known state: nothing is cleaned up or synced before every kind is listed.
-            kube.wait_listed().await;
-            kube.announce_start(&node_name).await;
+            // Once this Node (its families) is known, what has arrived is planned meanwhile,
+            // so the first sync plans only the last objects (DESIGN-NOTES 243).
+            let mut planners = LivePlanners::default();
+            kube.wait_listed(|kube| {
+                if !args.dry_run && kube.is_listed(Kind::Node) {
+                    planners.prepare(kube, &setup);
+                }
+            })
+            .await;
+            let announce = tokio::spawn(kube.announce_start(&node_name));
+            if args.dry_run || args.once {
+                // Short runs end before a task would: record it now.
+                let _ = announce.await;
+            }
             if kube.with_snapshot(|s| s.state.state().node.is_none()) {
                 tracing::warn!(node = %node_name, "no Node object of this name: planning both families, without node addresses");
             }
-            let setup = NodeSetup::for_node(&args.node, node_name).await?;
             ops.health.set_node_eligibility(kube.node_eligibility());
-            let mut source = Source::Kube(Box::new(kube), LivePlanners::default());
+            let mut source = Source::Kube(Box::new(kube), planners);
             source.take_changes();
             // Only --dry-run prints a plan made here; a real run plans at its first sync.
             let plans = if args.dry_run {

@@ -39,6 +39,10 @@ pub const LABEL_SELECTOR: &str =
 /// is listed in bounded chunks instead of one response the API server must hold whole.
 const PAGE_SIZE: u32 = 500;
 
+/// How often [`KubeSource::wait_listed`] hands the objects listed so far to its caller: one
+/// call per arriving object would cost more in per-call overhead than the planning it does.
+const MEANWHILE_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Where to find the API and which node this is.
 #[derive(Debug, Clone)]
 pub struct KubeOptions<'a> {
@@ -125,8 +129,18 @@ impl KubeSource {
 
     /// Waits until every kind has completed its initial list. Logs, every 10 s, which kinds
     /// are still missing, so a stuck start (RBAC, an unreachable API) is visible.
-    pub async fn wait_listed(&mut self) {
+    /// `meanwhile` runs on the objects that arrived so far, at most every
+    /// [`MEANWHILE_EVERY`] (the agent plans them as they come, so little is left to plan when
+    /// the last page arrives); nothing is synced before this returns.
+    pub async fn wait_listed(&mut self, mut meanwhile: impl FnMut(&mut Self)) {
+        let mut last: Option<std::time::Instant> = None;
         loop {
+            // Before the check: `meanwhile` marks the changes seen, so a list completed
+            // before it ran must be noticed here, not 10 s later.
+            if last.is_none_or(|t| t.elapsed() >= MEANWHILE_EVERY) {
+                meanwhile(self);
+                last = Some(std::time::Instant::now());
+            }
             let missing = self.shared.read(|s| s.unlisted());
             if missing.is_empty() {
                 return;
@@ -141,6 +155,11 @@ impl KubeSource {
                 );
             }
         }
+    }
+
+    /// Whether `kind` has completed an initial list.
+    pub fn is_listed(&self, kind: Kind) -> bool {
+        self.shared.read(|s| s.is_listed(kind))
     }
 
     /// Waits for the next change to the watched state (returns at once if one happened since

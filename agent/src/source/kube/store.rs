@@ -92,6 +92,11 @@ impl Store {
         self.listed[kind.index()] = true;
     }
 
+    /// Whether `kind` has completed an initial list (ever).
+    pub fn is_listed(&self, kind: Kind) -> bool {
+        self.listed[kind.index()]
+    }
+
     /// Kinds whose initial list has not completed yet.
     pub fn unlisted(&self) -> Vec<Kind> {
         Kind::ALL

@@ -84,9 +84,13 @@ pub async fn run<K: Watched>(
 ) {
     let kind = K::KIND;
     let mut stream = std::pin::pin!(watcher::watcher(api, config).default_backoff());
-    // The relist in progress, converted as objects arrive (so the API's larger objects are
-    // never held all at once); swapped in whole at InitDone.
+    // A relist, converted as objects arrive (so the API's larger objects are never held all
+    // at once) and swapped in whole at InitDone. Not the kind's first list: nothing is synced
+    // before every kind has completed one (`wait_listed`), so its objects go straight into
+    // the store, where the sync loop can plan them while later pages are still on the way
+    // (DESIGN-NOTES 243).
     let mut relist = Store::new();
+    let mut first = true;
     let mut listed = 0usize;
     while let Some(item) = stream.next().await {
         match item {
@@ -94,15 +98,27 @@ pub async fn run<K: Watched>(
                 tracing::debug!(%kind, "listing");
                 relist = Store::new();
                 listed = 0;
+                first = !shared.read(|s| s.is_listed(kind));
+                if first {
+                    // A first list that started over (an error between its pages): what the
+                    // broken one delivered goes, as the swap of a relist would drop it.
+                    shared.update_quiet(|store| K::clear(store));
+                }
             }
             Ok(Event::InitApply(object)) => {
-                K::upsert(&mut relist, &object);
+                if first {
+                    shared.update(|store| K::upsert(store, &object));
+                } else {
+                    K::upsert(&mut relist, &object);
+                }
                 listed += 1;
             }
             Ok(Event::InitDone) => {
                 tracing::info!(%kind, objects = listed, "initial list complete");
                 shared.update(|store| {
-                    K::take(store, &mut relist);
+                    if !first {
+                        K::take(store, &mut relist);
+                    }
                     store.mark_listed(kind);
                 });
                 relist = Store::new();
