@@ -4,7 +4,7 @@ use crate::config::IpvsConfig;
 use crate::link::Rtnl;
 use crate::marks::{is_ours, Allocator};
 use crate::netlink::{CmdAttr, DestAttr, IpvsCmd, IpvsMessage, IpvsSocket, SocketError, SvcAttr};
-use crate::ops::{Op, ServiceSpec};
+use crate::ops::{af_of_family, Op, ServiceSpec};
 use crate::state::{self, Dest, Kernel, Owned, Service};
 use crate::tx::Transaction;
 use async_trait::async_trait;
@@ -229,10 +229,7 @@ impl IpvsDataplane {
     /// failure), so a restarted agent adopts instead of replacing.
     async fn adopt(&mut self) -> Result<(), DataplaneError> {
         let family = self.family;
-        let af = match family {
-            IpFamily::V4 => crate::netlink::AF_INET,
-            IpFamily::V6 => crate::netlink::AF_INET6,
-        };
+        let af = af_of_family(family);
         let socket = self.socket()?;
         let dumped = socket
             .dump(
@@ -260,7 +257,7 @@ impl IpvsDataplane {
                 .map_err(io_step("listing IPVS destinations"))?;
             let dests = dests
                 .iter()
-                .filter_map(|d| dest_of(d.dest()?))
+                .filter_map(|d| dest_of(d.dest()?, af))
                 .map(|(addr, weight, _)| {
                     (
                         addr,
@@ -328,7 +325,7 @@ impl IpvsDataplane {
                 ))?;
             let conns: std::collections::BTreeMap<SocketAddr, u32> = live
                 .iter()
-                .filter_map(|d| dest_of(d.dest()?))
+                .filter_map(|d| dest_of(d.dest()?, af_of_family(family)))
                 .map(|(a, _, c)| (a, c))
                 .collect();
             for (dest, since) in dests {
@@ -470,11 +467,14 @@ fn spec_of(attrs: &[SvcAttr], family: IpFamily, af: u16) -> Option<ServiceSpec> 
     })
 }
 
-/// (address, weight, active + inactive connections) of a dumped destination.
-fn dest_of(attrs: &[DestAttr]) -> Option<(SocketAddr, u32, u32)> {
+/// (address, weight, active + inactive connections) of a dumped destination of a service of
+/// family `service_af`. A destination without `IPVS_DEST_ATTR_ADDR_FAMILY` (kernels before
+/// mixed-family destinations) has the service's family: reading it as IPv4 would turn an
+/// IPv6 destination into its first four bytes.
+fn dest_of(attrs: &[DestAttr], service_af: u16) -> Option<(SocketAddr, u32, u32)> {
     let mut addr = None;
     let mut port = None;
-    let mut af = crate::netlink::AF_INET;
+    let mut af = service_af;
     let (mut weight, mut conns) = (0, 0u32);
     for a in attrs {
         match a {
@@ -507,7 +507,7 @@ impl Dataplane for IpvsDataplane {
     async fn probe(&mut self) -> Result<(), DataplaneError> {
         self.socket()?;
         self.check_scheduler()?;
-        crate::sysctl::apply(self.config.strict_arp)?;
+        crate::sysctl::apply(self.config.strict_arp, self.family)?;
         self.set_timeouts()?;
         self.link().await?;
         self.helpers.probe().await
@@ -606,10 +606,7 @@ impl IpvsDataplane {
     /// Reads only our virtual services (cleanup: no interface needed).
     fn adopt_services_only(&mut self) -> Result<(), DataplaneError> {
         let family = self.family;
-        let af = match family {
-            IpFamily::V4 => crate::netlink::AF_INET,
-            IpFamily::V6 => crate::netlink::AF_INET6,
-        };
+        let af = af_of_family(family);
         let dumped = self
             .socket()?
             .dump(

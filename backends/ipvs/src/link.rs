@@ -2,7 +2,9 @@
 //! that interface and only addresses on it are ever touched.
 
 use futures_util::TryStreamExt as _;
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkDummy};
 use std::net::IpAddr;
@@ -129,9 +131,21 @@ impl Rtnl {
         }
     }
 
+    /// Binds `ip` (/32 or /128). An IPv6 address is added `nodad` (`IFA_F_NODAD`, in the
+    /// header and as `IFA_FLAGS`): a tentative address has no local route, so IPVS would not
+    /// see its traffic until DAD ends, and on an interface that is down DAD never runs. The
+    /// kernel skips DAD on a `NOARP` device like our dummy today; the flag says it instead of
+    /// relying on that, or on the node's `accept_dad`.
     pub async fn add_address(&self, index: u32, ip: IpAddr) -> Result<(), DataplaneError> {
         let prefix = if ip.is_ipv4() { 32 } else { 128 };
-        match self.handle.address().add(index, ip, prefix).execute().await {
+        let mut req = self.handle.address().add(index, ip, prefix);
+        if ip.is_ipv6() {
+            let msg = req.message_mut();
+            msg.header.flags = AddressHeaderFlags::Nodad;
+            msg.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        match req.execute().await {
             Ok(()) => Ok(()),
             // EEXIST: already there (adopted from an earlier run).
             Err(rtnetlink::Error::NetlinkError(m)) if m.code.map(|c| -c.get()) == Some(17) => {
