@@ -278,6 +278,9 @@ impl IpvsDataplane {
                 },
             );
         }
+        // Looked up again at every full sync: the other family's lane may have removed and
+        // re-created the interface (its cleanup, when the node lost that family).
+        self.dummy = None;
         let index = self.link().await?;
         if let Some(rtnl) = &self.rtnl {
             kernel.unclaimed_vips = rtnl
@@ -552,8 +555,9 @@ impl Dataplane for IpvsDataplane {
         self.transaction(plan, changes).to_string()
     }
 
-    /// Deletes our virtual services (firewall marks in our range; never anyone else's), the
-    /// dummy interface, and table `switchyard-ipvs`. A kernel without IPVS has nothing to
+    /// Deletes our virtual services of this family (firewall marks in our range; never anyone
+    /// else's), this family's addresses on the dummy interface (the interface too once no
+    /// other family's are left), and this family's table `switchyard-ipvs`. A kernel without IPVS has nothing to
     /// clean there.
     async fn cleanup(&mut self) -> Result<(), DataplaneError> {
         self.synced = false;
@@ -585,7 +589,7 @@ impl Dataplane for IpvsDataplane {
             self.rtnl = Some(Rtnl::open()?);
         }
         if let Some(r) = &self.rtnl {
-            r.delete_dummy().await?;
+            r.release_dummy(self.family).await?;
         }
         self.dummy = None;
         self.kernel = Kernel::default();

@@ -239,7 +239,10 @@ mod tests {
             weight: 1,
             edit: false,
         };
-        assert_eq!(Op::AddService(spec.clone()).to_string(), "-A -f 32768 -6 -s rr");
+        assert_eq!(
+            Op::AddService(spec.clone()).to_string(),
+            "-A -f 32768 -6 -s rr"
+        );
         assert_eq!(
             dest.to_string(),
             "-a -f 32768 -6 -r [fd00:10:244:1::10]:8080 -m -w 1"

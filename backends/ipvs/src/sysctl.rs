@@ -58,7 +58,9 @@ fn check_ipv6_forwarding() {
              be forwarded (the node's network setup owns this sysctl; switchyard does not set it)"
         ),
         Ok(_) => {}
-        Err(e) => tracing::warn!(sysctl = "net.ipv6.conf.all.forwarding", error = %e, "cannot read"),
+        Err(e) => {
+            tracing::warn!(sysctl = "net.ipv6.conf.all.forwarding", error = %e, "cannot read")
+        }
     }
 }
 
