@@ -223,7 +223,9 @@ fn agent_binary() -> std::path::PathBuf {
 
 /// `switchyard --once` on the bundled example in every mode, then `--cleanup`, inside the
 /// guest: the example has services with different endpoint counts, a shape the scenario
-/// table does not build (DESIGN-NOTES 46).
+/// table does not build (DESIGN-NOTES 46). The example's node is IPv4-only, so the agent
+/// also cleans up the IPv6 lane it does not plan: IPVS mode's cluster IPs must still be bound
+/// to `swyd-ipvs0` afterwards (DESIGN-NOTES 213).
 fn agent_syncs_the_example(kernel: Kernel) {
     let _one = one_vm();
     let vm = vm(kernel);
@@ -233,6 +235,8 @@ for mode in nftables iptables ipvs; do
   /payload/switchyard --mode $mode --manifests /payload/cluster.yaml --cluster-cidr 10.244.0.0/16 --once
   echo synced-$mode
 done
+/usr/sbin/ip -o addr show dev swyd-ipvs0 >&2
+/usr/sbin/ip -o addr show dev swyd-ipvs0 | grep -q ' 10.96.0.10/32 ' && echo vip-bound
 /payload/switchyard --cleanup
 echo cleaned";
     let out = vm
@@ -251,6 +255,7 @@ echo cleaned";
             "synced-nftables",
             "synced-iptables",
             "synced-ipvs",
+            "vip-bound",
             "cleaned"
         ]
     );
