@@ -132,6 +132,32 @@ fn dry_run_renders_both_families() {
         );
     }
 
+    // IPVS mode: each family's firewall-mark services (`-6` for IPv6), destinations and
+    // virtual addresses, and each family's helper table.
+    let (ipvs, err) = text(&switchyard(&[
+        "--manifests",
+        m,
+        "--mode",
+        "ipvs",
+        "--cluster-cidr",
+        CIDRS,
+        "--dry-run",
+    ]));
+    for want in [
+        "-r 10.244.1.10:8080 -m -w 1",
+        "ip addr add 10.96.0.10 dev swyd-ipvs0",
+        "add table ip switchyard-ipvs",
+        "-6 -r [fd00:10:244:1::20]:8080 -m -w 1",
+        "ip addr add fd00:10:96::10 dev swyd-ipvs0",
+        "add table ip6 switchyard-ipvs",
+    ] {
+        assert!(
+            ipvs.contains(want),
+            "ipvs dry-run lacks {want:?}:\n{ipvs}\n{err}"
+        );
+    }
+    assert!(!ipvs.contains("-6 -r 10.244"), "{ipvs}");
+
     // A node with only an IPv4 address plans (and renders) no IPv6.
     write_manifest(&path, &[V4_NODE]);
     let (nft, _) = text(&switchyard(&["--manifests", m, "--dry-run"]));

@@ -19,7 +19,7 @@
 use crate::dataplane::{dest_of, spec_of};
 use crate::link::{Rtnl, DUMMY};
 use crate::netlink::{CmdAttr, IpvsCmd, IpvsMessage, IpvsSocket, SocketError};
-use crate::ops::ServiceSpec;
+use crate::ops::{af_of_family, ServiceSpec};
 use crate::state::Kernel;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -87,7 +87,7 @@ pub async fn read(
             )
             .map_err(failed("checking: listing IPVS destinations"))?
             .iter()
-            .filter_map(|d| dest_of(d.dest()?))
+            .filter_map(|d| dest_of(d.dest()?, af_of_family(family)))
             .map(|(addr, weight, _)| (addr, weight))
             .collect();
         found

@@ -4,7 +4,7 @@ use crate::config::IpvsConfig;
 use crate::link::Rtnl;
 use crate::marks::{is_ours, Allocator};
 use crate::netlink::{CmdAttr, DestAttr, IpvsCmd, IpvsMessage, IpvsSocket, SocketError, SvcAttr};
-use crate::ops::{Op, ServiceSpec};
+use crate::ops::{af_of_family, Op, ServiceSpec};
 use crate::state::{self, Dest, Kernel, Owned, Service};
 use crate::tx::Transaction;
 use async_trait::async_trait;
@@ -229,13 +229,7 @@ impl IpvsDataplane {
     /// failure), so a restarted agent adopts instead of replacing.
     async fn adopt(&mut self) -> Result<(), DataplaneError> {
         let family = self.family;
-        // Looked up again: someone may have deleted (and re-created) the interface, and a
-        // full sync is what repairs that (`check` reports it).
-        self.dummy = None;
-        let af = match family {
-            IpFamily::V4 => crate::netlink::AF_INET,
-            IpFamily::V6 => crate::netlink::AF_INET6,
-        };
+        let af = af_of_family(family);
         let socket = self.socket()?;
         let dumped = socket
             .dump(
@@ -263,7 +257,7 @@ impl IpvsDataplane {
                 .map_err(io_step("listing IPVS destinations"))?;
             let dests = dests
                 .iter()
-                .filter_map(|d| dest_of(d.dest()?))
+                .filter_map(|d| dest_of(d.dest()?, af))
                 .map(|(addr, weight, _)| {
                     (
                         addr,
@@ -284,6 +278,10 @@ impl IpvsDataplane {
                 },
             );
         }
+        // Looked up again at every full sync: the other family's lane may have removed and
+        // re-created the interface (its cleanup, when the node lost that family), or someone
+        // deleted it (`check` reports that, and a full sync is what repairs it).
+        self.dummy = None;
         let index = self.link().await?;
         if let Some(rtnl) = &self.rtnl {
             kernel.unclaimed_vips = rtnl
@@ -331,7 +329,7 @@ impl IpvsDataplane {
                 ))?;
             let conns: std::collections::BTreeMap<SocketAddr, u32> = live
                 .iter()
-                .filter_map(|d| dest_of(d.dest()?))
+                .filter_map(|d| dest_of(d.dest()?, af_of_family(family)))
                 .map(|(a, _, c)| (a, c))
                 .collect();
             for (dest, since) in dests {
@@ -481,11 +479,14 @@ pub(crate) fn spec_of(attrs: &[SvcAttr], family: IpFamily, af: u16) -> Option<Se
     })
 }
 
-/// (address, weight, active + inactive connections) of a dumped destination.
-pub(crate) fn dest_of(attrs: &[DestAttr]) -> Option<(SocketAddr, u32, u32)> {
+/// (address, weight, active + inactive connections) of a dumped destination of a service of
+/// family `service_af`. A destination without `IPVS_DEST_ATTR_ADDR_FAMILY` (kernels before
+/// mixed-family destinations) has the service's family: reading it as IPv4 would turn an
+/// IPv6 destination into its first four bytes.
+pub(crate) fn dest_of(attrs: &[DestAttr], service_af: u16) -> Option<(SocketAddr, u32, u32)> {
     let mut addr = None;
     let mut port = None;
-    let mut af = crate::netlink::AF_INET;
+    let mut af = service_af;
     let (mut weight, mut conns) = (0, 0u32);
     for a in attrs {
         match a {
@@ -518,7 +519,7 @@ impl Dataplane for IpvsDataplane {
     async fn probe(&mut self) -> Result<(), DataplaneError> {
         self.socket()?;
         self.check_scheduler()?;
-        crate::sysctl::apply(self.config.strict_arp)?;
+        crate::sysctl::apply(self.config.strict_arp, self.family)?;
         self.set_timeouts()?;
         self.link().await?;
         self.helpers.probe().await
@@ -590,8 +591,9 @@ impl Dataplane for IpvsDataplane {
         Ok(Some(Drift { findings }))
     }
 
-    /// Deletes our virtual services (firewall marks in our range; never anyone else's), the
-    /// dummy interface, and table `switchyard-ipvs`. A kernel without IPVS has nothing to
+    /// Deletes our virtual services of this family (firewall marks in our range; never anyone
+    /// else's), this family's addresses on the dummy interface (the interface too once no
+    /// other family's are left), and this family's table `switchyard-ipvs`. A kernel without IPVS has nothing to
     /// clean there.
     async fn cleanup(&mut self) -> Result<(), DataplaneError> {
         self.synced = false;
@@ -623,7 +625,7 @@ impl Dataplane for IpvsDataplane {
             self.rtnl = Some(Rtnl::open()?);
         }
         if let Some(r) = &self.rtnl {
-            r.delete_dummy().await?;
+            r.release_dummy(self.family).await?;
         }
         self.dummy = None;
         self.kernel = Kernel::default();
@@ -644,10 +646,7 @@ impl IpvsDataplane {
     /// Reads only our virtual services (cleanup: no interface needed).
     fn adopt_services_only(&mut self) -> Result<(), DataplaneError> {
         let family = self.family;
-        let af = match family {
-            IpFamily::V4 => crate::netlink::AF_INET,
-            IpFamily::V6 => crate::netlink::AF_INET6,
-        };
+        let af = af_of_family(family);
         let dumped = self
             .socket()?
             .dump(

@@ -2,10 +2,13 @@
 //! that interface and only addresses on it are ever touched.
 
 use futures_util::TryStreamExt as _;
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkDummy};
 use std::net::IpAddr;
+use switchyard_core::plan::IpFamily;
 use switchyard_core::DataplaneError;
 
 /// The interface's name (kube-proxy's is `kube-ipvs0`; a different name keeps both apart).
@@ -100,7 +103,25 @@ impl Rtnl {
         Ok(())
     }
 
-    /// The addresses on the dummy interface, with the messages that delete them.
+    /// Cleanup of one family's lane: removes that family's addresses from the dummy
+    /// interface, and the interface itself once no other family's virtual address is left on
+    /// it. On a dual-stack node a family lost at run time is cleaned up alone, and the other
+    /// family's addresses must keep serving.
+    pub async fn release_dummy(&self, family: IpFamily) -> Result<(), DataplaneError> {
+        let Some(index) = self.dummy_index().await? else {
+            return Ok(());
+        };
+        let addrs = self.addresses(index).await?;
+        if !other_family_remains(&addrs, family) {
+            return self.delete_dummy().await;
+        }
+        for ip in addrs.into_iter().filter(|ip| IpFamily::of(ip) == family) {
+            self.del_address(index, ip).await?;
+        }
+        Ok(())
+    }
+
+    /// The addresses on the dummy interface.
     pub async fn addresses(&self, index: u32) -> Result<Vec<IpAddr>, DataplaneError> {
         let mut dump = self
             .handle
@@ -129,9 +150,21 @@ impl Rtnl {
         }
     }
 
+    /// Binds `ip` (/32 or /128). An IPv6 address is added `nodad` (`IFA_F_NODAD`, in the
+    /// header and as `IFA_FLAGS`): a tentative address has no local route, so IPVS would not
+    /// see its traffic until DAD ends, and on an interface that is down DAD never runs. The
+    /// kernel skips DAD on a `NOARP` device like our dummy today; the flag says it instead of
+    /// relying on that, or on the node's `accept_dad`.
     pub async fn add_address(&self, index: u32, ip: IpAddr) -> Result<(), DataplaneError> {
         let prefix = if ip.is_ipv4() { 32 } else { 128 };
-        match self.handle.address().add(index, ip, prefix).execute().await {
+        let mut req = self.handle.address().add(index, ip, prefix);
+        if ip.is_ipv6() {
+            let msg = req.message_mut();
+            msg.header.flags = AddressHeaderFlags::Nodad;
+            msg.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        match req.execute().await {
             Ok(()) => Ok(()),
             // EEXIST: already there (adopted from an earlier run).
             Err(rtnetlink::Error::NetlinkError(m)) if m.code.map(|c| -c.get()) == Some(17) => {
@@ -160,5 +193,37 @@ impl Rtnl {
             }
             Err(e) => Err(failed(format!("removing {ip} from {DUMMY}"), e)),
         }
+    }
+}
+
+/// Whether `addrs` (the dummy's) hold a virtual address of a family other than `family`.
+/// An IPv6 link-local address is the kernel's (the interface was brought up), not a VIP.
+fn other_family_remains(addrs: &[IpAddr], family: IpFamily) -> bool {
+    addrs.iter().any(|ip| {
+        IpFamily::of(ip) != family
+            && !matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ips(s: &[&str]) -> Vec<IpAddr> {
+        s.iter().map(|a| a.parse().expect("test address")).collect()
+    }
+
+    #[test]
+    fn one_family_cleanup_keeps_the_interface_for_the_other() {
+        let dual = ips(&["10.96.0.10", "fd00:10:96::10"]);
+        assert!(other_family_remains(&dual, IpFamily::V4));
+        assert!(other_family_remains(&dual, IpFamily::V6));
+        let v4 = ips(&["10.96.0.10", "10.96.0.11"]);
+        assert!(!other_family_remains(&v4, IpFamily::V4));
+        assert!(other_family_remains(&v4, IpFamily::V6));
+        // A link-local address of an interface someone brought up is no VIP.
+        let v4_up = ips(&["10.96.0.10", "fe80::1"]);
+        assert!(!other_family_remains(&v4_up, IpFamily::V4));
+        assert!(!other_family_remains(&[], IpFamily::V6));
     }
 }

@@ -22,7 +22,9 @@ pub struct ServiceSpec {
     pub timeout: u32,
 }
 
-fn af(f: IpFamily) -> u16 {
+/// The kernel's `AF_*` of a family: `IPVS_SVC_ATTR_AF` of every virtual service (a
+/// firewall-mark service has a family too, so each family has its own).
+pub fn af_of_family(f: IpFamily) -> u16 {
     match f {
         IpFamily::V4 => AF_INET,
         IpFamily::V6 => AF_INET6,
@@ -32,7 +34,7 @@ fn af(f: IpFamily) -> u16 {
 impl ServiceSpec {
     /// The attributes that identify the service (`-f <mark>`).
     pub fn key_attrs(family: IpFamily, fwmark: u32) -> Vec<SvcAttr> {
-        vec![SvcAttr::Af(af(family)), SvcAttr::Fwmark(fwmark)]
+        vec![SvcAttr::Af(af_of_family(family)), SvcAttr::Fwmark(fwmark)]
     }
 
     fn full_attrs(&self) -> Vec<SvcAttr> {
@@ -207,5 +209,69 @@ impl fmt::Display for Op {
                 write!(f, "-D -f {fwmark}{}", fam_flag(*family))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::CmdAttr;
+
+    fn v6_dest() -> SocketAddr {
+        "[fd00:10:244:1::10]:8080".parse().expect("test address")
+    }
+
+    /// The IPv6 lane's operations: `-6` and bracketed destinations in the `--dry-run` lines
+    /// (`ipvsadm -R` syntax), `AF_INET6` in the messages, `/128` persistence granularity.
+    #[test]
+    fn ipv6_operations_print_and_encode_for_af_inet6() {
+        let spec = ServiceSpec {
+            family: IpFamily::V6,
+            fwmark: 0x8000,
+            scheduler: "rr".into(),
+            flags: 0,
+            timeout: 0,
+        };
+        let dest = Op::Dest {
+            family: IpFamily::V6,
+            fwmark: 0x8000,
+            dest: v6_dest(),
+            weight: 1,
+            edit: false,
+        };
+        assert_eq!(
+            Op::AddService(spec.clone()).to_string(),
+            "-A -f 32768 -6 -s rr"
+        );
+        assert_eq!(
+            dest.to_string(),
+            "-a -f 32768 -6 -r [fd00:10:244:1::10]:8080 -m -w 1"
+        );
+        let ip: IpAddr = "fd00:10:96::a".parse().expect("test address");
+        assert_eq!(
+            Op::AddAddress(ip).to_string(),
+            "ip addr add fd00:10:96::a dev swyd-ipvs0"
+        );
+
+        let msg = Op::AddService(spec).message().expect("an IPVS message");
+        let svc = msg.service().expect("service attributes");
+        assert!(svc.contains(&SvcAttr::Af(AF_INET6)));
+        assert!(svc.contains(&SvcAttr::Netmask(128)));
+        let msg = dest.message().expect("an IPVS message");
+        assert!(matches!(&msg.attrs[0], CmdAttr::Service(s) if s.contains(&SvcAttr::Af(AF_INET6))));
+        let d = msg.dest().expect("dest attributes");
+        assert!(d.contains(&DestAttr::AddrFamily(AF_INET6)));
+        assert!(d.contains(&DestAttr::Addr(InetAddr::from_ip(v6_dest().ip()))));
+        assert!(d.contains(&DestAttr::Port(8080)));
+    }
+
+    /// The same firewall mark is two virtual services, one per family: the key carries
+    /// the family.
+    #[test]
+    fn a_mark_has_one_service_per_family() {
+        let v4 = ServiceSpec::key_attrs(IpFamily::V4, 0x8000);
+        let v6 = ServiceSpec::key_attrs(IpFamily::V6, 0x8000);
+        assert_eq!(v4, [SvcAttr::Af(AF_INET), SvcAttr::Fwmark(0x8000)]);
+        assert_eq!(v6, [SvcAttr::Af(AF_INET6), SvcAttr::Fwmark(0x8000)]);
     }
 }

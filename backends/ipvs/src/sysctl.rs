@@ -2,6 +2,7 @@
 //! shows the network namespace of the writing thread.
 
 use std::path::Path;
+use switchyard_core::plan::IpFamily;
 use switchyard_core::DataplaneError;
 
 /// (path under /proc/sys, value, why)
@@ -38,8 +39,37 @@ fn kernel_version() -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-/// Sets every sysctl IPVS mode needs; the error names the one that failed.
-pub fn apply(strict_arp: bool) -> Result<(), DataplaneError> {
+/// IPv6 forwarding: needed for IPv6 service traffic to reach endpoints on other hosts, but not
+/// written. The kernel has no `net.ipv6.vs` (IPVS's knobs above serve both families), and
+/// kube-proxy sets no IPv6 sysctl either: turning `net.ipv6.conf.all.forwarding` on makes
+/// every interface with `accept_ra=1` ignore router advertisements, which takes the default
+/// route from a node that gets it by SLAAC. The node's network setup owns it; the IPv6 lane
+/// only says when it is off. `strictARP` has no IPv6 counterpart to set: neighbour discovery
+/// answers only for addresses of the interface asked, so the dummy's addresses stay silent.
+const IPV6_FORWARDING: &str = "net/ipv6/conf/all/forwarding";
+
+/// Warns (once per probe) when IPv6 forwarding is off; see [`IPV6_FORWARDING`].
+fn check_ipv6_forwarding() {
+    let path = Path::new("/proc/sys").join(IPV6_FORWARDING);
+    match std::fs::read_to_string(&path) {
+        Ok(v) if v.trim() == "0" => tracing::warn!(
+            sysctl = "net.ipv6.conf.all.forwarding",
+            "IPv6 forwarding is off: IPv6 service traffic to endpoints on other hosts will not \
+             be forwarded (the node's network setup owns this sysctl; switchyard does not set it)"
+        ),
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(sysctl = "net.ipv6.conf.all.forwarding", error = %e, "cannot read")
+        }
+    }
+}
+
+/// Sets every sysctl IPVS mode needs; the error names the one that failed. The IPVS ones are
+/// shared by both families; the IPv6 lane checks IPv6 forwarding as well.
+pub fn apply(strict_arp: bool, family: IpFamily) -> Result<(), DataplaneError> {
+    if family == IpFamily::V6 {
+        check_ipv6_forwarding();
+    }
     let kernel = kernel_version().unwrap_or((0, 0));
     for (name, value) in wanted(strict_arp, kernel) {
         let path = Path::new("/proc/sys").join(name);

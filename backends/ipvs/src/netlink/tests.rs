@@ -229,3 +229,137 @@ fn malformed_values_are_errors_not_panics() {
         assert!(IpvsMessage::parse_with_param(&outer[..], header).is_err());
     }
 }
+
+/// An IPv6 firewall-mark service and an IPv6 destination, as the IPv6 lane sends them: every
+/// attribute that carries a family or an address round-trips with `AF_INET6` and all 16
+/// bytes.
+#[test]
+fn ipv6_service_and_dest_round_trip() {
+    let vip = InetAddr::from_ip(ip("fd00:10:96::a"));
+    let dest = InetAddr::from_ip(ip("fd00:10:244:1::10"));
+    round_trip(IpvsMessage::new(
+        IpvsCmd::NewService,
+        vec![CmdAttr::Service(vec![
+            SvcAttr::Af(AF_INET6),
+            SvcAttr::Fwmark(0x1234_8000),
+            SvcAttr::SchedName("rr".into()),
+            SvcAttr::Flags(SvcFlags {
+                flags: 0,
+                mask: u32::MAX,
+            }),
+            SvcAttr::Timeout(0),
+            SvcAttr::Netmask(128),
+        ])],
+    ));
+    round_trip(IpvsMessage::new(
+        IpvsCmd::NewService,
+        vec![CmdAttr::Service(vec![
+            SvcAttr::Af(AF_INET6),
+            SvcAttr::Protocol(6),
+            SvcAttr::Addr(vip),
+            SvcAttr::Port(443),
+        ])],
+    ));
+    round_trip(IpvsMessage::new(
+        IpvsCmd::SetDest,
+        vec![
+            CmdAttr::Service(vec![SvcAttr::Af(AF_INET6), SvcAttr::Fwmark(0x1234_8000)]),
+            CmdAttr::Dest(vec![
+                DestAttr::Addr(dest),
+                DestAttr::Port(8080),
+                DestAttr::AddrFamily(AF_INET6),
+                DestAttr::FwdMethod(FwdMethod::Masq),
+                DestAttr::Weight(0),
+            ]),
+        ],
+    ));
+    assert_eq!(vip.to_ip(AF_INET6), Some(ip("fd00:10:96::a")));
+    assert_eq!(dest.to_ip(AF_INET6), Some(ip("fd00:10:244:1::10")));
+    assert_eq!(addr::af_of(&ip("fd00::1")), AF_INET6);
+    assert_eq!(addr::af_of(&ip("10.0.0.1")), AF_INET);
+}
+
+/// The bytes of an IPv6 destination key: the service's AF is 10 (`AF_INET6`, u16 host
+/// order), the destination's address is the whole 16-byte `union nf_inet_addr`, its family
+/// (`IPVS_DEST_ATTR_ADDR_FAMILY`, 11) is 10 too.
+#[test]
+fn ipv6_dest_key_matches_the_header_layout() {
+    let msg = IpvsMessage::new(
+        IpvsCmd::DelDest,
+        vec![
+            CmdAttr::Service(vec![SvcAttr::Af(AF_INET6), SvcAttr::Fwmark(0x8000)]),
+            CmdAttr::Dest(vec![
+                DestAttr::Addr(InetAddr::from_ip(ip("fd00:10:244:1::10"))),
+                DestAttr::Port(80),
+                DestAttr::AddrFamily(AF_INET6),
+            ]),
+        ],
+    );
+    let b = emit(&msg);
+    // service: nested header, AF (len 6, type 1, value 10, 2 pad), FWMARK (len 8, type 5)
+    assert_eq!(&b[0..4], &[4 + 8 + 8, 0, 1, 0x80]);
+    assert_eq!(&b[4..8], &[6, 0, 1, 0]);
+    assert_eq!(&b[8..10], &10u16.to_ne_bytes());
+    assert_eq!(&b[12..16], &[8, 0, 5, 0]);
+    assert_eq!(&b[16..20], &0x8000u32.to_ne_bytes());
+    // dest: nested header, ADDR (len 20, type 1, 16 bytes), PORT (big-endian), ADDR_FAMILY
+    assert_eq!(&b[20..24], &[4 + 20 + 8 + 8, 0, 2, 0x80]);
+    assert_eq!(&b[24..28], &[20, 0, 1, 0]);
+    assert_eq!(
+        &b[28..44],
+        &[0xfd, 0, 0, 0x10, 0x02, 0x44, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0x10]
+    );
+    assert_eq!(&b[44..50], &[6, 0, 2, 0, 0, 80]);
+    assert_eq!(&b[52..56], &[6, 0, 11, 0]);
+    assert_eq!(&b[56..58], &10u16.to_ne_bytes());
+    assert_eq!(b.len(), 60);
+}
+
+/// An IPv6 service and destination as the kernel dumps them decode into the typed view,
+/// and the address reads back as IPv6 only with the family beside it.
+#[test]
+fn kernel_ipv6_dump_decodes() {
+    fn nla(b: &mut Vec<u8>, kind: u16, v: &[u8]) {
+        b.extend_from_slice(&(4 + v.len() as u16).to_ne_bytes());
+        b.extend_from_slice(&kind.to_ne_bytes());
+        b.extend_from_slice(v);
+        b.resize((b.len() + 3) & !3, 0);
+    }
+    let octets: std::net::Ipv6Addr = "fd00:10:244:2::11".parse().expect("test address");
+    let v6 = IpAddr::V6(octets);
+    let mut svc = Vec::new();
+    nla(&mut svc, 1, &10u16.to_ne_bytes());
+    nla(&mut svc, 5, &0x0001_8000u32.to_ne_bytes());
+    nla(&mut svc, 6, b"rr\0");
+    nla(&mut svc, 9, &128u32.to_ne_bytes());
+    let mut dest = Vec::new();
+    nla(&mut dest, 1, &octets.octets());
+    nla(&mut dest, 2, &[0x1f, 0x90]);
+    nla(&mut dest, 11, &10u16.to_ne_bytes());
+    let mut outer = Vec::new();
+    nla(&mut outer, 1, &svc); // no NLA_F_NESTED, as the kernel sends it
+    nla(&mut outer, 2, &dest);
+    let msg = parse(IpvsCmd::NewDest, &outer);
+    assert_eq!(
+        msg.service().expect("service attribute"),
+        &[
+            SvcAttr::Af(AF_INET6),
+            SvcAttr::Fwmark(0x0001_8000),
+            SvcAttr::SchedName("rr".into()),
+            SvcAttr::Netmask(128),
+        ]
+    );
+    let dest = msg.dest().expect("dest attribute");
+    assert_eq!(
+        dest,
+        &[
+            DestAttr::Addr(InetAddr::from_ip(v6)),
+            DestAttr::Port(8080),
+            DestAttr::AddrFamily(AF_INET6),
+        ]
+    );
+    let a = InetAddr::from_ip(v6);
+    assert_eq!(a.to_ip(AF_INET6), Some(v6));
+    assert_eq!(a.to_ip(AF_INET), Some(ip("253.0.0.16")), "first 4 bytes");
+    assert_eq!(a.to_ip(99), None, "unknown family");
+}
