@@ -27,12 +27,15 @@ struct Setup {
 }
 
 fn setup(tag: &str) -> Setup {
+    setup_sized(tag, env_or("SWYD_KILL9_SERVICES", 10_000))
+}
+
+fn setup_sized(tag: &str, n: usize) -> Setup {
     require_root().expect("kill -9 tests need root (network namespaces)");
     let ns = Netns::create(&format!("{}-k9{tag}", unique_prefix())).expect("namespace");
     ns.ip(&["link", "set", "lo", "up"]).expect("lo up");
     let dir = std::env::temp_dir().join(format!("{}-kill9-{tag}", ns.name()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let n = env_or("SWYD_KILL9_SERVICES", 10_000);
     let (a, b) = (dir.join("a.yaml"), dir.join("b.yaml"));
     std::fs::write(&a, synthetic(n, 1)).expect("write A");
     std::fs::write(&b, synthetic(n, 2)).expect("write B");
@@ -46,7 +49,7 @@ fn rounds<S: PartialEq + std::fmt::Debug>(
     mode: Mode,
     snapshot: impl Fn() -> S,
     classify: impl Fn(&S, &S, &S) -> Result<&'static str, String>,
-) {
+) -> (S, S) {
     let log = s.dir.join("agent.log");
     let took_b = {
         once(&s.ns, mode, &s.a, &log).expect("sync A");
@@ -95,6 +98,7 @@ fn rounds<S: PartialEq + std::fmt::Debug>(
     println!("{mode:?}: {seen:?} in {:?}", started.elapsed());
     assert!(seen.values().sum::<usize>() >= 1, "no round ran");
     let _ = std::fs::remove_dir_all(&s.dir);
+    (state_a, state_b)
 }
 
 #[test]
@@ -169,4 +173,41 @@ fn iptables_nft_holds_old_or_new_tables_after_kill_9() {
 #[test]
 fn iptables_legacy_holds_old_or_new_tables_after_kill_9() {
     iptables_rounds(Mode::IptablesLegacy, "l");
+}
+
+/// IPVS mode, in the Debian 6.1 guest (the host kernel has no IPVS). IPVS netlink has no
+/// transactions, so a sync is: addresses, virtual services and destinations added or changed
+/// (leaving destinations drained to weight 0, never removed), then the helper table
+/// `switchyard-ipvs` as one nf_tables batch, then the virtual services and addresses nothing
+/// steers to any more deleted (DESIGN-NOTES 250). So after a kill at any point: the helper
+/// table is exactly A's or B's; every service key it steers goes to a virtual service that
+/// exists, whose active destinations lie between that key's A∩B and A∪B; the addresses lie
+/// between A∩B and A∪B. Size: `SWYD_KILL9_IPVS_SERVICES` (default 2000: DESIGN-NOTES 252),
+/// rounds `SWYD_KILL9_ROUNDS` (default 4).
+#[test]
+fn ipvs_holds_old_or_new_rules_and_services_after_kill_9() {
+    guest::run_test_in_vm(
+        "ipvs_kill_9_rounds_in_the_guest",
+        &[
+            "SWYD_KILL9_IPVS_SERVICES",
+            "SWYD_KILL9_ROUNDS",
+            "SWYD_SEED",
+        ],
+        std::time::Duration::from_secs(3000),
+    );
+}
+
+/// The guest half of [`ipvs_holds_old_or_new_rules_and_services_after_kill_9`].
+#[test]
+#[ignore = "runs inside the VM guest, started by ipvs_holds_old_or_new_rules_and_services_after_kill_9"]
+fn ipvs_kill_9_rounds_in_the_guest() {
+    let s = setup_sized("v", env_or("SWYD_KILL9_IPVS_SERVICES", 2000));
+    let snap = || ipvs::IpvsState::read(&s.ns).expect("read IPVS state");
+    let (a, b) = rounds(&s, Mode::Ipvs, snap, ipvs::classify);
+    let reused = ipvs::marks_reused(&a, &b);
+    println!(
+        "{} service keys take a mark another key held in the other ruleset",
+        reused.len()
+    );
+    assert!(reused.is_empty(), "marks re-pointed between A and B: {reused:?}");
 }
