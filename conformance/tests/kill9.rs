@@ -211,3 +211,59 @@ fn ipvs_kill_9_rounds_in_the_guest() {
     );
     assert!(reused.is_empty(), "marks re-pointed between A and B: {reused:?}");
 }
+
+/// The IPVS classifier rejects what a wrong order would leave: a virtual service deleted
+/// before the rules stop steering to it (break before make), a mark re-pointed to another
+/// service's destinations while the old rules steer to it, a destination of both A and B
+/// removed. (The guest rounds rely on it; this needs no VM.)
+#[test]
+fn ipvs_classifier_rejects_break_before_make() {
+    use ipvs::IpvsState;
+    let state = |helper: &str, steer: &[(&str, u32)], services: &[(u32, &[(&str, u32)])]| {
+        IpvsState {
+            helper: Some(helper.into()),
+            steer: steer.iter().map(|(k, m)| (k.to_string(), *m)).collect(),
+            services: services
+                .iter()
+                .map(|(m, d)| (*m, d.iter().map(|(a, w)| (a.to_string(), *w)).collect()))
+                .collect(),
+            vips: Default::default(),
+        }
+    };
+    let a = state(
+        "A",
+        &[("x", 1), ("z", 2)],
+        &[(1, &[("x1", 1)]), (2, &[("z1", 1), ("z2", 1)])],
+    );
+    let b = state("B", &[("x", 1)], &[(1, &[("x1", 1), ("x2", 1)])]);
+    // Make before break: B's destination added, rules still A's.
+    let good = state(
+        "A",
+        &[("x", 1), ("z", 2)],
+        &[(1, &[("x1", 1), ("x2", 1)]), (2, &[("z1", 1), ("z2", 1)])],
+    );
+    assert_eq!(
+        ipvs::classify(&good, &a, &b),
+        Ok("A rules, services between A and B")
+    );
+    // z's service deleted while A's rules still steer z to it.
+    let deleted = state("A", &[("x", 1), ("z", 2)], &[(1, &[("x1", 1)])]);
+    assert!(ipvs::classify(&deleted, &a, &b)
+        .is_err_and(|e| e.contains("no virtual service")));
+    // z's mark given x's destinations while A's rules steer z to it.
+    let repointed = state(
+        "A",
+        &[("x", 1), ("z", 2)],
+        &[(1, &[("x1", 1)]), (2, &[("x2", 1), ("z1", 0), ("z2", 0)])],
+    );
+    assert!(ipvs::classify(&repointed, &a, &b)
+        .is_err_and(|e| e.contains("neither A nor B")));
+    // x1, in A and B, drained.
+    let lost = state(
+        "B",
+        &[("x", 1)],
+        &[(1, &[("x1", 0), ("x2", 1)]), (2, &[("z1", 1)])],
+    );
+    assert!(ipvs::classify(&lost, &a, &b).is_err_and(|e| e.contains("in both A and B")));
+    assert!(ipvs::classify(&state("C", &[], &[]), &a, &b).is_err());
+}
