@@ -188,11 +188,7 @@ fn iptables_legacy_holds_old_or_new_tables_after_kill_9() {
 fn ipvs_holds_old_or_new_rules_and_services_after_kill_9() {
     guest::run_test_in_vm(
         "ipvs_kill_9_rounds_in_the_guest",
-        &[
-            "SWYD_KILL9_IPVS_SERVICES",
-            "SWYD_KILL9_ROUNDS",
-            "SWYD_SEED",
-        ],
+        &["SWYD_KILL9_IPVS_SERVICES", "SWYD_KILL9_ROUNDS", "SWYD_SEED"],
         std::time::Duration::from_secs(3000),
     );
 }
@@ -209,7 +205,10 @@ fn ipvs_kill_9_rounds_in_the_guest() {
         "{} service keys take a mark another key held in the other ruleset",
         reused.len()
     );
-    assert!(reused.is_empty(), "marks re-pointed between A and B: {reused:?}");
+    assert!(
+        reused.is_empty(),
+        "marks re-pointed between A and B: {reused:?}"
+    );
 }
 
 /// The IPVS classifier rejects what a wrong order would leave: a virtual service deleted
@@ -219,8 +218,8 @@ fn ipvs_kill_9_rounds_in_the_guest() {
 #[test]
 fn ipvs_classifier_rejects_break_before_make() {
     use ipvs::IpvsState;
-    let state = |helper: &str, steer: &[(&str, u32)], services: &[(u32, &[(&str, u32)])]| {
-        IpvsState {
+    let state =
+        |helper: &str, steer: &[(&str, u32)], services: &[(u32, &[(&str, u32)])]| IpvsState {
             helper: Some(helper.into()),
             steer: steer.iter().map(|(k, m)| (k.to_string(), *m)).collect(),
             services: services
@@ -228,8 +227,7 @@ fn ipvs_classifier_rejects_break_before_make() {
                 .map(|(m, d)| (*m, d.iter().map(|(a, w)| (a.to_string(), *w)).collect()))
                 .collect(),
             vips: Default::default(),
-        }
-    };
+        };
     let a = state(
         "A",
         &[("x", 1), ("z", 2)],
@@ -248,16 +246,14 @@ fn ipvs_classifier_rejects_break_before_make() {
     );
     // z's service deleted while A's rules still steer z to it.
     let deleted = state("A", &[("x", 1), ("z", 2)], &[(1, &[("x1", 1)])]);
-    assert!(ipvs::classify(&deleted, &a, &b)
-        .is_err_and(|e| e.contains("no virtual service")));
+    assert!(ipvs::classify(&deleted, &a, &b).is_err_and(|e| e.contains("no virtual service")));
     // z's mark given x's destinations while A's rules steer z to it.
     let repointed = state(
         "A",
         &[("x", 1), ("z", 2)],
         &[(1, &[("x1", 1)]), (2, &[("x2", 1), ("z1", 0), ("z2", 0)])],
     );
-    assert!(ipvs::classify(&repointed, &a, &b)
-        .is_err_and(|e| e.contains("neither A nor B")));
+    assert!(ipvs::classify(&repointed, &a, &b).is_err_and(|e| e.contains("neither A nor B")));
     // x1, in A and B, drained.
     let lost = state(
         "B",

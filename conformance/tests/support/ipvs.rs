@@ -126,7 +126,10 @@ pub fn classify(now: &IpvsState, a: &IpvsState, b: &IpvsState) -> Result<&'stati
         }
         let active = now.active(key);
         let (in_a, in_b) = (a.active(key), b.active(key));
-        if let Some(x) = active.iter().find(|d| !in_a.contains(*d) && !in_b.contains(*d)) {
+        if let Some(x) = active
+            .iter()
+            .find(|d| !in_a.contains(*d) && !in_b.contains(*d))
+        {
             return Err(format!(
                 "{key} (mark {mark:#x}) sends to {x}, an endpoint of neither A nor B"
             ));
@@ -140,10 +143,18 @@ pub fn classify(now: &IpvsState, a: &IpvsState, b: &IpvsState) -> Result<&'stati
             return Err(format!("{key} (mark {mark:#x}) has no active destination"));
         }
     }
-    if let Some(x) = now.vips.iter().find(|v| !a.vips.contains(*v) && !b.vips.contains(*v)) {
+    if let Some(x) = now
+        .vips
+        .iter()
+        .find(|v| !a.vips.contains(*v) && !b.vips.contains(*v))
+    {
         return Err(format!("address {x} is in neither A nor B"));
     }
-    if let Some(x) = a.vips.intersection(&b.vips).find(|v| !now.vips.contains(*v)) {
+    if let Some(x) = a
+        .vips
+        .intersection(&b.vips)
+        .find(|v| !now.vips.contains(*v))
+    {
         return Err(format!("address {x} of A and B is missing"));
     }
     Ok(which)
