@@ -521,6 +521,9 @@ impl Dataplane for IpvsDataplane {
         let started = Instant::now();
         let partial = self.partial(changes).is_some();
         if !partial {
+            // Find the dummy interface again: another instance (the other family's cleanup
+            // at start, DESIGN-NOTES 252) or an operator may have deleted it since probe.
+            self.dummy = None;
             self.adopt().await?;
         }
         let (tx, marks, names) = self.build(plan, changes);
@@ -585,7 +588,23 @@ impl Dataplane for IpvsDataplane {
             self.rtnl = Some(Rtnl::open()?);
         }
         if let Some(r) = &self.rtnl {
-            r.delete_dummy().await?;
+            // The interface is shared by both families: while the other family's addresses
+            // are on it (its agent is running), remove only ours (DESIGN-NOTES 252).
+            if let Some(index) = r.dummy_index().await? {
+                let family = self.family;
+                let (ours, others): (Vec<_>, Vec<_>) = r
+                    .addresses(index)
+                    .await?
+                    .into_iter()
+                    .partition(|ip| IpFamily::of(ip) == family);
+                if others.is_empty() {
+                    r.delete_dummy().await?;
+                } else {
+                    for ip in ours {
+                        r.del_address(index, ip).await?;
+                    }
+                }
+            }
         }
         self.dummy = None;
         self.kernel = Kernel::default();
