@@ -185,7 +185,7 @@ fn iptables_legacy_holds_old_or_new_tables_after_kill_9() {
 /// between A∩B and A∪B. Size: `SWYD_KILL9_IPVS_SERVICES` (default 2000: DESIGN-NOTES 252),
 /// rounds `SWYD_KILL9_ROUNDS` (default 4).
 #[test]
-#[ignore = "fails: in the guest the agent is refused every address on swyd-ipvs0 (ENODEV) during sync A (DESIGN-NOTES 252)"]
+#[ignore = "not yet run to completion: the first run failed on the swyd-ipvs0 bug fixed since (DESIGN-NOTES 252)"]
 fn ipvs_holds_old_or_new_rules_and_services_after_kill_9() {
     guest::run_test_in_vm(
         "ipvs_kill_9_rounds_in_the_guest",

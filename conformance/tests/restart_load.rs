@@ -154,10 +154,8 @@ fn restarts_and_mode_switches_break_no_connection() {
 }
 
 /// IPVS mode, in the Debian 6.1 guest (the host kernel has no IPVS): restarted ipvs → ipvs,
-/// then switched to nftables and back (DESIGN-NOTES 253, 254). Ignored until the first held
-/// connection through the cluster IP is translated in the guest (it reaches the sink today).
+/// then switched to nftables and back (DESIGN-NOTES 253, 254).
 #[test]
-#[ignore = "fails: in the guest the first pod->cluster IP connection reaches the sink untranslated (DESIGN-NOTES 254)"]
 fn ipvs_restarts_and_mode_switches_break_no_connection() {
     guest::run_test_in_vm(
         "ipvs_under_load_in_the_guest",
