@@ -1,6 +1,7 @@
 //! Restart under load: while clients keep opening connections to a cluster IP (from a pod) and
 //! a NodePort (from outside), and hold long echo connections through both, the agent is
-//! restarted (SIGTERM, start again) and switched nftables → iptables → nftables. No held
+//! restarted (SIGTERM, start again) and switched nftables → iptables → nftables; in IPVS mode
+//! (in the Debian 6.1 guest) ipvs → ipvs → nftables → ipvs. No held
 //! connection may break and every new connection must reach an endpoint: none refused, timed
 //! out, or answered untranslated by the sink (DESIGN-NOTES 196). Root only.
 
@@ -146,6 +147,33 @@ impl Drop for Agent {
 
 #[test]
 fn restarts_and_mode_switches_break_no_connection() {
+    under_load(
+        Mode::Nftables,
+        [Mode::Nftables, Mode::IptablesNft, Mode::Nftables],
+    );
+}
+
+/// IPVS mode, in the Debian 6.1 guest (the host kernel has no IPVS): restarted ipvs → ipvs,
+/// then switched to nftables and back (DESIGN-NOTES 253, 254).
+#[test]
+fn ipvs_restarts_and_mode_switches_break_no_connection() {
+    guest::run_test_in_vm(
+        "ipvs_under_load_in_the_guest",
+        &[],
+        Duration::from_secs(900),
+    );
+}
+
+/// The guest half of [`ipvs_restarts_and_mode_switches_break_no_connection`].
+#[test]
+#[ignore = "runs inside the VM guest, started by ipvs_restarts_and_mode_switches_break_no_connection"]
+fn ipvs_under_load_in_the_guest() {
+    under_load(Mode::Ipvs, [Mode::Ipvs, Mode::Nftables, Mode::Ipvs]);
+}
+
+/// Starts the agent in `first`, then stops it and starts it in each of `then` in turn, while
+/// the clients run; the mode in the middle must leave nothing behind once the last one runs.
+fn under_load(first: Mode, then: [Mode; 3]) {
     require_root().expect("the restart-under-load test needs root (network namespaces)");
     let topo = Topology::build().expect("topology");
     for pod in &topo.pods {
@@ -168,7 +196,7 @@ fn restarts_and_mode_switches_break_no_connection() {
     let cluster_ip: SocketAddr = "10.96.0.10:80".parse().expect("literal");
     let node_port: SocketAddr = "192.168.0.10:30080".parse().expect("literal");
 
-    let mut agent = Agent::start(&topo, Mode::Nftables, &manifests, dir.join("agent-0.log"));
+    let mut agent = Agent::start(&topo, first, &manifests, dir.join("agent-0.log"));
 
     // Long connections, through the cluster IP from a pod and the NodePort from outside.
     let mut held = Vec::new();
@@ -248,10 +276,7 @@ fn restarts_and_mode_switches_break_no_connection() {
     let dwell = Duration::from_secs(3);
     let started = Instant::now();
     std::thread::sleep(dwell);
-    for (i, mode) in [Mode::Nftables, Mode::IptablesNft, Mode::Nftables]
-        .into_iter()
-        .enumerate()
-    {
+    for (i, mode) in then.into_iter().enumerate() {
         agent.stop();
         agent = Agent::start(
             &topo,
@@ -292,15 +317,23 @@ fn restarts_and_mode_switches_break_no_connection() {
         opened >= 40,
         "too few new connections to mean anything: {opened}"
     );
-    // The final mode's rules alone remain: the switch removed the iptables rules.
-    let save = topo
-        .node
-        .exec("iptables-nft-save", &[])
-        .expect("iptables-nft-save");
-    assert!(
-        !save.contains("SWYD"),
-        "iptables rules left after switching back:\n{save}"
-    );
+    // The final mode's rules alone remain: the switch removed the middle mode's rules.
+    match then[1] {
+        Mode::Nftables => {
+            let tables = topo.node.exec("nft", &["list", "tables"]).expect("nft");
+            assert!(
+                !tables.lines().any(|l| l.trim() == "table ip switchyard"),
+                "nftables mode's table left after switching back:\n{tables}"
+            );
+        }
+        middle => {
+            let save = topo.node.exec(middle.save(), &[]).expect("iptables-save");
+            assert!(
+                !save.contains("SWYD"),
+                "iptables rules left after switching back:\n{save}"
+            );
+        }
+    }
     agent.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }

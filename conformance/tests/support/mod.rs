@@ -12,8 +12,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use switchyard_conformance::netns::Netns;
 
-/// The agent binary `cargo test --workspace` builds next to this crate's binary.
+pub mod guest;
+pub mod ipvs;
+
+/// The agent binary `cargo test --workspace` builds next to this crate's binary (inside a VM
+/// guest: where [`guest::AGENT_ENV`] says the payload put it).
 pub fn agent_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os(guest::AGENT_ENV) {
+        return PathBuf::from(path);
+    }
     let conformance = Path::new(env!("CARGO_BIN_EXE_switchyard-conformance"));
     let agent = conformance.with_file_name("switchyard");
     assert!(
@@ -30,6 +37,8 @@ pub enum Mode {
     Nftables,
     IptablesNft,
     IptablesLegacy,
+    /// Only in a VM guest: the host kernel has no IPVS.
+    Ipvs,
 }
 
 impl Mode {
@@ -38,6 +47,7 @@ impl Mode {
             Self::Nftables => vec!["--mode", "nftables"],
             Self::IptablesNft => vec!["--mode", "iptables", "--iptables-variant", "nft"],
             Self::IptablesLegacy => vec!["--mode", "iptables", "--iptables-variant", "legacy"],
+            Self::Ipvs => vec!["--mode", "ipvs"],
         }
     }
 
@@ -174,6 +184,11 @@ pub fn synthetic(n: usize, version: u8) -> String {
 /// Our nftables table in a canonical form: handles dropped, set elements sorted, rules in
 /// order per chain; `None` when the table does not exist.
 pub fn nft_snapshot(ns: &Netns) -> anyhow::Result<Option<String>> {
+    nft_table_snapshot(ns, "switchyard")
+}
+
+/// [`nft_snapshot`] of any `ip` table.
+pub fn nft_table_snapshot(ns: &Netns, table: &str) -> anyhow::Result<Option<String>> {
     let out = Command::new("ip")
         .args([
             "netns",
@@ -184,7 +199,7 @@ pub fn nft_snapshot(ns: &Netns) -> anyhow::Result<Option<String>> {
             "list",
             "table",
             "ip",
-            "switchyard",
+            table,
         ])
         .output()?;
     if !out.status.success() {
