@@ -7,16 +7,22 @@
 //!   helper rules) against `ipvsadm -R` of the same virtual services and destinations, each
 //!   into a fresh namespace, alternated, median of `ROUNDS`;
 //! - one endpoint changed at 1k and 10k services: netlink operations per sync (must not grow)
-//!   and the median time, after re-planning as the agent does;
+//!   and the median time of the commit, the change planned by `core::Planner` as the agent's
+//!   API source does (planning is not timed: it is the same for every mode);
 //! - connect-to-first-byte from a pod through a ClusterIP at 100 and 10k services (the others
 //!   with one endpoint each), alternated twice.
+//!
+//! `SWYD_IPVS_BENCH_PARTS` (comma-separated `full`, `endpoint`, `datapath`; default all)
+//! runs only some parts: under TCG on a loaded 2-core machine the full-sync part alone takes
+//! about an hour (DESIGN-NOTES 260), so the parts can be run as separate boots.
 
 use std::time::{Duration, Instant};
 use switchyard_conformance::netns::{enter_path, require_root, timed_in, unique_prefix, Netns};
 use switchyard_conformance::probe::{connect_latencies, quantile_us};
 use switchyard_conformance::topology::{From, Topology};
 use switchyard_conformance::vm::{Kernel, Payload, Vm};
-use switchyard_core::{diff, Dataplane, IpFamily, ProxyPlan};
+use switchyard_core::model::TrackedState;
+use switchyard_core::{Dataplane, IpFamily, Planner, ProxyConfig, ProxyPlan};
 use switchyard_ipvs::{IpvsConfig, IpvsDataplane};
 use switchyard_synthetic::{add_service, cluster, plan_of};
 
@@ -24,6 +30,7 @@ use switchyard_synthetic::{add_service, cluster, plan_of};
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const GUEST: &str = "SWYD_IPVS_BENCH_GUEST";
+const PARTS: &str = "SWYD_IPVS_BENCH_PARTS";
 const ROUNDS: usize = 3;
 const CHANGES: usize = 20;
 const SAMPLES: usize = 600;
@@ -36,12 +43,14 @@ fn main() -> anyhow::Result<()> {
     }
     let vm = Vm::new(Kernel::Debian61)?;
     let started = Instant::now();
-    let out = vm.run(
-        &Payload::new(["/payload/ipvs-bench"])
-            .file(std::env::current_exe()?, "/payload/ipvs-bench")
-            .env(GUEST, "1")
-            .timeout(Duration::from_secs(5400)),
-    )?;
+    let mut payload = Payload::new(["/payload/ipvs-bench"])
+        .file(std::env::current_exe()?, "/payload/ipvs-bench")
+        .env(GUEST, "1")
+        .timeout(Duration::from_secs(5400));
+    if let Ok(parts) = std::env::var(PARTS) {
+        payload = payload.env(PARTS, &parts);
+    }
+    let out = vm.run(&payload)?;
     print!("{}", out.stdout);
     println!(
         "# guest {} exited {} after {:.0} s",
@@ -72,16 +81,24 @@ fn ms(d: Duration) -> f64 {
 
 fn guest() -> anyhow::Result<()> {
     println!("# ipvs backend benchmark, in the guest (TCG: compare ratios, not times)");
-    full_sync(10_000, 10)?;
-    let small = one_endpoint(1_000)?;
-    let large = one_endpoint(10_000)?;
-    println!(
-        "one endpoint changed: operations {} at 1k, {} at 10k; time ratio 10k/1k = {:.2}",
-        small.1,
-        large.1,
-        large.0.as_secs_f64() / small.0.as_secs_f64()
-    );
-    datapath()?;
+    let parts = std::env::var(PARTS).unwrap_or_else(|_| "full,endpoint,datapath".into());
+    let wanted = |part: &str| parts.split(',').any(|p| p.trim() == part);
+    if wanted("full") {
+        full_sync(10_000, 10)?;
+    }
+    if wanted("endpoint") {
+        let small = one_endpoint(1_000)?;
+        let large = one_endpoint(10_000)?;
+        println!(
+            "one endpoint changed: operations {} at 1k, {} at 10k; time ratio 10k/1k = {:.2}",
+            small.1,
+            large.1,
+            large.0.as_secs_f64() / small.0.as_secs_f64()
+        );
+    }
+    if wanted("datapath") {
+        datapath()?;
+    }
     Ok(())
 }
 
@@ -149,27 +166,31 @@ fn one_endpoint(n: usize) -> anyhow::Result<(Duration, usize)> {
     let r = std::thread::spawn(move || -> anyhow::Result<(Duration, usize, usize)> {
         enter_path(&path)?;
         let rt = runtime();
-        let mut state = cluster(n, 10);
-        let mut prev = plan_of(&state);
+        let config =
+            ProxyConfig::new(IpFamily::V4, "node-a").with_cluster_cidrs(["10.244.0.0/16".parse()?]);
+        let mut state = TrackedState::from(cluster(n, 10));
+        let mut planner = Planner::new(state.state(), config.clone());
         let mut dp = IpvsDataplane::new(IpFamily::V4, IpvsConfig::default());
         rt.block_on(dp.probe())?;
-        rt.block_on(dp.apply(&prev, None))?;
+        rt.block_on(dp.apply(planner.plan(), None))?;
         let (mut times, mut ops) = (Vec::new(), Vec::new());
         for round in 0..CHANGES {
-            let slice = state
+            let mut slice = state
+                .state()
                 .endpoint_slices
-                .values_mut()
+                .values()
                 .nth((n / 2 + round * 7) % n)
+                .cloned()
                 .ok_or_else(|| anyhow::anyhow!("no slice"))?;
             slice.endpoints[0].addresses = vec![format!("10.246.0.{}", round + 1)];
-            let next = plan_of(&state);
+            state.upsert_endpoint_slice(slice);
+            let touched = state.take_touched();
+            let update = planner.update(state.state(), &config, &touched);
             let t = Instant::now();
-            let changes = diff(&prev, &next);
-            let stats = rt.block_on(dp.apply(&next, Some(&changes)))?;
+            let stats = rt.block_on(dp.apply(planner.plan(), Some(&update.changes)))?;
             times.push(t.elapsed());
             anyhow::ensure!(!stats.full && stats.service_ports_written == 1, "{stats:?}");
             ops.push(stats.operations);
-            prev = next;
         }
         let (lo, hi) = (
             ops.iter().copied().min().unwrap_or(0),
@@ -180,7 +201,7 @@ fn one_endpoint(n: usize) -> anyhow::Result<(Duration, usize)> {
     .join()
     .map_err(|_| anyhow::anyhow!("benchmark thread panicked"))??;
     println!(
-        "one endpoint changed at services={n}: median {:.2} ms over {CHANGES} syncs (diff + apply); operations per sync {}..{}",
+        "one endpoint changed at services={n}: median {:.2} ms over {CHANGES} commits; operations per sync {}..{}",
         ms(r.0),
         r.1,
         r.2
