@@ -291,25 +291,36 @@ impl IpvsDataplane {
                 .filter(|ip| IpFamily::of(ip) == family)
                 .collect();
         }
+        kernel.find_draining();
         self.kernel = kernel;
         Ok(())
     }
 
     /// Deletes draining destinations whose connections ended, or that drained longer than
-    /// the bound. Reads connection counts only of services that have draining destinations.
+    /// the bound. Reads connection counts only of services that have draining destinations
+    /// (`Kernel::draining`: looking at only those keeps a sync's cost independent of how many
+    /// services exist).
     fn drain(&mut self) -> Result<usize, DataplaneError> {
         let bound = self.config.drain_bound;
-        let draining: Vec<(u32, Vec<(SocketAddr, Instant)>)> = self
-            .kernel
-            .services
+        let kernel = &mut self.kernel;
+        kernel.draining.retain(|m| {
+            kernel
+                .services
+                .get(m)
+                .is_some_and(|s| s.dests.values().any(|d| d.draining_since.is_some()))
+        });
+        let draining: Vec<(u32, Vec<(SocketAddr, Instant)>)> = kernel
+            .draining
             .iter()
-            .filter_map(|(m, s)| {
-                let d: Vec<(SocketAddr, Instant)> = s
+            .filter_map(|m| {
+                let d: Vec<(SocketAddr, Instant)> = kernel
+                    .services
+                    .get(m)?
                     .dests
                     .iter()
                     .filter_map(|(a, d)| d.draining_since.map(|t| (*a, t)))
                     .collect();
-                (!d.is_empty()).then_some((*m, d))
+                Some((*m, d))
             })
             .collect();
         let family = self.family;
