@@ -376,25 +376,30 @@ impl Kernel {
         plan: &ProxyPlan,
         names: impl IntoIterator<Item = &'a ServicePortName>,
     ) {
+        // Addresses a port keeps, or another port of this sync takes over, stay bound: the
+        // released entries are emptied first and dropped only if still empty at the end.
+        let mut released: Vec<IpAddr> = Vec::new();
         for name in names {
             let want = plan
                 .services
                 .get(name)
                 .map(|svc| vips(plan, svc))
                 .unwrap_or_default();
-            for ip in self.vips_of.remove(name).into_iter().flatten() {
+            for ip in self.vips_of.remove(name).unwrap_or_default() {
                 if let Some(owners) = self.vips.get_mut(&ip) {
                     owners.remove(name);
-                    if owners.is_empty() {
-                        self.vips.remove(&ip);
-                    }
                 }
+                released.push(ip);
             }
             for ip in want {
                 if self.vips.contains_key(&ip) || self.unclaimed_vips.remove(&ip) {
-                    self.vips.entry(ip).or_default();
                     self.bind(ip, name);
                 }
+            }
+        }
+        for ip in released {
+            if self.vips.get(&ip).is_some_and(BTreeSet::is_empty) {
+                self.vips.remove(&ip);
             }
         }
     }
@@ -482,5 +487,47 @@ mod tests {
         };
         k.record(&deleted, Some(&a), now);
         assert!(k.draining.is_empty() && k.services.is_empty());
+    }
+
+    fn plan_with(services: &[(&str, &str)]) -> ProxyPlan {
+        use switchyard_core::model::{ClusterState, ObjectMeta, Service, ServicePort};
+        let mut state = ClusterState::default();
+        for (n, ip) in services {
+            let svc = Service {
+                meta: ObjectMeta::new("default", *n),
+                cluster_ips: vec![(*ip).to_string()],
+                ports: vec![ServicePort {
+                    name: String::new(),
+                    port: 80,
+                    protocol: Some("TCP".into()),
+                    node_port: None,
+                }],
+                ..Service::default()
+            };
+            state.services.insert(ObjectRef::new("default", *n), svc);
+        }
+        switchyard_core::plan(
+            &state,
+            &switchyard_core::ProxyConfig::new(IpFamily::V4, "node-a"),
+        )
+    }
+
+    /// A partial sync of a port that keeps its address leaves it bound; a port that goes
+    /// releases it (and `vips_of` agrees with `vips` throughout).
+    #[test]
+    fn claimed_addresses_survive_partial_syncs_of_their_port() {
+        let a = name("a");
+        let vip: IpAddr = "10.96.0.10".parse().expect("test address");
+        let now = Instant::now();
+        let mut k = Kernel::default();
+        k.record(&Op::AddAddress(vip), Some(&a), now);
+        let with_a = plan_with(&[("a", "10.96.0.10"), ("b", "10.96.0.11")]);
+        k.claim_vips(&with_a, [&a]);
+        k.claim_vips(&with_a, [&a]);
+        assert_eq!(k.vips.get(&vip), Some(&BTreeSet::from([a.clone()])));
+        assert_eq!(k.vips_of.get(&a), Some(&BTreeSet::from([vip])));
+        let without_a = plan_with(&[("b", "10.96.0.11")]);
+        k.claim_vips(&without_a, [&a]);
+        assert!(k.vips.is_empty() && k.vips_of.is_empty(), "{k:?}");
     }
 }
