@@ -2,8 +2,11 @@
 //! harness itself (exit codes, timeouts) and the conformance matrix of every shipped mode on
 //! Debian's 6.1 and 6.12 kernels. Without qemu the tests fail and say what to install.
 
+mod support;
+
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use support::run_agent_script;
 use switchyard_conformance::matrix::Cell;
 use switchyard_conformance::netns::require_root;
 use switchyard_conformance::vm::conformance::VmMatrix;
@@ -211,18 +214,6 @@ fn sctp_in_both_families_on_debian_6_12() {
     );
 }
 
-/// The agent binary `cargo test --workspace` builds next to this crate's binary.
-fn agent_binary() -> std::path::PathBuf {
-    let conformance = std::path::Path::new(env!("CARGO_BIN_EXE_switchyard-conformance"));
-    let agent = conformance.with_file_name("switchyard");
-    assert!(
-        agent.is_file(),
-        "{} is missing: run `cargo build -p switchyard-agent` (or `cargo test --workspace`, which builds it)",
-        agent.display()
-    );
-    agent
-}
-
 /// `switchyard --once` on the bundled example in every mode, then `--cleanup`, inside the
 /// guest: the example has services with different endpoint counts, a shape the scenario
 /// table does not build (DESIGN-NOTES 46). The example's node is IPv4-only, so the agent
@@ -231,7 +222,6 @@ fn agent_binary() -> std::path::PathBuf {
 fn agent_syncs_the_example(kernel: Kernel) {
     let _one = one_vm();
     let vm = vm(kernel);
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/cluster.yaml");
     let script = "set -e
 for mode in nftables iptables ipvs; do
   /payload/switchyard --mode $mode --manifests /payload/cluster.yaml --cluster-cidr 10.244.0.0/16 --once
@@ -241,14 +231,7 @@ done
 /usr/sbin/ip -o addr show dev swyd-ipvs0 | grep -q ' 10.96.0.10/32 ' && echo vip-bound
 /payload/switchyard --cleanup
 echo cleaned";
-    let out = vm
-        .run(
-            &Payload::new(["/bin/sh", "-c", script])
-                .file(agent_binary(), "/payload/switchyard")
-                .file(example, "/payload/cluster.yaml")
-                .timeout(Duration::from_secs(300)),
-        )
-        .expect("boot");
+    let out = run_agent_script(&vm, script, Duration::from_secs(300));
     println!("{}\n{}", out.stdout, out.console);
     assert_eq!(out.exit_code, 0, "{kernel}:\n{}", tail(&out.console, 30));
     assert_eq!(

@@ -6,12 +6,15 @@
 //! qemu (.ci/install-deps) are needed, and the agent binary (`cargo build -p
 //! switchyard-agent`): without them the tests fail and say so.
 
+mod support;
+
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
+use support::run_agent_script;
 use switchyard_conformance::matrix::Cell;
 use switchyard_conformance::netns::require_root;
 use switchyard_conformance::vm::conformance::VmMatrix;
-use switchyard_conformance::vm::{Kernel, Payload, Vm};
+use switchyard_conformance::vm::{Kernel, Vm};
 use switchyard_conformance::{faults, Family};
 
 /// One VM at a time (each takes both cores under TCG).
@@ -54,18 +57,6 @@ fn every_ipvs_tampering_is_detected_and_repaired_on_debian_6_1() {
             assert_eq!(cell, &Cell::Pass, "{fault}:\n{}", run.matrix);
         }
     }
-}
-
-/// The agent binary `cargo test --workspace` builds next to this crate's binary.
-fn agent_binary() -> std::path::PathBuf {
-    let conformance = std::path::Path::new(env!("CARGO_BIN_EXE_switchyard-conformance"));
-    let agent = conformance.with_file_name("switchyard");
-    assert!(
-        agent.is_file(),
-        "{} is missing: run `cargo build -p switchyard-agent` (or `cargo test --workspace`, which builds it)",
-        agent.display()
-    );
-    agent
 }
 
 /// The agent in the guest with `--sync-period 1s`: a virtual service, a destination of
@@ -115,15 +106,7 @@ fn the_agent_repairs_ipvs_drift_on_debian_6_1() {
         Ok(vm) => vm,
         Err(e) => panic!("cannot prepare the VM: {e}"),
     };
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/cluster.yaml");
-    let out = vm
-        .run(
-            &Payload::new(["/bin/sh", "-c", AGENT_REPAIRS])
-                .file(agent_binary(), "/payload/switchyard")
-                .file(example, "/payload/cluster.yaml")
-                .timeout(Duration::from_secs(400)),
-        )
-        .expect("boot");
+    let out = run_agent_script(&vm, AGENT_REPAIRS, Duration::from_secs(400));
     println!("{}", out.stdout);
     assert_eq!(out.exit_code, 0, "{}\n{}", out.stdout, out.console);
     assert!(

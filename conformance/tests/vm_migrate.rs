@@ -5,21 +5,12 @@
 //! qemu (.ci/install-deps) and the agent binary (`cargo build -p switchyard-agent`) are
 //! needed: without them the test fails and says so.
 
-use std::time::Duration;
-use switchyard_conformance::netns::require_root;
-use switchyard_conformance::vm::{Kernel, Payload, Vm};
+mod support;
 
-/// The agent binary `cargo test --workspace` builds next to this crate's binary.
-fn agent_binary() -> std::path::PathBuf {
-    let conformance = std::path::Path::new(env!("CARGO_BIN_EXE_switchyard-conformance"));
-    let agent = conformance.with_file_name("switchyard");
-    assert!(
-        agent.is_file(),
-        "{} is missing: run `cargo build -p switchyard-agent` (or `cargo test --workspace`, which builds it)",
-        agent.display()
-    );
-    agent
-}
+use std::time::Duration;
+use support::run_agent_script;
+use switchyard_conformance::netns::require_root;
+use switchyard_conformance::vm::{Kernel, Vm};
 
 /// kube-proxy's leftovers (what its IPVS mode creates: a dummy interface holding the
 /// service addresses, one virtual service per address and port), Switchyard's services,
@@ -49,15 +40,7 @@ fn cleanup_kube_proxy_deletes_kube_proxys_ipvs_services_and_nothing_else() {
         Ok(vm) => vm,
         Err(e) => panic!("cannot prepare the VM: {e}"),
     };
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/cluster.yaml");
-    let out = vm
-        .run(
-            &Payload::new(["/bin/sh", "-c", SCRIPT])
-                .file(agent_binary(), "/payload/switchyard")
-                .file(example, "/payload/cluster.yaml")
-                .timeout(Duration::from_secs(300)),
-        )
-        .expect("boot");
+    let out = run_agent_script(&vm, SCRIPT, Duration::from_secs(300));
     println!("{}", out.stdout);
     assert_eq!(out.exit_code, 0, "{}", out.console);
     let (before, after) = out

@@ -31,6 +31,23 @@ pub fn agent_binary() -> PathBuf {
     agent
 }
 
+/// Runs `script` under `/bin/sh` in `vm` with the agent at `/payload/switchyard` and the
+/// example cluster at `/payload/cluster.yaml`, inside `timeout`.
+pub fn run_agent_script(
+    vm: &switchyard_conformance::vm::Vm,
+    script: &str,
+    timeout: std::time::Duration,
+) -> switchyard_conformance::vm::VmOutput {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/cluster.yaml");
+    vm.run(
+        &switchyard_conformance::vm::Payload::new(["/bin/sh", "-c", script])
+            .file(agent_binary(), "/payload/switchyard")
+            .file(example, "/payload/cluster.yaml")
+            .timeout(timeout),
+    )
+    .expect("boot")
+}
+
 /// A mode as the agent's flags name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
