@@ -3,9 +3,10 @@
 use crate::cli::{ModeArg, RunArgs, VariantArg};
 use crate::ipvs_args::IpvsArgs;
 use clap::ValueEnum as _;
+use std::time::Instant;
 use switchyard_core::{Dataplane, IpFamily};
 use switchyard_iptables::{IptablesConfig, Variant};
-use switchyard_ipvs::{IpvsConfig, IpvsDataplane, SchedulerFlag};
+use switchyard_ipvs::{IpvsConfig, IpvsDataplane, Retirement, SchedulerFlag};
 use switchyard_nftables::NftablesDataplane;
 
 /// The IPVS backend's settings from `--ipvs-*` (or the config file's `ipvs:`). A scheduler
@@ -68,9 +69,11 @@ pub fn mode_name(mode: ModeArg) -> &'static str {
 }
 
 /// Removes what every mode other than `keep` owns, in both families (`keep = None`: every
-/// mode, for `--cleanup`). Run after the first successful sync, so a node switching modes does not keep
-/// the old mode's rules. A variant whose tools are not installed has nothing to clean.
-pub async fn cleanup_modes(keep: Option<ModeArg>) -> anyhow::Result<()> {
+/// mode at once, for `--cleanup`). Run after the first successful sync, so a node switching
+/// modes does not keep the old mode's rules. A variant whose tools are not installed has
+/// nothing to clean. IPVS mode's virtual services may have to outlive this call: the
+/// retirement returned, when some still carry connections, is stepped by the sync loop.
+pub async fn cleanup_modes(keep: Option<ModeArg>) -> anyhow::Result<Option<IpvsRetirement>> {
     let mut failures = Vec::new();
     for family in [IpFamily::V4, IpFamily::V6] {
         if keep == Some(ModeArg::Nftables) {
@@ -96,20 +99,88 @@ pub async fn cleanup_modes(keep: Option<ModeArg>) -> anyhow::Result<()> {
             }
         }
     }
-    if keep != Some(ModeArg::Ipvs) {
-        for family in [IpFamily::V4, IpFamily::V6] {
-            match IpvsDataplane::new(family, IpvsConfig::default())
-                .cleanup()
-                .await
-            {
-                Ok(()) => tracing::info!(%family, "ipvs leftovers removed"),
-                Err(e) => failures.push(format!("ipvs {family}: {e}")),
+    let mut retiring = None;
+    match keep {
+        Some(ModeArg::Ipvs) => {}
+        Some(_) => {
+            let mut r = IpvsRetirement::new();
+            if !r.step().await {
+                retiring = Some(r);
+            }
+        }
+        None => {
+            for family in [IpFamily::V4, IpFamily::V6] {
+                match IpvsDataplane::new(family, IpvsConfig::default())
+                    .cleanup()
+                    .await
+                {
+                    Ok(()) => tracing::info!(%family, "ipvs leftovers removed"),
+                    Err(e) => failures.push(format!("ipvs {family}: {e}")),
+                }
             }
         }
     }
     if failures.is_empty() {
-        Ok(())
+        Ok(retiring)
     } else {
         anyhow::bail!("cleanup failed: {}", failures.join("; "))
+    }
+}
+
+/// IPVS mode's leftovers on a node that switched to another mode: the helper table goes at
+/// once, the virtual services and addresses once no destination has established connections
+/// or the drain bound passed (`switchyard_ipvs::Retirement`, DESIGN-NOTES 266). Stepped every
+/// `--sync-period`; a failed step is logged and retried at the next.
+#[derive(Debug)]
+pub struct IpvsRetirement {
+    lanes: Vec<IpvsDataplane>,
+    since: Instant,
+    steps: u32,
+}
+
+impl IpvsRetirement {
+    fn new() -> Self {
+        Self {
+            lanes: [IpFamily::V4, IpFamily::V6]
+                .into_iter()
+                .map(|f| IpvsDataplane::new(f, IpvsConfig::default()))
+                .collect(),
+            since: Instant::now(),
+            steps: 0,
+        }
+    }
+
+    /// One step in every family not done yet; true once IPVS mode left nothing behind.
+    pub async fn step(&mut self) -> bool {
+        let first = self.steps == 0;
+        self.steps += 1;
+        let mut left = Vec::new();
+        for mut lane in std::mem::take(&mut self.lanes) {
+            let family = lane.family();
+            match lane.retire(self.since).await {
+                Ok(Retirement::Done) => tracing::info!(%family, "ipvs leftovers removed"),
+                Ok(Retirement::Draining {
+                    services,
+                    established,
+                }) => {
+                    if first {
+                        tracing::info!(
+                            %family, services, established,
+                            "IPVS mode's virtual services stay until their established \
+                             connections end; new connections take the new mode's rules"
+                        );
+                    } else {
+                        tracing::debug!(%family, services, established, "IPVS mode still draining");
+                    }
+                    left.push(lane);
+                }
+                Err(e) => {
+                    tracing::warn!(%family, "removing IPVS mode's leftovers (retried at the next sync period): {e}");
+                    left.push(lane);
+                }
+            }
+        }
+        self.lanes = left;
+        self.lanes.is_empty()
     }
 }

@@ -149,7 +149,7 @@ impl Source {
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.cleanup {
-        return backends::cleanup_modes(None).await;
+        return backends::cleanup_modes(None).await.map(drop);
     }
     if args.cleanup_kube_proxy {
         return crate::migrate::cleanup_kube_proxy(&args.ipvs.exclude_cidrs).await;
@@ -240,19 +240,33 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .unwrap_or_default();
     let others_removed = outcome.errors.is_empty();
-    if others_removed {
-        remove_other_modes(&args).await?;
-    }
+    let retiring = if others_removed {
+        remove_other_modes(&args).await?
+    } else {
+        None
+    };
     if args.once {
         return match outcome.errors.into_iter().next() {
             Some(e) => Err(e).context("sync failed"),
             None => Ok(()),
         };
     }
-    keep_in_sync(&args, &mut source, &setup, syncer, &mut ops, others_removed).await
+    let removal = OtherModes {
+        removed: others_removed,
+        retiring,
+    };
+    keep_in_sync(&args, &mut source, &setup, syncer, &mut ops, removal).await
 }
 
-async fn remove_other_modes(args: &RunArgs) -> anyhow::Result<()> {
+/// Where removing the other modes' rules stands.
+struct OtherModes {
+    /// Removed (or retiring); false until a sync succeeded.
+    removed: bool,
+    /// IPVS mode's virtual services still draining their connections.
+    retiring: Option<backends::IpvsRetirement>,
+}
+
+async fn remove_other_modes(args: &RunArgs) -> anyhow::Result<Option<backends::IpvsRetirement>> {
     backends::cleanup_modes(Some(args.mode))
         .await
         .context("removing other modes' rules")
@@ -303,7 +317,7 @@ async fn keep_in_sync(
     setup: &NodeSetup,
     mut syncer: Syncer,
     ops: &mut Ops,
-    mut others_removed: bool,
+    mut others: OtherModes,
 ) -> anyhow::Result<()> {
     let full_every = source.full_every(args.sync_period);
     let start = Instant::now();
@@ -337,6 +351,11 @@ async fn keep_in_sync(
             syncer.check().await;
             ops.metrics.repairs(syncer.repair_stats());
             pending = true;
+            if let Some(r) = others.retiring.as_mut() {
+                if r.step().await {
+                    others.retiring = None;
+                }
+            }
         }
         if now >= last_full + full_every {
             syncer.force_full();
@@ -358,9 +377,9 @@ async fn keep_in_sync(
             continue;
         };
         ops.metrics.repairs(syncer.repair_stats());
-        if !others_removed && outcome.errors.is_empty() {
-            remove_other_modes(args).await?;
-            others_removed = true;
+        if !others.removed && outcome.errors.is_empty() {
+            others.retiring = remove_other_modes(args).await?;
+            others.removed = true;
         }
         retry_at = syncer.retry_backoff().map(|d| {
             tracing::warn!(retry_in_ms = d.as_millis() as u64, "retrying with backoff");

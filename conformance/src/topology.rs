@@ -88,6 +88,11 @@ pub enum From {
 }
 
 impl Topology {
+    /// The pod of this name (`pod-a1` ... `pod-b3`).
+    pub fn pod(&self, name: &str) -> Option<&Pod> {
+        self.pods.iter().find(|p| p.name == name)
+    }
+
     pub fn build() -> anyhow::Result<Self> {
         let p = unique_prefix();
         let node = Netns::create(&format!("{p}-node"))?;

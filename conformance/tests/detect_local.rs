@@ -104,11 +104,7 @@ fn check(backend: Backend) {
     require_root().expect("root");
     let topo = Topology::build().expect("topology");
     let routed = routed_pod(&topo).expect("routed pod");
-    let bridged = &topo
-        .pods
-        .iter()
-        .find(|p| p.name == "pod-a1")
-        .expect("pod-a1");
+    let bridged = topo.pod("pod-a1").expect("pod-a1");
     let masqueraded = IpAddr::V4(NODE_REMOTE_LINK_IP);
     let cases = [
         (

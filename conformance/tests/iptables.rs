@@ -432,12 +432,7 @@ fn forwarding_survives_a_drop_policy_and_unallocated_service_ips_are_dropped() {
             dp.apply(&plan, None).await.expect("apply");
         });
         let node = &topo.node;
-        let pod_a1 = &topo
-            .pods
-            .iter()
-            .find(|p| p.name == "pod-a1")
-            .expect("pod")
-            .ns;
+        let pod_a1 = &topo.pod("pod-a1").expect("pod").ns;
 
         // Unallocated service IPs. 10.96.0.99 is routed to the outside client, whose sink
         // answers any connection that reaches it: only our drop makes it time out.

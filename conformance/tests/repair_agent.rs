@@ -20,13 +20,7 @@ ports: [{name: http, protocol: TCP, port: 8080}]\nendpoints: [{addresses: [10.24
 
 /// Whether pod-a1 reaches the endpoint (pod-a2) through the cluster IP, 3 times out of 3.
 fn works(topo: &Topology) -> bool {
-    let ns = topo
-        .pods
-        .iter()
-        .find(|p| p.name == "pod-a1")
-        .expect("pod-a1")
-        .ns
-        .path();
+    let ns = topo.pod("pod-a1").expect("pod-a1").ns.path();
     Probe {
         netns: ns,
         dst: "10.96.0.10:80".parse().expect("literal"),

@@ -71,6 +71,37 @@ fn echo_server(ns: PathBuf, pod: &'static str) {
     ready_rx.recv().expect("echo server ready");
 }
 
+/// The topology with echo servers in the endpoints, the manifests in a scratch directory, and
+/// the client pod's namespace.
+struct Cluster {
+    topo: Topology,
+    dir: PathBuf,
+    manifests: PathBuf,
+    pod_ns: PathBuf,
+}
+
+impl Cluster {
+    fn build(what: &str) -> Self {
+        let topo = Topology::build().expect("topology");
+        for pod in &topo.pods {
+            if ENDPOINTS.contains(&pod.name) {
+                echo_server(pod.ns.path(), pod.name);
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("{}-{what}", topo.node.name()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let manifests = dir.join("cluster.yaml");
+        std::fs::write(&manifests, manifest()).expect("manifests");
+        let pod_ns = topo.pod("pod-a1").expect("pod-a1").ns.path();
+        Self {
+            topo,
+            dir,
+            manifests,
+            pod_ns,
+        }
+    }
+}
+
 /// A held connection: opened from `ns` to `dst`, greeted by an endpoint.
 struct Held {
     what: String,
@@ -164,6 +195,13 @@ fn ipvs_restarts_and_mode_switches_break_no_connection() {
     );
 }
 
+/// A node leaving IPVS mode keeps its virtual services until their connections end, in the
+/// Debian 6.1 guest.
+#[test]
+fn leaving_ipvs_mode_drains_its_connections() {
+    guest::run_test_in_vm("ipvs_drains_in_the_guest", &[], Duration::from_secs(600));
+}
+
 /// The guest half of [`ipvs_restarts_and_mode_switches_break_no_connection`].
 #[test]
 #[ignore = "runs inside the VM guest, started by ipvs_restarts_and_mode_switches_break_no_connection"]
@@ -171,27 +209,118 @@ fn ipvs_under_load_in_the_guest() {
     under_load(Mode::Ipvs, [Mode::Ipvs, Mode::Nftables, Mode::Ipvs]);
 }
 
+/// IPVS mode → nftables while a connection IPVS scheduled is open (DESIGN-NOTES 266): the
+/// virtual services and the cluster IP on `swyd-ipvs0` stay and the connection keeps answering;
+/// once it closes they go at the next sync period.
+#[test]
+#[ignore = "runs inside the VM guest, started by leaving_ipvs_mode_drains_its_connections"]
+fn ipvs_drains_in_the_guest() {
+    require_root().expect("the IPVS drain test needs root (network namespaces)");
+    let Cluster {
+        topo,
+        dir,
+        manifests,
+        pod_ns,
+    } = Cluster::build("ipvs-drain");
+    let ipvs_services = || {
+        let list = topo.node.exec("ipvsadm", &["-Ln"]).expect("ipvsadm");
+        list.lines().filter(|l| l.starts_with("FWM")).count()
+    };
+    let vip_bound = || {
+        topo.node
+            .exec("ip", &["-4", "addr", "show", "dev", "swyd-ipvs0"])
+            .is_ok_and(|a| a.contains("10.96.0.10/32"))
+    };
+
+    let ipvs = Agent::start(&topo, Mode::Ipvs, &manifests, dir.join("ipvs.log"));
+    let mut held = hold(
+        &pod_ns,
+        SocketAddr::from(([10, 96, 0, 10], ECHO_PORT)),
+        "pod->cluster IP".into(),
+    );
+    let ping = |h: &mut Held, n: u32| {
+        let mut line = String::new();
+        writeln!(h.writer, "ping {n}").is_ok()
+            && h.reader.read_line(&mut line).is_ok()
+            && line.trim() == format!("ping {n}")
+    };
+    assert!(ping(&mut held, 1), "{}: no answer in IPVS mode", held.what);
+    ipvs.stop();
+    let mut nft = Agent::start(&topo, Mode::Nftables, &manifests, dir.join("nft.log"));
+    // The first retirement step runs right after the first sync: it either keeps the
+    // services or removes them.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first_step = loop {
+        let text = nft.text();
+        if text.contains("virtual services stay")
+            || text.contains("ipvs leftovers removed family=IPv4")
+        {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline && matches!(nft.child.try_wait(), Ok(None)),
+            "the nftables agent took no first retirement step:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        first_step.contains("virtual services stay"),
+        "the nftables agent did not keep IPVS mode's services for the open connection:\n{first_step}"
+    );
+    assert!(
+        ipvs_services() > 0,
+        "IPVS services removed under an open connection"
+    );
+    assert!(
+        vip_bound(),
+        "the cluster IP left swyd-ipvs0 under an open connection"
+    );
+    let tables = topo.node.exec("nft", &["list", "tables"]).expect("nft");
+    assert!(
+        !tables.contains("switchyard-ipvs"),
+        "the IPVS helper table outlived the switch:\n{tables}"
+    );
+    // Over two sync periods (2 s): still draining, still answering.
+    for n in 2..=5 {
+        std::thread::sleep(Duration::from_millis(1000));
+        assert!(
+            ping(&mut held, n),
+            "{}: ping {n} unanswered after the switch",
+            held.what
+        );
+    }
+    assert!(
+        ipvs_services() > 0,
+        "IPVS services removed under an open connection"
+    );
+    drop(held);
+    // The next sync period finds no established connection; allow three.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while ipvs_services() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        ipvs_services(),
+        0,
+        "IPVS services left after their connection closed:\n{}",
+        nft.text()
+    );
+    assert!(!vip_bound(), "the cluster IP stayed on swyd-ipvs0");
+    assert!(nft.text().contains("ipvs leftovers removed family=IPv4"));
+    nft.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Starts the agent in `first`, then stops it and starts it in each of `then` in turn, while
 /// the clients run; the mode in the middle must leave nothing behind once the last one runs.
 fn under_load(first: Mode, then: [Mode; 3]) {
     require_root().expect("the restart-under-load test needs root (network namespaces)");
-    let topo = Topology::build().expect("topology");
-    for pod in &topo.pods {
-        if ENDPOINTS.contains(&pod.name) {
-            echo_server(pod.ns.path(), pod.name);
-        }
-    }
-    let dir = std::env::temp_dir().join(format!("{}-restart-load", topo.node.name()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let manifests = dir.join("cluster.yaml");
-    std::fs::write(&manifests, manifest()).expect("manifests");
-    let pod_ns = topo
-        .pods
-        .iter()
-        .find(|p| p.name == "pod-a1")
-        .expect("pod-a1")
-        .ns
-        .path();
+    let Cluster {
+        topo,
+        dir,
+        manifests,
+        pod_ns,
+    } = Cluster::build("restart-load");
     let client_ns = topo.client.path();
     let cluster_ip: SocketAddr = "10.96.0.10:80".parse().expect("literal");
     let node_port: SocketAddr = "192.168.0.10:30080".parse().expect("literal");
@@ -213,6 +342,7 @@ fn under_load(first: Mode, then: [Mode; 3]) {
         ));
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
     let broken: Arc<Mutex<Vec<String>>> = Arc::default();
     let pings = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let pinger = {
@@ -229,7 +359,11 @@ fn under_load(first: Mode, then: [Mode; 3]) {
                     if ok {
                         pings.fetch_add(1, Ordering::Relaxed);
                     } else if let Ok(mut b) = broken.lock() {
-                        b.push(format!("{}: ping {n} answered {line:?}", h.what));
+                        b.push(format!(
+                            "{:?} {}: ping {n} answered {line:?}",
+                            started.elapsed(),
+                            h.what
+                        ));
                     }
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -263,7 +397,10 @@ fn under_load(first: Mode, then: [Mode; 3]) {
                             }
                             _ => {
                                 if let Ok(mut f) = failures.lock() {
-                                    f.push(format!("new connection to {dst}: {o}"));
+                                    f.push(format!(
+                                        "{:?} new connection to {dst}: {o}",
+                                        started.elapsed()
+                                    ));
                                 }
                             }
                         }
@@ -274,7 +411,6 @@ fn under_load(first: Mode, then: [Mode; 3]) {
         .collect();
 
     let dwell = Duration::from_secs(3);
-    let started = Instant::now();
     std::thread::sleep(dwell);
     for (i, mode) in then.into_iter().enumerate() {
         agent.stop();
@@ -302,6 +438,17 @@ fn under_load(first: Mode, then: [Mode; 3]) {
     );
     let failures = failures.lock().map(|f| f.clone()).unwrap_or_default();
     let broken = broken.lock().map(|b| b.clone()).unwrap_or_default();
+    if !failures.is_empty() || !broken.is_empty() {
+        // What the agents logged, to tell which step of which start let traffic through.
+        for i in 0..=then.len() {
+            let log = dir.join(format!("agent-{i}.log"));
+            println!(
+                "--- {}:\n{}",
+                log.display(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+    }
     assert!(
         failures.is_empty(),
         "{} new connections failed, e.g. {:?}",

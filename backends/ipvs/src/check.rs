@@ -16,10 +16,10 @@
 //! service, every `--sync-period` (kube-proxy's IPVS mode lists every service's destinations
 //! at every sync).
 
-use crate::dataplane::{dest_of, spec_of};
 use crate::link::{Rtnl, DUMMY};
-use crate::netlink::{CmdAttr, IpvsCmd, IpvsMessage, IpvsSocket, SocketError};
-use crate::ops::{af_of_family, ServiceSpec};
+use crate::listing;
+use crate::netlink::{IpvsSocket, SocketError};
+use crate::ops::ServiceSpec;
 use crate::state::Kernel;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -51,48 +51,25 @@ pub async fn read(
     rtnl: &Rtnl,
     family: IpFamily,
 ) -> Result<Found, DataplaneError> {
-    let af = crate::dataplane::af(family);
-    let failed = |step: &'static str| {
-        move |e: SocketError| DataplaneError::KernelRejected {
-            object: step.to_string(),
-            service: None,
-            errno: match e {
-                SocketError::Refused { errno, .. } => Some(errno),
-                _ => None,
-            },
-            message: e.to_string(),
-        }
-    };
+    let listed = listing::ours(socket, family).map_err(|e| DataplaneError::KernelRejected {
+        object: "checking: listing our IPVS services".to_string(),
+        service: None,
+        errno: match e {
+            SocketError::Refused { errno, .. } => Some(errno),
+            _ => None,
+        },
+        message: e.to_string(),
+    })?;
     let mut found = Found::default();
-    let dumped = socket
-        .dump(
-            &IpvsMessage::new(IpvsCmd::GetService, vec![]),
-            "listing IPVS services",
-        )
-        .map_err(failed("checking: listing IPVS services"))?;
-    for m in dumped {
-        let Some(spec) = m.service().and_then(|a| spec_of(a, family, af)) else {
-            continue;
-        };
-        let dests = socket
-            .dump(
-                &IpvsMessage::new(
-                    IpvsCmd::GetDest,
-                    vec![CmdAttr::Service(ServiceSpec::key_attrs(
-                        family,
-                        spec.fwmark,
-                    ))],
-                ),
-                "listing IPVS destinations",
-            )
-            .map_err(failed("checking: listing IPVS destinations"))?
-            .iter()
-            .filter_map(|d| dest_of(d.dest()?, af_of_family(family)))
-            .map(|(addr, weight, _)| (addr, weight))
-            .collect();
-        found
-            .services
-            .insert(spec.fwmark, FoundService { spec, dests });
+    for l in listed {
+        let dests = l.dests.iter().map(|d| (d.addr, d.weight)).collect();
+        found.services.insert(
+            l.spec.fwmark,
+            FoundService {
+                spec: l.spec,
+                dests,
+            },
+        );
     }
     found.dummy = rtnl.dummy_index().await?;
     if let Some(index) = found.dummy {

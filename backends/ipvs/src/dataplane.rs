@@ -2,9 +2,10 @@
 
 use crate::config::IpvsConfig;
 use crate::link::Rtnl;
-use crate::marks::{is_ours, Allocator};
-use crate::netlink::{CmdAttr, DestAttr, IpvsCmd, IpvsMessage, IpvsSocket, SocketError, SvcAttr};
-use crate::ops::{af_of_family, Op, ServiceSpec};
+use crate::listing;
+use crate::marks::Allocator;
+use crate::netlink::{CmdAttr, IpvsCmd, IpvsMessage, IpvsSocket, SocketError};
+use crate::ops::{Op, ServiceSpec};
 use crate::state::{self, Dest, Kernel, Owned, Service};
 use crate::tx::Transaction;
 use async_trait::async_trait;
@@ -13,6 +14,10 @@ use std::time::Instant;
 use switchyard_core::plan::{IpFamily, ProxyPlan, ServicePortName};
 use switchyard_core::{ApplyStats, Changes, Dataplane, DataplaneError, Drift, Mode};
 use switchyard_nftables::{Marks, NftablesDataplane};
+
+mod retire;
+
+pub use retire::Retirement;
 
 const ENOENT: i32 = 2;
 const EEXIST: i32 = 17;
@@ -229,49 +234,27 @@ impl IpvsDataplane {
     /// failure), so a restarted agent adopts instead of replacing.
     async fn adopt(&mut self) -> Result<(), DataplaneError> {
         let family = self.family;
-        let af = af_of_family(family);
-        let socket = self.socket()?;
-        let dumped = socket
-            .dump(
-                &IpvsMessage::new(IpvsCmd::GetService, vec![]),
-                "listing IPVS services",
-            )
-            .map_err(io_step("listing IPVS services"))?;
+        let listed =
+            listing::ours(self.socket()?, family).map_err(io_step("listing IPVS services"))?;
         let mut kernel = Kernel::default();
-        for m in dumped {
-            let Some(attrs) = m.service() else { continue };
-            let Some(spec) = spec_of(attrs, family, af) else {
-                continue;
-            };
-            let dests = socket
-                .dump(
-                    &IpvsMessage::new(
-                        IpvsCmd::GetDest,
-                        vec![CmdAttr::Service(ServiceSpec::key_attrs(
-                            family,
-                            spec.fwmark,
-                        ))],
-                    ),
-                    "listing IPVS destinations",
-                )
-                .map_err(io_step("listing IPVS destinations"))?;
-            let dests = dests
+        for l in listed {
+            let dests = l
+                .dests
                 .iter()
-                .filter_map(|d| dest_of(d.dest()?, af))
-                .map(|(addr, weight, _)| {
+                .map(|d| {
                     (
-                        addr,
+                        d.addr,
                         Dest {
-                            weight,
-                            draining_since: (weight == 0).then(Instant::now),
+                            weight: d.weight,
+                            draining_since: (d.weight == 0).then(Instant::now),
                         },
                     )
                 })
                 .collect();
             kernel.services.insert(
-                spec.fwmark,
+                l.spec.fwmark,
                 Service {
-                    spec,
+                    spec: l.spec,
                     owner: None,
                     udp: false,
                     dests,
@@ -326,23 +309,14 @@ impl IpvsDataplane {
         let family = self.family;
         let mut ops: Vec<Op> = Vec::new();
         for (mark, dests) in draining {
-            let live = self
-                .socket()?
-                .dump(
-                    &IpvsMessage::new(
-                        IpvsCmd::GetDest,
-                        vec![CmdAttr::Service(ServiceSpec::key_attrs(family, mark))],
-                    ),
-                    "reading connection counts of draining destinations",
-                )
-                .map_err(io_step(
-                    "reading connection counts of draining destinations",
-                ))?;
-            let conns: std::collections::BTreeMap<SocketAddr, u32> = live
-                .iter()
-                .filter_map(|d| dest_of(d.dest()?, af_of_family(family)))
-                .map(|(a, _, c)| (a, c))
-                .collect();
+            let conns: std::collections::BTreeMap<SocketAddr, u32> =
+                listing::dests(self.socket()?, family, mark)
+                    .map_err(io_step(
+                        "reading connection counts of draining destinations",
+                    ))?
+                    .iter()
+                    .map(|d| (d.addr, d.connections()))
+                    .collect();
             for (dest, since) in dests {
                 if conns.get(&dest).copied().unwrap_or(0) == 0 || since.elapsed() >= bound {
                     ops.push(Op::DelDest {
@@ -455,65 +429,6 @@ fn with_service(e: DataplaneError, owner: Option<&ServicePortName>) -> Dataplane
     }
 }
 
-/// `AF_INET` / `AF_INET6` of a family.
-pub(crate) fn af(family: IpFamily) -> u16 {
-    match family {
-        IpFamily::V4 => crate::netlink::AF_INET,
-        IpFamily::V6 => crate::netlink::AF_INET6,
-    }
-}
-
-/// A dumped service of ours in this family, as a spec.
-pub(crate) fn spec_of(attrs: &[SvcAttr], family: IpFamily, af: u16) -> Option<ServiceSpec> {
-    let mut fwmark = None;
-    let mut fam = None;
-    let mut scheduler = String::new();
-    let mut flags = 0;
-    let mut timeout = 0;
-    for a in attrs {
-        match a {
-            SvcAttr::Fwmark(m) => fwmark = Some(*m),
-            SvcAttr::Af(f) => fam = Some(*f),
-            SvcAttr::SchedName(s) => scheduler = s.clone(),
-            SvcAttr::Flags(f) => flags = f.flags & !crate::netlink::service::IP_VS_SVC_F_HASHED,
-            SvcAttr::Timeout(t) => timeout = *t,
-            _ => {}
-        }
-    }
-    let fwmark = fwmark.filter(|m| is_ours(*m))?;
-    (fam == Some(af)).then_some(ServiceSpec {
-        family,
-        fwmark,
-        scheduler,
-        flags,
-        timeout,
-    })
-}
-
-/// (address, weight, active + inactive connections) of a dumped destination of a service of
-/// family `service_af`. A destination without `IPVS_DEST_ATTR_ADDR_FAMILY` (kernels before
-/// mixed-family destinations) has the service's family: reading it as IPv4 would turn an
-/// IPv6 destination into its first four bytes.
-pub(crate) fn dest_of(attrs: &[DestAttr], service_af: u16) -> Option<(SocketAddr, u32, u32)> {
-    let mut addr = None;
-    let mut port = None;
-    let mut af = service_af;
-    let (mut weight, mut conns) = (0, 0u32);
-    for a in attrs {
-        match a {
-            DestAttr::Addr(x) => addr = Some(*x),
-            DestAttr::Port(p) => port = Some(*p),
-            DestAttr::AddrFamily(f) => af = *f,
-            DestAttr::Weight(w) => weight = *w,
-            DestAttr::ActiveConns(c) | DestAttr::InactiveConns(c) => {
-                conns = conns.saturating_add(*c)
-            }
-            _ => {}
-        }
-    }
-    Some((SocketAddr::new(addr?.to_ip(af)?, port?), weight, conns))
-}
-
 #[async_trait]
 impl Dataplane for IpvsDataplane {
     fn mode(&self) -> Mode {
@@ -602,45 +517,13 @@ impl Dataplane for IpvsDataplane {
         Ok(Some(Drift { findings }))
     }
 
-    /// Deletes our virtual services of this family (firewall marks in our range; never anyone
-    /// else's), this family's addresses on the dummy interface (the interface too once no
-    /// other family's are left), and this family's table `switchyard-ipvs`. A kernel without IPVS has nothing to
-    /// clean there.
+    /// Deletes this family's table `switchyard-ipvs`, our virtual services of this family
+    /// (firewall marks in our range; never anyone else's) and this family's addresses on the
+    /// dummy interface (the interface too once no other family's are left), at once: what
+    /// `--cleanup` does. A node leaving IPVS mode uses [`IpvsDataplane::retire`] instead,
+    /// which keeps the services while they carry connections.
     async fn cleanup(&mut self) -> Result<(), DataplaneError> {
-        self.synced = false;
-        self.marks.reset();
-        self.kernel = Kernel::default();
-        match self.socket() {
-            Ok(_) => {
-                self.adopt_services_only()?;
-                let ops: Vec<Owned> = self
-                    .kernel
-                    .services
-                    .keys()
-                    .map(|m| {
-                        (
-                            Op::DelService {
-                                family: self.family,
-                                fwmark: *m,
-                            },
-                            None,
-                        )
-                    })
-                    .collect();
-                self.perform(&ops).await?;
-            }
-            Err(DataplaneError::Unsupported { .. }) => {}
-            Err(e) => return Err(e),
-        }
-        if self.rtnl.is_none() {
-            self.rtnl = Some(Rtnl::open()?);
-        }
-        if let Some(r) = &self.rtnl {
-            r.release_dummy(self.family).await?;
-        }
-        self.dummy = None;
-        self.kernel = Kernel::default();
-        self.helpers.cleanup().await
+        self.remove(false).await.map(drop)
     }
 }
 
@@ -652,32 +535,5 @@ impl IpvsDataplane {
         partial: bool,
     ) -> Option<&'a Changes> {
         changes.filter(|_| partial)
-    }
-
-    /// Reads only our virtual services (cleanup: no interface needed).
-    fn adopt_services_only(&mut self) -> Result<(), DataplaneError> {
-        let family = self.family;
-        let af = af_of_family(family);
-        let dumped = self
-            .socket()?
-            .dump(
-                &IpvsMessage::new(IpvsCmd::GetService, vec![]),
-                "listing IPVS services",
-            )
-            .map_err(io_step("listing IPVS services"))?;
-        for m in dumped {
-            if let Some(spec) = m.service().and_then(|a| spec_of(a, family, af)) {
-                self.kernel.services.insert(
-                    spec.fwmark,
-                    Service {
-                        spec,
-                        owner: None,
-                        udp: false,
-                        dests: Default::default(),
-                    },
-                );
-            }
-        }
-        Ok(())
     }
 }

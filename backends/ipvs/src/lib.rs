@@ -21,6 +21,7 @@ mod check;
 pub mod config;
 mod dataplane;
 mod link;
+mod listing;
 mod marks;
 pub mod netlink;
 mod ops;
@@ -29,6 +30,6 @@ mod sysctl;
 mod tx;
 
 pub use config::{IpvsConfig, SchedulerFlag};
-pub use dataplane::IpvsDataplane;
+pub use dataplane::{IpvsDataplane, Retirement};
 pub use link::DUMMY;
 pub use tx::Transaction;

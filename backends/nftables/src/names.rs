@@ -19,6 +19,14 @@ pub const FILTER_OUTPUT_FIREWALL: &str = "filter-output-firewall";
 pub const FILTER_INPUT: &str = "filter-input";
 pub const FILTER_FORWARD: &str = "filter-forward";
 pub const FILTER_OUTPUT: &str = "filter-output";
+/// The base chains of type filter (their rules reject and drop; see `Dataplane::cleanup`).
+pub const FILTER_BASE_CHAINS: [&str; 5] = [
+    FILTER_PREROUTING,
+    FILTER_OUTPUT_FIREWALL,
+    FILTER_INPUT,
+    FILTER_FORWARD,
+    FILTER_OUTPUT,
+];
 pub const SERVICES: &str = "services";
 pub const SERVICE_FILTER: &str = "service-filter";
 pub const REJECT: &str = "reject-chain";
