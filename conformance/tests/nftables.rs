@@ -684,3 +684,38 @@ fn partial_syncs_end_where_a_full_sync_would() {
         }
     });
 }
+
+/// IPVS mode's helper table read back: the marks its mark maps hold for each endpoint set are
+/// the marks it was written with, also for a fresh instance (what a restarted IPVS agent seeds
+/// its mark allocator with, DESIGN-NOTES 268).
+#[test]
+fn ipvs_helper_marks_read_back_from_the_kernel() {
+    require_root().expect("root");
+    let ns = Netns::create(&format!("{}-nftipvs", unique_prefix())).expect("netns");
+    let path = ns.path();
+    std::thread::spawn(move || {
+        switchyard_conformance::netns::enter_path(&path).expect("enter");
+        let plan = example_plan();
+        let owners: std::collections::BTreeSet<_> = switchyard_nftables::mark_owners(&plan)
+            .into_values()
+            .collect();
+        assert!(owners.len() >= 3, "endpoint sets to mark: {owners:?}");
+        let marks: switchyard_nftables::Marks = owners
+            .into_iter()
+            .zip(1u32..)
+            .map(|(owner, i)| (owner, i << 15))
+            .collect();
+        let mut dp = NftablesDataplane::ipvs_helpers(IpFamily::V4);
+        block(dp.probe()).expect("probe");
+        dp.apply_ipvs(&plan, None, &marks).expect("apply");
+        assert_eq!(dp.ipvs_marks_in_kernel(&plan).expect("read back"), marks);
+        let mut restarted = NftablesDataplane::ipvs_helpers(IpFamily::V4);
+        assert_eq!(
+            restarted.ipvs_marks_in_kernel(&plan).expect("read back"),
+            marks
+        );
+    })
+    .join()
+    .expect("test thread");
+    drop(ns);
+}

@@ -460,6 +460,11 @@ impl Dataplane for IpvsDataplane {
         let partial = self.partial(changes).is_some();
         if !partial {
             self.adopt().await?;
+            if self.marks.is_empty() {
+                // A (re)started agent: keep the marks the kernel's rules already use.
+                let seeds = self.helpers.ipvs_marks_in_kernel(plan)?;
+                self.marks.seed(seeds);
+            }
         }
         let (tx, marks, names) = self.build(plan, changes);
         // Until this sync completes, the next one is full (and re-reads the kernel).

@@ -2,6 +2,11 @@
 //! stable across syncs, so an unchanged service port's rules and virtual services never move.
 //! A new endpoint set starts at a hash of its name, so a restarted agent picks the same marks
 //! for the same Services and adopts the virtual services it finds instead of replacing them.
+//! A hash collides now and then (about 15 marks at 10k services), and which endpoint set wins
+//! the probe depends on the names in the plan, so a restarted agent whose plan changed while
+//! it was down could give one service port the mark another held; the marks the kernel's
+//! helper table already uses are therefore seeded first ([`Allocator::seed`], DESIGN-NOTES
+//! 268).
 
 use std::collections::BTreeSet;
 use switchyard_core::plan::{PathPlan, ProxyPlan, ServicePortName, Target};
@@ -31,7 +36,7 @@ fn targets(plan: &ProxyPlan, name: &ServicePortName) -> Vec<Target> {
     let mut t: Vec<Target> = plan
         .services
         .get(name)
-        .filter(|svc| svc.affinity_timeout_seconds.is_none())
+        .filter(|svc| switchyard_nftables::steers_by_mark(svc))
         .map(|svc| svc.paths().flat_map(PathPlan::endpoint_targets).collect())
         .unwrap_or_default();
     t.sort();
@@ -43,6 +48,9 @@ fn targets(plan: &ProxyPlan, name: &ServicePortName) -> Vec<Target> {
 pub struct Allocator {
     marks: Marks,
     used: BTreeSet<u32>,
+    /// Marks the kernel's helper table gives endpoint sets this allocator has not allocated
+    /// (after a restart): preferred over the hash.
+    seeded: Marks,
 }
 
 impl Allocator {
@@ -56,29 +64,56 @@ impl Allocator {
     ) -> Marks {
         let mut out = Marks::new();
         let mut taken: BTreeSet<u32> = BTreeSet::new();
+        let mut wanted = Vec::new();
         for name in names {
             out.extend(self.of(name));
             for t in targets(plan, name) {
-                if out.contains_key(&(name.clone(), t)) {
-                    continue;
-                }
-                let mut id = preferred_id(name, t);
-                let mut tries = 0;
-                while self.used.contains(&(id << SHIFT)) || taken.contains(&(id << SHIFT)) {
-                    id = id % (IDS - 1) + 1;
-                    tries += 1;
-                    if tries >= IDS {
-                        tracing::warn!(service = %name, "no firewall mark left for this service port");
-                        break;
-                    }
-                }
-                if tries < IDS {
-                    taken.insert(id << SHIFT);
-                    out.insert((name.clone(), t), id << SHIFT);
+                if !out.contains_key(&(name.clone(), t)) {
+                    wanted.push((name.clone(), t));
                 }
             }
         }
+        // Seeded marks first, so no hash probe of an earlier name takes one of them.
+        let free = |m: u32, taken: &BTreeSet<u32>| !self.used.contains(&m) && !taken.contains(&m);
+        wanted.retain(|key| match self.seeded.get(key) {
+            Some(&m) if free(m, &taken) => {
+                taken.insert(m);
+                out.insert(key.clone(), m);
+                false
+            }
+            _ => true,
+        });
+        let seeded: BTreeSet<u32> = self.seeded.values().copied().collect();
+        for (name, t) in wanted {
+            let mut id = preferred_id(&name, t);
+            let mut tries = 0;
+            while !free(id << SHIFT, &taken) || seeded.contains(&(id << SHIFT)) {
+                id = id % (IDS - 1) + 1;
+                tries += 1;
+                if tries >= IDS {
+                    tracing::warn!(service = %name, "no firewall mark left for this service port");
+                    break;
+                }
+            }
+            if tries < IDS {
+                taken.insert(id << SHIFT);
+                out.insert((name, t), id << SHIFT);
+            }
+        }
         out
+    }
+
+    /// Prefers these marks (what the kernel's helper table gives each endpoint set) for
+    /// endpoint sets not allocated yet; a mark another set holds here is not taken.
+    pub fn seed(&mut self, marks: Marks) {
+        self.seeded = marks
+            .into_iter()
+            .filter(|(k, m)| is_ours(*m) && !self.used.contains(m) && !self.marks.contains_key(k))
+            .collect();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.marks.is_empty()
     }
 
     fn of(&self, name: &ServicePortName) -> Vec<((ServicePortName, Target), u32)> {
@@ -144,5 +179,56 @@ mod tests {
         }
         assert!(seen.len() > 1900, "hash spreads: {}", seen.len());
         assert!(a.marks.is_empty());
+    }
+
+    /// A restarted agent whose plan changed while it was down: seeded from the helper table's
+    /// mark maps, every endpoint set both plans have keeps its mark. Unseeded, some move (the
+    /// hash collisions of DESIGN-NOTES 251), which is what makes this test able to fail.
+    #[test]
+    fn seeded_marks_survive_a_restart_whose_plan_changed() {
+        use std::collections::BTreeMap;
+        use switchyard_synthetic::cluster::{cluster, plan_of};
+        // Before: services 0..3000. After: 1500..4500 (half gone, half new).
+        let before = plan_of(&cluster(3000, 1));
+        let mut after_state = cluster(4500, 1);
+        let gone: Vec<_> = after_state.services.keys().take(1500).cloned().collect();
+        for k in gone {
+            after_state.services.remove(&k);
+        }
+        let after = plan_of(&after_state);
+        let marks_before = Allocator::default().marks(&before, before.services.keys());
+        // What the kernel's mark maps hold after the old agent's sync.
+        let mut listed: BTreeMap<String, Vec<(Vec<u8>, u32)>> = BTreeMap::new();
+        for ((map, key), owner) in switchyard_nftables::mark_owners(&before) {
+            if let Some(&m) = marks_before.get(&owner) {
+                listed.entry(map).or_default().push((key, m));
+            }
+        }
+        let moved = |marks: &Marks| {
+            marks
+                .iter()
+                .filter(|(k, m)| marks_before.get(*k).is_some_and(|b| b != *m))
+                .count()
+        };
+        let unseeded = Allocator::default().marks(&after, after.services.keys());
+        let mut seeded = Allocator::default();
+        seeded.seed(switchyard_nftables::marks_in_maps(&after, &listed));
+        let seeded = seeded.marks(&after, after.services.keys());
+        let kept = seeded
+            .keys()
+            .filter(|k| marks_before.contains_key(*k))
+            .count();
+        assert!(kept >= 1400, "the plans share endpoint sets: {kept}");
+        assert!(
+            moved(&unseeded) > 0,
+            "no collision in this plan: the test would pass without seeding"
+        );
+        assert_eq!(moved(&seeded), 0, "seeded marks moved");
+        let distinct: BTreeSet<u32> = seeded.values().copied().collect();
+        assert_eq!(
+            distinct.len(),
+            seeded.len(),
+            "two endpoint sets share a mark"
+        );
     }
 }

@@ -262,6 +262,33 @@ impl NftablesDataplane {
         })
     }
 
+    /// IPVS mode: the firewall mark the helper table in the kernel gives each endpoint set of
+    /// `plan` that it already steers, read from its mark maps (an endpoint set whose keys
+    /// disagree gets none). A restarted agent seeds its mark allocator with these, so a
+    /// service port keeps the mark, and so the virtual service, it had before the restart
+    /// (DESIGN-NOTES 268).
+    pub fn ipvs_marks_in_kernel(&mut self, plan: &ProxyPlan) -> Result<Marks, DataplaneError> {
+        let mut listed = std::collections::BTreeMap::new();
+        for map in crate::render::ipvs::mark_maps(plan) {
+            let (family, seq, table) = (self.nfproto(), self.next_seq(), self.table);
+            let elems = dump::set_elements(self.socket()?, family, table, &map, seq)
+                .map_err(|source| DataplaneError::Io {
+                    step: format!("listing the elements of map {map}"),
+                    source,
+                })?
+                .unwrap_or_default();
+            let values = elems
+                .into_iter()
+                .filter_map(|e| {
+                    let value = <[u8; 4]>::try_from(e.data?.as_slice()).ok()?;
+                    Some((e.key, u32::from_ne_bytes(value)))
+                })
+                .collect();
+            listed.insert(map, values);
+        }
+        Ok(crate::render::ipvs::marks_in_maps(plan, &listed))
+    }
+
     /// Lists our table and compares it with what a full sync of `plan` creates (with IPVS
     /// mode's `marks` for its helper table).
     fn compare_table(

@@ -22,7 +22,7 @@ mod tx;
 
 pub use dataplane::NftablesDataplane;
 pub use names::MASQ_MARK;
-pub use render::ipvs::{Marks, FWMARK_BITS};
+pub use render::ipvs::{mark_maps, mark_owners, marks_in_maps, steers_by_mark, Marks, FWMARK_BITS};
 pub use render::Features;
 
 pub use tx::Transaction;

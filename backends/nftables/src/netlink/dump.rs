@@ -31,6 +31,7 @@ const NFTA_SET_ELEM_LIST_SET: u16 = 2;
 const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_DATA: u16 = 2;
 const NFTA_SET_ELEM_EXPIRATION: u16 = 5;
 const NFTA_DATA_VALUE: u16 = 1;
 const ENOENT: i32 = 2;
@@ -42,6 +43,8 @@ pub struct DumpedElem {
     pub key: Vec<u8>,
     /// Milliseconds until the element expires (timeout sets only).
     pub expires_ms: Option<u64>,
+    /// A map element's value's raw bytes (`NFTA_SET_ELEM_DATA`'s `NFTA_DATA_VALUE`).
+    pub data: Option<Vec<u8>>,
 }
 
 /// A request message for nf_tables message `msg` (flags `flags`) with string attributes.
@@ -200,14 +203,17 @@ pub fn parse_set_elements(messages: &[Dumped]) -> Vec<DumpedElem> {
 
 fn parse_elem(elem: &[u8]) -> Option<DumpedElem> {
     let mut key = None;
+    let mut data = None;
     let mut expires_ms = None;
+    let value = |v: &[u8]| {
+        attributes(v)
+            .find(|(t, _)| *t == NFTA_DATA_VALUE)
+            .map(|(_, v)| v.to_vec())
+    };
     for (t, v) in attributes(elem) {
         match t {
-            NFTA_SET_ELEM_KEY => {
-                key = attributes(v)
-                    .find(|(t, _)| *t == NFTA_DATA_VALUE)
-                    .map(|(_, v)| v.to_vec());
-            }
+            NFTA_SET_ELEM_KEY => key = value(v),
+            NFTA_SET_ELEM_DATA => data = value(v),
             NFTA_SET_ELEM_EXPIRATION => {
                 expires_ms = v.try_into().ok().map(u64::from_be_bytes);
             }
@@ -217,6 +223,7 @@ fn parse_elem(elem: &[u8]) -> Option<DumpedElem> {
     Some(DumpedElem {
         key: key?,
         expires_ms,
+        data,
     })
 }
 
@@ -248,9 +255,13 @@ mod tests {
             w.bytes(NFTA_DATA_VALUE, &[10, 244, 1, 5])
         });
         w.be64(NFTA_SET_ELEM_EXPIRATION, 4321);
+        w.nest(NFTA_SET_ELEM_DATA, |w| {
+            w.bytes(NFTA_DATA_VALUE, &0x8000_u32.to_ne_bytes())
+        });
         let e = parse_elem(&w.buf).expect("element");
         assert_eq!(e.key, vec![10, 244, 1, 5]);
         assert_eq!(e.expires_ms, Some(4321));
+        assert_eq!(e.data, Some(0x8000_u32.to_ne_bytes().to_vec()));
         assert!(
             parse_elem(&w.buf[..6]).is_none(),
             "truncated key: no element"

@@ -30,7 +30,9 @@ use crate::names as n;
 use crate::objects::{Elem, ElemData, Key, KeyType, Set, SetData};
 use crate::stmt::{KeySrc, Stmt};
 use std::collections::BTreeMap;
-use switchyard_core::plan::{ProxyPlan, ServicePortName, ServicePortPlan, Target, VipKind};
+use switchyard_core::plan::{
+    PathPlan, ProxyPlan, ServicePortName, ServicePortPlan, Target, VipKind,
+};
 
 /// The firewall mark of each (service port, endpoint set) IPVS mode programs, without the
 /// masquerade bit. Allocated by the IPVS backend, which keeps it stable across syncs.
@@ -38,6 +40,13 @@ pub type Marks = BTreeMap<(ServicePortName, Target), u32>;
 
 /// The mark bits that carry a virtual service's identity (never the masquerade bit).
 pub const FWMARK_BITS: u32 = 0xffff_8000;
+
+/// Whether IPVS mode sends this service port through firewall-mark virtual services: all but
+/// those with session affinity (see the module comment). The IPVS backend allocates marks
+/// for exactly these.
+pub fn steers_by_mark(svc: &ServicePortPlan) -> bool {
+    svc.affinity_timeout_seconds.is_none()
+}
 
 pub fn service(name: &ServicePortName, svc: &ServicePortPlan, marks: &Marks) -> ServiceObjects {
     let mut o = ServiceObjects::default();
@@ -48,32 +57,22 @@ pub fn service(name: &ServicePortName, svc: &ServicePortPlan, marks: &Marks) -> 
             else {
                 continue;
             };
-            let plain = path
-                .rules
-                .iter()
-                .any(|r| r.target == target && !r.masquerade);
-            let masq = path
-                .rules
-                .iter()
-                .any(|r| r.target == target && r.masquerade);
             for planned in &path.keys {
                 let (src, key) = key_of(&planned.key);
                 o.needs.insert(Need::IpvsShape(src, shape.clone()));
                 o.needs.insert(Need::IpvsMark(src, kind));
                 o.own
                     .elem(&n::shape_set(src, &shape.name()), Elem::key(key));
-                for (used, with_masq) in [(plain, false), (masq, true)] {
-                    if used {
-                        let value = if with_masq { mark | n::MASQ_MARK } else { mark };
-                        o.own.elem(
-                            &n::ipvs_mark_map(src, kind.name(), with_masq),
-                            Elem {
-                                key,
-                                data: Some(ElemData::Mark(value)),
-                            },
-                        );
-                    }
-                }
+            }
+            for (map, key, with_masq) in mark_slots(path, target, kind) {
+                let value = if with_masq { mark | n::MASQ_MARK } else { mark };
+                o.own.elem(
+                    &map,
+                    Elem {
+                        key,
+                        data: Some(ElemData::Mark(value)),
+                    },
+                );
             }
             for e in svc.endpoints_for(target) {
                 o.shared_elems
@@ -82,6 +81,87 @@ pub fn service(name: &ServicePortName, svc: &ServicePortPlan, marks: &Marks) -> 
         }
     }
     o
+}
+
+/// Where `path` keeps the mark of its endpoint set `target`: (mark map, key, whether the
+/// value carries the masquerade bit), one or two per key (a path may reach the same set with
+/// and without masquerade). [`service`] writes these elements and [`mark_owners`] reads them
+/// back, so the two cannot disagree about where a mark lives.
+fn mark_slots(path: &PathPlan, target: Target, kind: Kind) -> Vec<(String, Key, bool)> {
+    let plain = path
+        .rules
+        .iter()
+        .any(|r| r.target == target && !r.masquerade);
+    let masq = path
+        .rules
+        .iter()
+        .any(|r| r.target == target && r.masquerade);
+    let mut out = Vec::new();
+    for planned in &path.keys {
+        let (src, key) = key_of(&planned.key);
+        for (used, with_masq) in [(plain, false), (masq, true)] {
+            if used {
+                out.push((
+                    n::ipvs_mark_map(src, kind.name(), with_masq),
+                    key,
+                    with_masq,
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// For each mark-map element `plan` would write: (map, key as the kernel lists it) → the
+/// (service port, endpoint set) whose mark it holds.
+pub fn mark_owners(plan: &ProxyPlan) -> BTreeMap<(String, Vec<u8>), (ServicePortName, Target)> {
+    let mut out = BTreeMap::new();
+    for (name, svc) in plan.services.iter().filter(|(_, s)| steers_by_mark(s)) {
+        for path in svc.paths().filter(|p| p.translates()) {
+            for target in path.endpoint_targets() {
+                let Some(kind) = kind_of(target) else {
+                    continue;
+                };
+                for (map, key, _) in mark_slots(path, target, kind) {
+                    out.insert((map, key.bytes()), (name.clone(), target));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The mark maps `plan`'s elements would be in.
+pub fn mark_maps(plan: &ProxyPlan) -> std::collections::BTreeSet<String> {
+    mark_owners(plan).into_keys().map(|(m, _)| m).collect()
+}
+
+/// The firewall mark that mark maps as the kernel lists them (`listed`: map → (key bytes,
+/// value)) give each endpoint set of `plan` they already hold; an endpoint set whose keys
+/// disagree gets none. What a previous ruleset gave the same service ports.
+pub fn marks_in_maps(plan: &ProxyPlan, listed: &BTreeMap<String, Vec<(Vec<u8>, u32)>>) -> Marks {
+    let by_bytes = mark_owners(plan);
+    let mut found: BTreeMap<(ServicePortName, Target), Option<u32>> = BTreeMap::new();
+    for (map, elems) in listed {
+        for (key, value) in elems {
+            let Some(owner) = by_bytes.get(&(map.clone(), key.clone())) else {
+                continue;
+            };
+            let mark = value & FWMARK_BITS;
+            found
+                .entry(owner.clone())
+                .and_modify(|m| {
+                    if *m != Some(mark) {
+                        *m = None;
+                    }
+                })
+                .or_insert(Some(mark));
+        }
+    }
+    found
+        .into_iter()
+        .filter_map(|(k, m)| Some((k, m?)))
+        .collect()
 }
 
 /// Addresses IPVS mode binds to its dummy interface besides cluster IPs: nothing else may

@@ -24,7 +24,7 @@ pub fn service(
     features: Features,
     marks: Option<&Marks>,
 ) -> ServiceObjects {
-    let mut o = if let (Some(marks), None) = (marks, svc.affinity_timeout_seconds) {
+    let mut o = if let Some(marks) = marks.filter(|_| super::ipvs::steers_by_mark(svc)) {
         super::ipvs::service(name, svc, marks)
     } else if svc.affinity_timeout_seconds.is_some() {
         // Also in IPVS mode: see `super::ipvs` for why affinity is not IPVS persistence.
