@@ -112,12 +112,14 @@ impl IpvsDataplane {
         changes.filter(|c| self.synced && !c.requires_full_sync())
     }
 
-    /// Builds the transaction for `plan`: pure, from what this instance remembers.
-    fn build(
+    /// Decides the IPVS and address operations for `plan`: pure, from what this instance
+    /// remembers. The helper rules are not rendered here: `apply` has the nftables backend
+    /// render and send them in one step, and only [`Self::transaction`] needs their text.
+    fn decide(
         &self,
         plan: &ProxyPlan,
         changes: Option<&Changes>,
-    ) -> (Transaction, Marks, Vec<ServicePortName>) {
+    ) -> (state::Plan, Marks, Vec<ServicePortName>) {
         let partial = self.partial(changes);
         let names: Vec<ServicePortName> = match partial {
             Some(c) => c.touched().cloned().collect(),
@@ -142,19 +144,19 @@ impl IpvsDataplane {
             &self.config,
             partial.is_none(),
         );
-        let helpers = self.helpers.ipvs_transaction(plan, partial, &marks);
-        let tx = Transaction {
-            full: partial.is_none(),
-            before: diff.before,
-            helpers,
-            after: diff.after,
-        };
-        (tx, marks, names)
+        (diff, marks, names)
     }
 
     /// The transaction `apply` would perform (its `Display` is the `--dry-run` text).
     pub fn transaction(&self, plan: &ProxyPlan, changes: Option<&Changes>) -> Transaction {
-        self.build(plan, changes).0
+        let partial = self.partial(changes);
+        let (diff, marks, _) = self.decide(plan, changes);
+        Transaction {
+            full: partial.is_none(),
+            before: diff.before,
+            helpers: self.helpers.ipvs_transaction(plan, partial, &marks),
+            after: diff.after,
+        }
     }
 
     /// Performs operations in order: addresses over rtnetlink, IPVS messages pipelined. Each
@@ -466,7 +468,7 @@ impl Dataplane for IpvsDataplane {
                 self.marks.seed(seeds);
             }
         }
-        let (tx, marks, names) = self.build(plan, changes);
+        let (tx, marks, names) = self.decide(plan, changes);
         // Until this sync completes, the next one is full (and re-reads the kernel).
         self.synced = false;
         let mut operations = self.perform(&tx.before).await?;
