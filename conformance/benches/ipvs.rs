@@ -8,13 +8,15 @@
 //!   into a fresh namespace, alternated, median of `ROUNDS`;
 //! - one endpoint changed at 1k and 10k services: netlink operations per sync (must not grow)
 //!   and the median time of the commit, the change planned by `core::Planner` as the agent's
-//!   API source does (planning is not timed: it is the same for every mode);
+//!   API source does (planning is not timed: it is the same for every mode); both clusters
+//!   exist at once and their commits alternate;
 //! - connect-to-first-byte from a pod through a ClusterIP at 100 and 10k services (the others
 //!   with one endpoint each), alternated twice.
 //!
 //! `SWYD_IPVS_BENCH_PARTS` (comma-separated `full`, `endpoint`, `datapath`; default all)
 //! runs only some parts: under TCG on a loaded 2-core machine the full-sync part alone takes
-//! about an hour (DESIGN-NOTES 260), so the parts can be run as separate boots.
+//! about an hour (DESIGN-NOTES 260), so the parts can be run as separate boots. `RUST_LOG` is
+//! passed to the guest, which then logs to its stdout.
 
 use std::time::{Duration, Instant};
 use switchyard_conformance::netns::{enter_path, require_root, timed_in, unique_prefix, Netns};
@@ -32,7 +34,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const GUEST: &str = "SWYD_IPVS_BENCH_GUEST";
 const PARTS: &str = "SWYD_IPVS_BENCH_PARTS";
 const ROUNDS: usize = 3;
-const CHANGES: usize = 20;
+const CHANGES: usize = 40;
 const SAMPLES: usize = 600;
 const WARMUP: usize = 200;
 
@@ -49,6 +51,9 @@ fn main() -> anyhow::Result<()> {
         .timeout(Duration::from_secs(5400));
     if let Ok(parts) = std::env::var(PARTS) {
         payload = payload.env(PARTS, &parts);
+    }
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        payload = payload.env("RUST_LOG", &filter);
     }
     let out = vm.run(&payload)?;
     print!("{}", out.stdout);
@@ -81,20 +86,22 @@ fn ms(d: Duration) -> f64 {
 
 fn guest() -> anyhow::Result<()> {
     println!("# ipvs backend benchmark, in the guest (TCG: compare ratios, not times)");
+    // `RUST_LOG=switchyard_ipvs=debug,switchyard_nftables=debug` prints each sync's steps
+    // (`ipvs sync`, `nftables sync`), to see which of them grows with the cluster.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stdout)
+            .with_ansi(false)
+            .init();
+    }
     let parts = std::env::var(PARTS).unwrap_or_else(|_| "full,endpoint,datapath".into());
     let wanted = |part: &str| parts.split(',').any(|p| p.trim() == part);
     if wanted("full") {
         full_sync(10_000, 10)?;
     }
     if wanted("endpoint") {
-        let small = one_endpoint(1_000)?;
-        let large = one_endpoint(10_000)?;
-        println!(
-            "one endpoint changed: operations {} at 1k, {} at 10k; time ratio 10k/1k = {:.2}",
-            small.1,
-            large.1,
-            large.0.as_secs_f64() / small.0.as_secs_f64()
-        );
+        one_endpoint()?;
     }
     if wanted("datapath") {
         datapath()?;
@@ -159,54 +166,141 @@ fn full_sync(n: usize, k: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Median time and the largest operation count of `CHANGES` one-endpoint syncs at `n`.
-fn one_endpoint(n: usize) -> anyhow::Result<(Duration, usize)> {
-    let ns = Netns::create(&format!("{}-ipvse", unique_prefix()))?;
-    let path = ns.path();
-    let r = std::thread::spawn(move || -> anyhow::Result<(Duration, usize, usize)> {
-        enter_path(&path)?;
-        let rt = runtime();
-        let config =
-            ProxyConfig::new(IpFamily::V4, "node-a").with_cluster_cidrs(["10.244.0.0/16".parse()?]);
-        let mut state = TrackedState::from(cluster(n, 10));
-        let mut planner = Planner::new(state.state(), config.clone());
-        let mut dp = IpvsDataplane::new(IpFamily::V4, IpvsConfig::default());
-        rt.block_on(dp.probe())?;
-        rt.block_on(dp.apply(planner.plan(), None))?;
-        let (mut times, mut ops) = (Vec::new(), Vec::new());
-        for round in 0..CHANGES {
-            let mut slice = state
-                .state()
-                .endpoint_slices
-                .values()
-                .nth((n / 2 + round * 7) % n)
-                .cloned()
-                .ok_or_else(|| anyhow::anyhow!("no slice"))?;
-            slice.endpoints[0].addresses = vec![format!("10.246.0.{}", round + 1)];
-            state.upsert_endpoint_slice(slice);
-            let touched = state.take_touched();
-            let update = planner.update(state.state(), &config, &touched);
-            let t = Instant::now();
-            let stats = rt.block_on(dp.apply(planner.plan(), Some(&update.changes)))?;
-            times.push(t.elapsed());
-            anyhow::ensure!(!stats.full && stats.service_ports_written == 1, "{stats:?}");
-            ops.push(stats.operations);
+/// One cluster of `n` services in its own namespace, synced by its own thread, which commits
+/// one endpoint change each time it is asked and answers with the commit's time and
+/// operation count.
+struct EndpointCluster {
+    n: usize,
+    ask: std::sync::mpsc::Sender<usize>,
+    answers: std::sync::mpsc::Receiver<anyhow::Result<(Duration, usize)>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl EndpointCluster {
+    /// Creates the namespace and syncs all `n` services (not timed); returns once ready.
+    fn start(n: usize) -> anyhow::Result<(Self, Netns)> {
+        let ns = Netns::create(&format!("{}-ipvse{n}", unique_prefix()))?;
+        let path = ns.path();
+        let (ask, rounds) = std::sync::mpsc::channel::<usize>();
+        let (answer, answers) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let setup = || -> anyhow::Result<_> {
+                enter_path(&path)?;
+                let rt = runtime();
+                let config = ProxyConfig::new(IpFamily::V4, "node-a")
+                    .with_cluster_cidrs(["10.244.0.0/16".parse()?]);
+                let state = TrackedState::from(cluster(n, 10));
+                let mut planner = Planner::new(state.state(), config.clone());
+                let mut dp = IpvsDataplane::new(IpFamily::V4, IpvsConfig::default());
+                rt.block_on(dp.probe())?;
+                rt.block_on(dp.apply(planner.plan(), None))?;
+                Ok((rt, config, state, planner, dp))
+            };
+            let (rt, config, mut state, mut planner, mut dp) = match setup() {
+                Ok(s) => {
+                    let _ = answer.send(Ok((Duration::ZERO, 0)));
+                    s
+                }
+                Err(e) => {
+                    let _ = answer.send(Err(e));
+                    return;
+                }
+            };
+            for round in rounds {
+                let mut change = || -> anyhow::Result<(Duration, usize)> {
+                    let mut slice = state
+                        .state()
+                        .endpoint_slices
+                        .values()
+                        .nth((n / 2 + round * 7) % n)
+                        .cloned()
+                        .ok_or_else(|| anyhow::anyhow!("no slice"))?;
+                    slice.endpoints[0].addresses = vec![format!("10.246.0.{}", round % 250 + 1)];
+                    state.upsert_endpoint_slice(slice);
+                    let touched = state.take_touched();
+                    let update = planner.update(state.state(), &config, &touched);
+                    let t = Instant::now();
+                    let stats = rt.block_on(dp.apply(planner.plan(), Some(&update.changes)))?;
+                    let took = t.elapsed();
+                    anyhow::ensure!(!stats.full && stats.service_ports_written == 1, "{stats:?}");
+                    Ok((took, stats.operations))
+                };
+                if answer.send(change()).is_err() {
+                    return;
+                }
+            }
+        });
+        let ready = answers
+            .recv()
+            .map_err(|_| anyhow::anyhow!("cluster of {n} services: thread ended"))?;
+        ready?;
+        Ok((
+            Self {
+                n,
+                ask,
+                answers,
+                thread,
+            },
+            ns,
+        ))
+    }
+
+    fn change(&self, round: usize) -> anyhow::Result<(Duration, usize)> {
+        self.ask
+            .send(round)
+            .map_err(|_| anyhow::anyhow!("cluster of {} services: thread ended", self.n))?;
+        self.answers
+            .recv()
+            .map_err(|_| anyhow::anyhow!("cluster of {} services: thread ended", self.n))?
+    }
+
+    fn stop(self) -> anyhow::Result<()> {
+        drop(self.ask);
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("benchmark thread panicked"))
+    }
+}
+
+/// One endpoint changed at 1k and at 10k services: both clusters exist at once (each in its
+/// namespace), and their commits alternate, which one goes first swapping every round, so
+/// both sizes see the same machine. Prints each size's median commit time and operation
+/// counts, and the ratio of the medians.
+fn one_endpoint() -> anyhow::Result<()> {
+    let (small, _small_ns) = EndpointCluster::start(1_000)?;
+    let (large, _large_ns) = EndpointCluster::start(10_000)?;
+    let mut results = [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
+    for round in 0..CHANGES {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let cluster = if i == 0 { &small } else { &large };
+            let (took, ops) = cluster.change(round)?;
+            results[i].0.push(took);
+            results[i].1.push(ops);
         }
-        let (lo, hi) = (
+    }
+    small.stop()?;
+    large.stop()?;
+    let span = |ops: &[usize]| {
+        (
             ops.iter().copied().min().unwrap_or(0),
             ops.iter().copied().max().unwrap_or(0),
+        )
+    };
+    for (n, (times, ops)) in [1_000, 10_000].iter().zip(&results) {
+        let (lo, hi) = span(ops);
+        println!(
+            "one endpoint changed at services={n}: median {:.2} ms over {CHANGES} commits; operations per sync {lo}..{hi}",
+            ms(median(times)),
         );
-        Ok((median(&times), lo, hi))
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("benchmark thread panicked"))??;
+    }
     println!(
-        "one endpoint changed at services={n}: median {:.2} ms over {CHANGES} commits; operations per sync {}..{}",
-        ms(r.0),
-        r.1,
-        r.2
+        "one endpoint changed: operations {} at 1k, {} at 10k; time ratio 10k/1k = {:.2} (commits alternated)",
+        span(&results[0].1).1,
+        span(&results[1].1).1,
+        median(&results[1].0).as_secs_f64() / median(&results[0].0).as_secs_f64()
     );
-    Ok((r.0, r.2))
+    Ok(())
 }
 
 fn datapath() -> anyhow::Result<()> {

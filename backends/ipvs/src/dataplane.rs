@@ -10,7 +10,7 @@ use crate::state::{self, Dest, Kernel, Owned, Service};
 use crate::tx::Transaction;
 use async_trait::async_trait;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use switchyard_core::plan::{IpFamily, ProxyPlan, ServicePortName};
 use switchyard_core::{ApplyStats, Changes, Dataplane, DataplaneError, Drift, Mode};
 use switchyard_nftables::{Marks, NftablesDataplane};
@@ -468,22 +468,42 @@ impl Dataplane for IpvsDataplane {
                 self.marks.seed(seeds);
             }
         }
+        let adopted = started.elapsed();
         let (tx, marks, names) = self.decide(plan, changes);
+        let decided = started.elapsed();
         // Until this sync completes, the next one is full (and re-reads the kernel).
         self.synced = false;
         let mut operations = self.perform(&tx.before).await?;
+        let before = started.elapsed();
         let nft =
             self.helpers
                 .apply_ipvs(plan, self.partial_for_helpers(changes, partial), &marks)?;
         operations += nft.operations;
+        let helpers = started.elapsed();
         operations += self.perform(&tx.after).await?;
+        let after = started.elapsed();
         if !partial {
             self.marks.reset();
         }
         self.marks.commit(plan, &names, &marks);
         self.kernel.claim_vips(plan, &names);
         self.synced = true;
+        let recorded = started.elapsed();
         operations += self.drain()?;
+        // Each step's share of the sync, for finding what grows with the cluster.
+        let ms = |a: Duration, b: Duration| (b.saturating_sub(a)).as_secs_f64() * 1000.0;
+        let end = started.elapsed();
+        tracing::debug!(
+            partial,
+            adopt_ms = ms(Duration::ZERO, adopted),
+            decide_ms = ms(adopted, decided),
+            ipvs_before_ms = ms(decided, before),
+            helpers_ms = ms(before, helpers),
+            ipvs_after_ms = ms(helpers, after),
+            record_ms = ms(after, recorded),
+            drain_ms = ms(recorded, end),
+            "ipvs sync"
+        );
         Ok(ApplyStats {
             full: !partial,
             service_ports_written: names.len(),

@@ -12,9 +12,21 @@ use std::collections::BTreeSet;
 use switchyard_core::plan::{PathPlan, ProxyPlan, ServicePortName, Target};
 use switchyard_nftables::Marks;
 
-/// Marks use bits 15..32 (`switchyard_nftables::FWMARK_BITS`); bit 14 is the masquerade bit.
+/// Marks carry their identity in bits 15..32 (`switchyard_nftables::FWMARK_BITS`); bit 14 is
+/// the masquerade bit.
 const SHIFT: u32 = 15;
 const IDS: u32 = 1 << (32 - SHIFT);
+/// The low byte repeats the identity's low byte. The kernel finds a firewall-mark virtual
+/// service by hashing only the mark's low 8 bits (`ip_vs_svc_fwm_hashkey`: `(ipvs >> 8 ^
+/// fwmark) & 255`, a 256-bucket table); with those bits always zero every one of our virtual
+/// services shared one bucket, so each IPVS command and each new connection walked all of
+/// them (one endpoint changed: 0.45 ms at 1k services, 4-6 ms at 10k, DESIGN-NOTES 280).
+const SPREAD: u32 = 0xff;
+
+/// The firewall mark of identity `id` (1..IDS).
+fn mark_of(id: u32) -> u32 {
+    (id << SHIFT) | (id & SPREAD)
+}
 
 /// Whether a virtual service with this mark is one of ours.
 pub fn is_ours(fwmark: u32) -> bool {
@@ -87,7 +99,7 @@ impl Allocator {
         for (name, t) in wanted {
             let mut id = preferred_id(&name, t);
             let mut tries = 0;
-            while !free(id << SHIFT, &taken) || seeded.contains(&(id << SHIFT)) {
+            while !free(mark_of(id), &taken) || seeded.contains(&mark_of(id)) {
                 id = id % (IDS - 1) + 1;
                 tries += 1;
                 if tries >= IDS {
@@ -96,19 +108,26 @@ impl Allocator {
                 }
             }
             if tries < IDS {
-                taken.insert(id << SHIFT);
-                out.insert((name, t), id << SHIFT);
+                taken.insert(mark_of(id));
+                out.insert((name, t), mark_of(id));
             }
         }
         out
     }
 
     /// Prefers these marks (what the kernel's helper table gives each endpoint set) for
-    /// endpoint sets not allocated yet; a mark another set holds here is not taken.
+    /// endpoint sets not allocated yet; a mark another set holds here is not taken, nor one
+    /// of another layout (a mark written before its low byte repeated the identity gets a
+    /// new one, once).
     pub fn seed(&mut self, marks: Marks) {
         self.seeded = marks
             .into_iter()
-            .filter(|(k, m)| is_ours(*m) && !self.used.contains(m) && !self.marks.contains_key(k))
+            .filter(|(k, m)| {
+                is_ours(*m)
+                    && *m == mark_of(*m >> SHIFT)
+                    && !self.used.contains(m)
+                    && !self.marks.contains_key(k)
+            })
             .collect();
     }
 
@@ -171,14 +190,44 @@ mod tests {
         let mut seen = BTreeSet::new();
         for i in 0..2000 {
             let n = name(&format!("s{i}"));
-            let id = preferred_id(&n, Target::Cluster);
-            let m = id << SHIFT;
+            let m = mark_of(preferred_id(&n, Target::Cluster));
             assert!(is_ours(m));
             assert_eq!(m & 0x4000, 0);
             seen.insert(m);
         }
         assert!(seen.len() > 1900, "hash spreads: {}", seen.len());
         assert!(a.marks.is_empty());
+    }
+
+    /// The kernel hashes a firewall-mark virtual service by the mark's low byte into 256
+    /// buckets: 20,000 marks must fill them evenly, not one (what marks with a zero low byte
+    /// did). Deepest bucket at most twice the mean.
+    #[test]
+    fn marks_spread_over_the_kernels_service_buckets() {
+        use switchyard_synthetic::cluster::{cluster, plan_of};
+        let plan = plan_of(&cluster(10_000, 1));
+        let marks = Allocator::default().marks(&plan, plan.services.keys());
+        let mut buckets = [0usize; 256];
+        for m in marks.values() {
+            buckets[(*m & 0xff) as usize] += 1;
+        }
+        let mean = marks.len() / 256;
+        let deepest = buckets.iter().copied().max().unwrap_or(0);
+        assert!(mean > 10, "too few marks to judge: {}", marks.len());
+        assert!(
+            deepest <= 2 * mean,
+            "deepest bucket {deepest}, mean {mean}: IPVS would walk a long chain per lookup"
+        );
+    }
+
+    #[test]
+    fn marks_of_another_layout_are_not_seeded() {
+        let key = (name("a"), Target::Cluster);
+        let mut a = Allocator::default();
+        a.seed(Marks::from([(key.clone(), 7 << SHIFT)]));
+        assert!(a.seeded.is_empty(), "a mark with a zero low byte was kept");
+        a.seed(Marks::from([(key, mark_of(7))]));
+        assert_eq!(a.seeded.len(), 1);
     }
 
     /// A restarted agent whose plan changed while it was down: seeded from the helper table's

@@ -38,7 +38,9 @@ use switchyard_core::plan::{
 /// masquerade bit. Allocated by the IPVS backend, which keeps it stable across syncs.
 pub type Marks = BTreeMap<(ServicePortName, Target), u32>;
 
-/// The mark bits that carry a virtual service's identity (never the masquerade bit).
+/// The mark bits that carry a virtual service's identity (never the masquerade bit): every
+/// IPVS-mode mark has one of them set. (The IPVS backend also repeats the identity's low byte
+/// in bits 0..8, which the kernel hashes virtual services by.)
 pub const FWMARK_BITS: u32 = 0xffff_8000;
 
 /// Whether IPVS mode sends this service port through firewall-mark virtual services: all but
@@ -147,7 +149,7 @@ pub fn marks_in_maps(plan: &ProxyPlan, listed: &BTreeMap<String, Vec<(Vec<u8>, u
             let Some(owner) = by_bytes.get(&(map.clone(), key.clone())) else {
                 continue;
             };
-            let mark = value & FWMARK_BITS;
+            let mark = value & !n::MASQ_MARK;
             found
                 .entry(owner.clone())
                 .and_modify(|m| {
