@@ -190,7 +190,7 @@ impl EndpointCluster {
                 let config = ProxyConfig::new(IpFamily::V4, "node-a")
                     .with_cluster_cidrs(["10.244.0.0/16".parse()?]);
                 let state = TrackedState::from(cluster(n, 10));
-                let mut planner = Planner::new(state.state(), config.clone());
+                let planner = Planner::new(state.state(), config.clone());
                 let mut dp = IpvsDataplane::new(IpFamily::V4, IpvsConfig::default());
                 rt.block_on(dp.probe())?;
                 rt.block_on(dp.apply(planner.plan(), None))?;
