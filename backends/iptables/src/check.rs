@@ -184,7 +184,10 @@ COMMIT
             ":SWYD-B - [0:0]\n:SWYD-A - [0:0]\n-A SWYD-A -j RETURN\n-A SWYD-A\n-A SWYD-B\n-A SWYD-A\n",
             is_owned,
         );
-        assert_eq!(s.rules, BTreeMap::from([("SWYD-A".into(), 3), ("SWYD-B".into(), 1)]));
+        assert_eq!(
+            s.rules,
+            BTreeMap::from([("SWYD-A".into(), 3), ("SWYD-B".into(), 1)])
+        );
         assert_eq!(s.chains, BTreeSet::from(["SWYD-A".into(), "SWYD-B".into()]));
     }
 
