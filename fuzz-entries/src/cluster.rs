@@ -142,11 +142,11 @@ pub struct Cluster {
 pub(crate) const MAX_OBJECTS: usize = 6;
 /// Ports of a Service or a slice (a Service port is planned on its own; 3 gives name
 /// matching a choice, and duplicates).
-const MAX_PORTS: usize = 3;
+pub(crate) const MAX_PORTS: usize = 3;
 /// Endpoints of a slice: enough for local/remote, ready/terminating and zone hints to mix.
-const MAX_ENDPOINTS: usize = 4;
+pub(crate) const MAX_ENDPOINTS: usize = 4;
 /// Addresses, families, ranges, hints of one object.
-const MAX_ADDRESSES: usize = 3;
+pub(crate) const MAX_ADDRESSES: usize = 3;
 
 /// Between 0 and `N` values, the count read from the input: a bounded `Vec`.
 pub(crate) fn few<T: for<'a> Arbitrary<'a>, const N: usize>(

@@ -1,6 +1,6 @@
 //! The entry functions. Each takes the fuzzer's bytes and must not panic.
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, MAX_ADDRESSES, MAX_ENDPOINTS, MAX_OBJECTS, MAX_PORTS};
 use arbitrary::{Arbitrary, Unstructured};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -37,17 +37,43 @@ fn plans(state: &switchyard_core::ClusterState, masquerade_all: bool, all: bool)
     .collect()
 }
 
-/// The manifest parser (`--manifests`): YAML text of any shape. What parses is planned.
+/// The manifest parser (`--manifests`): YAML text of any shape. What parses is planned if it
+/// is within the bounds of the arbitrary clusters (`cluster`'s `MAX_*`, note 231): a short
+/// `List` can hold many objects, and planning them would cost the fuzzer what the parser is
+/// here to be fuzzed for (the plan of many objects is the `plan` target's).
 pub fn manifest(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     let mut m = Manifests::default();
-    if m.add_text(Path::new("fuzz.yaml"), text).is_ok() {
+    if m.add_text(Path::new("fuzz.yaml"), text).is_ok() && bounded(&m) {
         for p in plans(&m.to_state("node-a"), false, false) {
             let _ = p.to_string();
         }
     }
+}
+
+/// Whether parsed manifests are as small as an arbitrary cluster can be.
+fn bounded(m: &Manifests) -> bool {
+    let slices = || m.endpoint_slices.iter().chain(&m.mirrored_slices);
+    m.services.len() <= MAX_OBJECTS
+        && slices().count() <= MAX_OBJECTS
+        && m.nodes.len() <= MAX_ADDRESSES
+        && m.service_cidrs.len() <= MAX_ADDRESSES
+        && m.services.iter().all(|s| {
+            s.ports.len() <= MAX_PORTS
+                && s.cluster_ips.len() <= MAX_ADDRESSES
+                && s.external_ips.len() <= MAX_ADDRESSES
+                && s.load_balancer_ingress.len() <= MAX_ADDRESSES
+                && s.load_balancer_source_ranges.len() <= MAX_ADDRESSES
+        })
+        && slices().all(|s| {
+            s.ports.len() <= MAX_PORTS
+                && s.endpoints.len() <= MAX_ENDPOINTS
+                && s.endpoints
+                    .iter()
+                    .all(|e| e.addresses.len() <= MAX_ADDRESSES)
+        })
 }
 
 /// Object conversion and `plan()` on arbitrary objects, then its text and `explain` for

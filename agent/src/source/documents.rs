@@ -4,7 +4,8 @@
 //!   several objects one after another) goes through `serde_json`, which reads a 10 MB dump in
 //!   a few tens of milliseconds.
 //! - YAML is cut into its documents at the `---` marker lines and the documents are parsed on
-//!   every core, each by `block_yaml` when it is plain block style (dumps are), else by
+//!   every core (at most a thread per `BYTES_PER_THREAD`, so a small file is parsed on the
+//!   calling thread), each by `block_yaml` when it is plain block style (dumps are), else by
 //!   serde-saphyr. Cutting there is exact, not a heuristic: YAML forbids a line starting with
 //!   `---` (followed by a blank or the line end) inside any node of a document, so such a line
 //!   always starts the next one. Files with directives (`%YAML`, `%TAG`), which belong to the
@@ -33,6 +34,10 @@ pub fn parse(
     parse_yaml(text, yaml_options)
 }
 
+/// YAML text per parser thread at least: a thread is spawned only for as much text as it
+/// takes far longer to parse (~ms) than to spawn it (~tens of µs).
+const BYTES_PER_THREAD: usize = 64 * 1024;
+
 fn parse_yaml(
     text: &str,
     yaml_options: fn() -> serde_saphyr::Options,
@@ -40,8 +45,14 @@ fn parse_yaml(
     let chunks = yaml_documents(text);
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
-        .min(chunks.len().max(1));
+        .min(chunks.len().max(1))
+        .min(text.len().div_ceil(BYTES_PER_THREAD).max(1));
     let groups = balanced_groups(&chunks, threads);
+    // One group: parse here. A thread costs a stack of fresh pages per call, more than
+    // parsing a small file takes (in the fuzzer, under ASan, ~3/4 of a run went to it).
+    if let [only] = groups.as_slice() {
+        return parse_yaml_chunks(text, &chunks[only.clone()], yaml_options);
+    }
     let parsed: Vec<Result<Vec<Value>, ParseError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = groups
             .iter()
@@ -188,13 +199,18 @@ mod tests {
 
     #[test]
     fn documents_keep_their_order_across_threads() {
-        let text: String = (0..500).map(|i| format!("---\nkind: K{i}\n")).collect();
+        // Past 3 x BYTES_PER_THREAD, so every core of the machine gets a part.
+        let pad = "x".repeat(100);
+        let text: String = (0..2500)
+            .map(|i| format!("---\nkind: K{i}\nnote: {pad}\n"))
+            .collect();
+        assert!(text.len() > 3 * BYTES_PER_THREAD);
         let docs = parse(&text, options).expect("parses");
-        let want: Vec<String> = (0..500).map(|i| format!("K{i}")).collect();
+        let want: Vec<String> = (0..2500).map(|i| format!("K{i}")).collect();
         assert_eq!(kinds(&docs), want);
         let groups = balanced_groups(&yaml_documents(&text), 3);
         assert_eq!(groups.len(), 3);
-        assert_eq!(groups.last().map(|g| g.end), Some(500));
+        assert_eq!(groups.last().map(|g| g.end), Some(2500));
     }
 
     #[test]

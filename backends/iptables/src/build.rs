@@ -4,6 +4,7 @@ use crate::names::{self, SetNames};
 use crate::render;
 use crate::rules::{Rule, Table};
 use crate::sets::{self, dispatch_entries, SetContents, SetOp};
+use crate::skeleton;
 use crate::tx::{TableChanges, Transaction};
 use std::collections::{BTreeMap, BTreeSet};
 use switchyard_core::plan::{ProxyPlan, ServiceKey};
@@ -41,9 +42,8 @@ pub fn full(
     missing_jumps: &[(Table, Rule)],
 ) -> (Transaction, After) {
     let mut filter = TableChanges::new(Table::Filter);
-    let mut nat = TableChanges::new(Table::Nat);
+    let mut nat = TableChanges::with_skeleton(Table::Nat, skeleton::nat_skeleton(plan, sets));
     render::filter_table(plan, sets, &mut filter);
-    render::nat_skeleton(plan, sets, &mut nat);
     nat.rules.extend(render::any_local_node_port_rules(plan));
     for (leaf, entries) in render::leaves(plan) {
         nat.rules

@@ -22,12 +22,24 @@ pub struct Saved {
 /// Reads `iptables-save` output: `:CHAIN POLICY [..]` declarations and `-A CHAIN ...` rules.
 /// Only our chains, and built-in chains' rules jumping (`-j`/`-g`) to ours, are kept; any
 /// other line, or a malformed one, is ignored.
+///
+/// A chain's rules are listed one after another, so they are counted as runs: the map is
+/// touched (and the name copied) once per run, not once per rule, and the declarations,
+/// listed sorted, are collected before the set is built. (10k services list ~100k rules;
+/// every sync period reads them.)
 pub fn parse_save(text: &str, owned: impl Fn(&str) -> bool) -> Saved {
     let mut out = Saved::default();
+    let mut chains = Vec::new();
+    let mut run: Option<(&str, usize)> = None;
+    let count = |rules: &mut BTreeMap<String, usize>, run: Option<(&str, usize)>| {
+        if let Some((chain, n)) = run {
+            *rules.entry(chain.to_string()).or_default() += n;
+        }
+    };
     for line in text.lines() {
         if let Some(decl) = line.strip_prefix(':') {
             if let Some(name) = decl.split_whitespace().next().filter(|n| owned(n)) {
-                out.chains.insert(name.to_string());
+                chains.push(name);
             }
             continue;
         }
@@ -45,9 +57,14 @@ pub fn parse_save(text: &str, owned: impl Fn(&str) -> bool) -> Saved {
                 .nth(1)
                 .is_some_and(&owned);
         if ours {
-            *out.rules.entry(chain.to_string()).or_default() += 1;
+            match &mut run {
+                Some((c, n)) if *c == chain => *n += 1,
+                _ => count(&mut out.rules, run.replace((chain, 1))),
+            }
         }
     }
+    count(&mut out.rules, run);
+    out.chains = chains.into_iter().map(str::to_string).collect();
     out
 }
 
@@ -162,6 +179,16 @@ COMMIT
         assert_eq!(s.rules.get("SWYD-SERVICES"), Some(&1));
         assert_eq!(s.rules.get("SWYD-sabc-svc"), Some(&2));
         assert!(!s.rules.contains_key("KUBE-OTHER"));
+        // Rules of one chain apart (as restore input lists dispatch rules) add up.
+        let s = parse_save(
+            ":SWYD-B - [0:0]\n:SWYD-A - [0:0]\n-A SWYD-A -j RETURN\n-A SWYD-A\n-A SWYD-B\n-A SWYD-A\n",
+            is_owned,
+        );
+        assert_eq!(
+            s.rules,
+            BTreeMap::from([("SWYD-A".into(), 3), ("SWYD-B".into(), 1)])
+        );
+        assert_eq!(s.chains, BTreeSet::from(["SWYD-A".into(), "SWYD-B".into()]));
     }
 
     #[test]

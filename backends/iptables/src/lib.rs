@@ -17,6 +17,7 @@ mod render;
 mod restore_order;
 mod rules;
 mod sets;
+mod skeleton;
 #[cfg(test)]
 mod tests;
 mod tx;

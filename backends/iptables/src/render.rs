@@ -71,7 +71,7 @@ pub fn base_jumps() -> Vec<(Table, Rule)> {
 /// Whether NodePorts listen on every local address, i.e. whether the plan can hold
 /// `ServiceKey::AnyLocal` keys (core only makes them then). Decides whether the `addrtype`
 /// chains exist; which ports they hold comes from the keys.
-fn any_local_keys(plan: &ProxyPlan) -> bool {
+pub(crate) fn any_local_keys(plan: &ProxyPlan) -> bool {
     plan.node_port_addresses == NodePortListen::AllLocal
 }
 
@@ -82,94 +82,6 @@ pub fn leaf_of(ip: &IpAddr) -> (u8, u8) {
         IpAddr::V6(a) => a.octets()[15],
     };
     (last & 0xf, last >> 4)
-}
-
-/// An address whose last byte is `byte` and all else zero, for bucket masks.
-fn last_byte(family: IpFamily, byte: u8) -> IpAddr {
-    match family {
-        IpFamily::V4 => IpAddr::from([0, 0, 0, byte]),
-        IpFamily::V6 => {
-            let mut a = [0u8; 16];
-            a[15] = byte;
-            IpAddr::from(a)
-        }
-    }
-}
-
-/// The static part of the nat table: entry chains and the dispatch tree's inner levels.
-pub fn nat_skeleton(plan: &ProxyPlan, sets: &SetNames, nat: &mut TableChanges) {
-    let f = plan.family;
-    nat.declare.extend([
-        names::SERVICES.to_string(),
-        names::POSTROUTING.to_string(),
-        names::MARK_MASQ.to_string(),
-        names::TREE_ROOT.to_string(),
-    ]);
-    nat.rules.push(
-        Rule::new(names::SERVICES, Target::Jump(names::TREE_ROOT.into()))
-            .m(Match::Set {
-                name: sets.vips.clone(),
-                with_port: true,
-            })
-            .comment("service addresses"),
-    );
-    if any_local_keys(plan) {
-        nat.declare.push(names::NODEPORTS.into());
-        nat.rules.push(
-            Rule::new(names::SERVICES, Target::Jump(names::NODEPORTS.into()))
-                .m(Match::AddrTypeLocal { source: false })
-                .comment("node ports on every local address"),
-        );
-    }
-    for l1 in 0..16u8 {
-        let child = names::tree_chain(l1, None);
-        nat.declare.push(child.clone());
-        nat.rules
-            .push(
-                Rule::new(names::TREE_ROOT, Target::Jump(child.clone())).m(Match::Destination {
-                    addr: last_byte(f, l1),
-                    mask: last_byte(f, 0x0f),
-                }),
-            );
-        for l2 in 0..16u8 {
-            let leaf = names::tree_chain(l1, Some(l2));
-            nat.declare.push(leaf.clone());
-            nat.rules.push(
-                Rule::new(child.clone(), Target::Jump(leaf)).m(Match::Destination {
-                    addr: last_byte(f, l2 << 4),
-                    mask: last_byte(f, 0xf0),
-                }),
-            );
-        }
-    }
-    // Hairpin: a connection we DNATed to the endpoint it came from is masqueraded, or the
-    // endpoint would answer itself directly. One set lookup instead of a rule per endpoint.
-    nat.rules.push(
-        Rule::new(names::POSTROUTING, Target::OrMark(names::MASQ_MARK))
-            .m(Match::CtState("DNAT"))
-            .m(Match::SetHairpin {
-                name: sets.hairpin.clone(),
-            })
-            .comment("hairpin"),
-    );
-    nat.rules.push(
-        Rule::new(names::POSTROUTING, Target::Return).m(Match::Mark {
-            value: names::MASQ_MARK,
-            mask: names::MASQ_MARK,
-            negate: true,
-        }),
-    );
-    // Clear the bit so a packet re-entering (e.g. through a tunnel) is not masqueraded twice.
-    nat.rules.push(Rule::new(
-        names::POSTROUTING,
-        Target::XorMark(names::MASQ_MARK),
-    ));
-    nat.rules
-        .push(Rule::new(names::POSTROUTING, Target::Masquerade));
-    nat.rules.push(Rule::new(
-        names::MARK_MASQ,
-        Target::OrMark(names::MASQ_MARK),
-    ));
 }
 
 /// The filter table.

@@ -39,6 +39,8 @@ pub enum Line<'a> {
     Append(&'a Rule),
     /// `-X CHAIN`
     Delete(&'a str),
+    /// Lines already printed: the skeleton's declarations, or its rules.
+    Text(&'a str),
 }
 
 /// The lines of one service-port group.
@@ -57,14 +59,25 @@ pub fn ordered(t: &TableChanges) -> Vec<Line<'_>> {
     let mut fixed_deletes = Vec::new();
     let mut groups: BTreeMap<&str, Group<'_>> = BTreeMap::new();
 
-    for c in &t.declare {
+    // The skeleton's chains and rules all belong to fixed chains and come first in `declare`
+    // and `rules`, so they come first among the fixed declarations and rules, in order: its
+    // text stands for them.
+    let (mut declare, mut rules) = (&t.declare[..], &t.rules[..]);
+    if let Some(s) = &t.skeleton {
+        debug_assert!(declare.starts_with(&s.declare) && rules.starts_with(&s.rules));
+        fixed.push(Line::Text(&s.declare_text));
+        fixed_rules.push(Line::Text(&s.rules_text));
+        declare = declare.get(s.declare.len()..).unwrap_or_default();
+        rules = rules.get(s.rules.len()..).unwrap_or_default();
+    }
+    for c in declare {
         match names::service_group(c) {
             Some(g) => groups.entry(g).or_default().declare.push(c),
             None => fixed.push(Line::Declare(c)),
         }
     }
     fixed.extend(t.insert.iter().map(Line::Insert));
-    for r in &t.rules {
+    for r in rules {
         if let Some(g) = names::service_group(&r.chain) {
             groups.entry(g).or_default().rules.push(r);
         } else if let Some(g) = jump_group(r) {
@@ -114,6 +127,7 @@ mod tests {
                 Line::Insert(r) => format!("-I {}", r.chain),
                 Line::Append(r) => format!("-A {}", r.chain),
                 Line::Delete(c) => format!("-X {c}"),
+                Line::Text(t) => format!("text of {} lines", t.lines().count()),
             })
             .collect()
     }

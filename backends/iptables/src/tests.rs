@@ -654,3 +654,56 @@ fn a_service_port_without_affinity_owns_at_most_two_chains() {
     let sets = SetContents::for_plan(&p);
     assert_eq!(sets.hairpin.len(), 52, "50 + the sticky service's 2");
 }
+
+/// The shared skeleton's text stands for its chains and rules exactly: a full sync prints the
+/// same bytes as rendering every line, for both families, both NodePort listens, with stale
+/// chains and missing jumps around it, and with set names of its own.
+#[test]
+fn the_shared_skeleton_prints_what_rendering_it_prints() {
+    let internal = PathPlan {
+        keys: vec![addr(VipKind::ClusterIp, "10.96.0.4", 80)],
+        rules: vec![rule(SourceClass::Pod, Target::Cluster, false)],
+    };
+    let external = PathPlan {
+        keys: vec![
+            any_local(30100),
+            addr(VipKind::NodePort, "192.168.0.10", 30100),
+        ],
+        rules: vec![rule(SourceClass::Any, Target::Cluster, true)],
+    };
+    let existing = Existing {
+        nat: ["SWYD-sold00000000-svc", "SWYD-OLD"]
+            .map(String::from)
+            .into(),
+        filter: Default::default(),
+    };
+    for family in [IpFamily::V4, IpFamily::V6] {
+        for listen in [
+            NodePortListen::AllLocal,
+            NodePortListen::Addresses(vec![ip("192.168.0.10")]),
+        ] {
+            let mut p = plan(
+                vec![("a", service(internal.clone(), Some(external.clone())))],
+                listen,
+            );
+            p.family = family;
+            let mut own = SetNames::new(family);
+            own.vips = "OTHER-VIPS".into();
+            for sets in [SetNames::new(family), own] {
+                let (tx, _) = build::full(&p, &sets, &existing, &crate::render::base_jumps());
+                let shared = tx
+                    .nat
+                    .skeleton
+                    .clone()
+                    .expect("a full sync has the skeleton");
+                assert!(
+                    shared.rules_text.contains(&sets.vips),
+                    "built for its set names"
+                );
+                let mut rendered = tx.clone();
+                rendered.nat.skeleton = None;
+                assert_eq!(tx.restore_text(), rendered.restore_text());
+            }
+        }
+    }
+}

@@ -3,8 +3,10 @@
 use crate::restore_order::{ordered, Line};
 use crate::rules::{Rule, Table};
 use crate::sets::{restore_text, SetOp};
+use crate::skeleton::NatSkeleton;
 use std::collections::BTreeMap;
 use std::fmt::{self, Display, Formatter, Write as _};
+use std::sync::Arc;
 use switchyard_core::plan::IpFamily;
 
 /// Changes to one table, in `iptables-restore --noflush` terms.
@@ -19,6 +21,10 @@ pub struct TableChanges {
     pub rules: Vec<Rule>,
     /// Chains to delete (`-X`), after the rules that referenced them are gone.
     pub delete: Vec<String>,
+    /// A full sync's nat table starts with the shared skeleton: then `declare` and `rules`
+    /// begin with its chains and rules (see [`TableChanges::with_skeleton`]), whose restore
+    /// lines are printed from the skeleton's text instead of being rendered again.
+    pub skeleton: Option<Arc<NatSkeleton>>,
 }
 
 impl TableChanges {
@@ -29,6 +35,18 @@ impl TableChanges {
             insert: Vec::new(),
             rules: Vec::new(),
             delete: Vec::new(),
+            skeleton: None,
+        }
+    }
+
+    /// A table that starts with `skeleton`'s chains and rules. Whatever is added after them
+    /// goes behind them (`restore_order` relies on the prefix).
+    pub fn with_skeleton(table: Table, skeleton: Arc<NatSkeleton>) -> Self {
+        Self {
+            declare: skeleton.declare.clone(),
+            rules: skeleton.rules.clone(),
+            skeleton: Some(skeleton),
+            ..Self::new(table)
         }
     }
 
@@ -70,6 +88,7 @@ impl Transaction {
             let _ = writeln!(s, "*{}", t.table.name());
             for line in ordered(t) {
                 let _ = match line {
+                    Line::Text(text) => s.write_str(text),
                     Line::Declare(c) => writeln!(s, ":{c} - [0:0]"),
                     // `-I chain 1`: our jumps go first so other rules cannot pre-empt service
                     // traffic.

@@ -17,20 +17,26 @@ fn pad(n: usize) -> usize {
 impl Writer {
     /// One attribute with a raw payload.
     pub fn bytes(&mut self, kind: u16, payload: &[u8]) {
-        let len = 4 + payload.len();
+        self.parts(kind, &[payload]);
+    }
+
+    /// One attribute whose payload is `parts` one after another (no copy to join them).
+    fn parts(&mut self, kind: u16, parts: &[&[u8]]) {
+        let len = 4 + parts.iter().map(|p| p.len()).sum::<usize>();
+        self.buf.reserve(pad(len));
         self.buf
             .extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_ne_bytes());
         self.buf.extend_from_slice(&kind.to_ne_bytes());
-        self.buf.extend_from_slice(payload);
+        for p in parts {
+            self.buf.extend_from_slice(p);
+        }
         self.buf.resize(self.buf.len() + pad(len) - len, 0);
     }
 
-    /// A NUL-terminated string.
+    /// A NUL-terminated string (written in place: a batch has one per chain, set, rule and
+    /// expression name, and a copy each was a large part of encoding one).
     pub fn str(&mut self, kind: u16, s: &str) {
-        let mut v = Vec::with_capacity(s.len() + 1);
-        v.extend_from_slice(s.as_bytes());
-        v.push(0);
-        self.bytes(kind, &v);
+        self.parts(kind, &[s.as_bytes(), &[0]]);
     }
 
     /// A big-endian u32 (nf_tables' integer attributes).
@@ -64,6 +70,12 @@ mod tests {
         let mut w = Writer::default();
         w.str(1, "ab");
         assert_eq!(w.buf, [7, 0, 1, 0, b'a', b'b', 0, 0]);
+        w.str(3, "abc");
+        w.str(4, "");
+        assert_eq!(
+            w.buf[8..],
+            [8, 0, 3, 0, b'a', b'b', b'c', 0, 5, 0, 4, 0, 0, 0, 0, 0]
+        );
         let mut w = Writer::default();
         w.nest(2, |w| w.be32(1, 0x0102_0304));
         assert_eq!(w.buf, [12, 0, 2, 0x80, 8, 0, 1, 0, 1, 2, 3, 4]);

@@ -1,18 +1,42 @@
 //! The table's fixed part: base chains, the filter and masquerade chains, and the sets every
-//! sync keeps. Depends only on node-level settings (a change of those is a full sync).
+//! sync keeps. Depends only on node-level settings (a change of those is a full sync): all of
+//! it but the service-CIDR rules is built once per process for each mode and NodePort
+//! listen, and cloned for every full sync.
 
 use super::{goto, jump, Bundle};
 use crate::expr::Verdict;
 use crate::names as n;
 use crate::objects::{Hook, KeyType, Set, SetData};
 use crate::stmt::{KeySrc, Stmt};
+use std::sync::OnceLock;
 use switchyard_core::plan::{NodePortListen, ProxyPlan};
 
 /// `ipvs`: IPVS mode's table, where service traffic reaches the filter hooks still addressed
 /// to the service (IPVS translates after them, at LOCAL_IN) but carrying its virtual
 /// service's mark, and external and load-balancer IPs are local addresses.
 pub fn skeleton(plan: &ProxyPlan, ipvs: bool) -> Bundle {
+    /// Built skeletons without the service CIDRs: [ipvs][NodePorts on every local address].
+    static CACHE: [[OnceLock<Bundle>; 2]; 2] = [
+        [OnceLock::new(), OnceLock::new()],
+        [OnceLock::new(), OnceLock::new()],
+    ];
     let all_local = plan.node_port_addresses == NodePortListen::AllLocal;
+    let mut b = CACHE[usize::from(ipvs)][usize::from(all_local)]
+        .get_or_init(|| build(ipvs, all_local))
+        .clone();
+    // An address of a service range that no Service owns (kube-proxy's cluster-ips-check):
+    // nothing may answer there, so drop rather than let the packet wander (DESIGN §7). These
+    // are the last rules of the filter chain.
+    for cidr in &plan.service_cidrs {
+        b.rule(
+            n::SERVICE_FILTER,
+            vec![Stmt::Daddr(*cidr), Stmt::Verdict(Verdict::Drop)],
+        );
+    }
+    b
+}
+
+fn build(ipvs: bool, all_local: bool) -> Bundle {
     let mut b = Bundle::default();
     for (name, kind, hook, prio) in [
         (n::NAT_PREROUTING, "nat", Hook::Prerouting, -100),
@@ -104,14 +128,6 @@ pub fn skeleton(plan: &ProxyPlan, ipvs: bool) -> Bundle {
         b.rule(
             n::SERVICE_FILTER,
             vec![Stmt::DaddrInSet(n::IPVS_VIPS.into()), goto(n::REJECT)],
-        );
-    }
-    // An address of a service range that no Service owns (kube-proxy's cluster-ips-check):
-    // nothing may answer there, so drop rather than let the packet wander (DESIGN §7).
-    for cidr in &plan.service_cidrs {
-        b.rule(
-            n::SERVICE_FILTER,
-            vec![Stmt::Daddr(*cidr), Stmt::Verdict(Verdict::Drop)],
         );
     }
     b.rule(n::REJECT, vec![Stmt::Reject { tcp_reset: true }]);
