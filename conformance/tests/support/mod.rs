@@ -321,7 +321,11 @@ impl Rng {
             })
             .max(1);
         println!("seed {seed} (SWYD_SEED={seed} repeats this run)");
-        Self(seed)
+        Self::from_seed(seed)
+    }
+
+    pub fn from_seed(seed: u64) -> Self {
+        Self(splitmix64(seed).max(1))
     }
 
     /// Uniform in [0, 1).
@@ -331,6 +335,16 @@ impl Rng {
         self.0 ^= self.0 << 17;
         (self.0 >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+/// Scrambles a seed into xorshift's state. A clock seed differs between runs mostly in its low
+/// bits, and xorshift's first outputs from such seeds barely differ (seen: four kill points in
+/// a row at 0.10-0.18 of the span, the same run after run); splitmix64 spreads every bit.
+fn splitmix64(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// An environment override for a test's size, else the default.
