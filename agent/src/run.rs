@@ -345,11 +345,15 @@ async fn keep_in_sync(
             _ = tokio::time::sleep_until(wake) => {}
         }
         let now = Instant::now();
+        let full_due = now >= last_full + full_every;
         if now >= last_periodic + args.sync_period {
             last_periodic = now;
-            // Rules someone else removed make the next sync full (sync/repair.rs).
-            syncer.check().await;
-            ops.metrics.repairs(syncer.repair_stats());
+            // Rules someone else removed make the next sync full (sync/repair.rs). A forced
+            // full sync checks right before it applies, so it needs no check here.
+            if !full_due {
+                syncer.check().await;
+                ops.metrics.repairs(syncer.repair_stats());
+            }
             pending = true;
             if let Some(r) = others.retiring.as_mut() {
                 if r.step().await {
@@ -357,7 +361,7 @@ async fn keep_in_sync(
                 }
             }
         }
-        if now >= last_full + full_every {
+        if full_due {
             syncer.force_full();
             last_full = now;
             pending = true;

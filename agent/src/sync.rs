@@ -39,6 +39,10 @@ struct Lane {
     tracking: bool,
     /// Drift was detected; the next successful (full) sync counts as its repair.
     repairing: bool,
+    /// A forced full sync is due ([`Syncer::force_full`]). The lane keeps what it committed
+    /// until that sync starts, which first checks for drift: a full sync rewrites everything,
+    /// so without the check it would repair tampering silently (DESIGN-NOTES 286).
+    full_due: bool,
 }
 
 impl Lane {
@@ -73,6 +77,7 @@ impl Lane {
             conntrack: None,
             tracking: false,
             repairing: false,
+            full_due: false,
         }
     }
 }
@@ -193,11 +198,11 @@ impl Syncer {
     }
 
     /// Makes the next sync full (the periodic resync that repairs tampered rules), and gives
-    /// quarantined service ports another chance.
+    /// quarantined service ports another chance. That sync checks each lane for drift before
+    /// it rewrites the lane's rules, so what it repairs is logged and counted.
     pub fn force_full(&mut self) {
         for lane in &mut self.lanes {
-            lane.committed = None;
-            lane.tracking = false;
+            lane.full_due = true;
             lane.quarantined.clear();
         }
     }
@@ -222,6 +227,7 @@ impl Syncer {
                 continue;
             };
             lane.log_warnings(&plan);
+            lane.start_forced_full(&mut self.repair).await;
 
             let mut plan = plan;
             let mut isolated = 0;

@@ -105,7 +105,6 @@ kill $agent
 "#;
 
 #[test]
-#[ignore = "races the offline source's full sync every period, which can repair the tampering silently before the check sees it (DESIGN-NOTES 285); run with --ignored"]
 fn the_agent_repairs_ipvs_drift_on_debian_6_1() {
     let _one = one_vm();
     require_root().expect("root");

@@ -23,6 +23,7 @@ impl Syncer {
             else {
                 continue;
             };
+            lane.start_forced_full(&mut self.repair).await;
             if update.warnings_changed || !lane.tracking {
                 lane.log_warnings(plan);
             }

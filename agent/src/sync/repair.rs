@@ -3,9 +3,11 @@
 //! differs, counted, and answered by a full sync of that lane (kube-proxy's e2e "should
 //! recreate rules"). Without this, the API source's periodic resync (a diff against the
 //! committed plan) would find nothing to do and tampered rules would wait for the hourly full
-//! sync (DESIGN-NOTES 63).
+//! sync (DESIGN-NOTES 63). A forced full sync (offline every period, with the API source at
+//! most hourly) checks first as well: it rewrites everything, so it would otherwise repair
+//! tampering without a log line or a metric (DESIGN-NOTES 286).
 
-use super::Syncer;
+use super::{Lane, Syncer};
 
 /// Counters of the drift checks, for logs and metrics (monotonic since the agent started).
 /// Suggested metric names: `switchyard_drift_checks_total`, `switchyard_drift_detected_total`,
@@ -27,39 +29,59 @@ impl Syncer {
     /// plan, so its next sync is full and rewrites everything it owns.
     pub async fn check(&mut self) {
         for lane in &mut self.lanes {
-            // Only a lane whose kernel state is known: a committed plan (whole-plan syncs) or
-            // an incremental planner's plan (`tracking`).
-            if lane.committed.is_none() && !lane.tracking {
-                continue;
-            }
-            let (mode, family) = (lane.dataplane.mode(), lane.dataplane.family());
-            match lane.dataplane.check().await {
-                Ok(None) => {}
-                Ok(Some(drift)) => {
-                    self.repair.checks += 1;
-                    if !drift.is_empty() {
-                        self.repair.detected += 1;
-                        tracing::warn!(
-                            %mode,
-                            %family,
-                            differences = drift.findings.len(),
-                            "rules changed behind our back: {drift}; repairing with a full sync"
-                        );
-                        lane.committed = None;
-                        lane.tracking = false;
-                        lane.repairing = true;
-                    }
-                }
-                Err(e) => {
-                    self.repair.check_errors += 1;
-                    tracing::warn!(%mode, %family, "checking the kernel's rules failed: {e}");
-                }
-            }
+            lane.check_drift(&mut self.repair).await;
         }
     }
 
     /// The drift counters so far.
     pub fn repair_stats(&self) -> RepairStats {
         self.repair
+    }
+}
+
+impl Lane {
+    /// Compares the kernel with what this lane committed; on drift, logs it, counts it and
+    /// forgets the committed state, so the next sync is full and counts as the repair.
+    async fn check_drift(&mut self, stats: &mut RepairStats) {
+        // Only a lane whose kernel state is known: a committed plan (whole-plan syncs) or an
+        // incremental planner's plan (`tracking`).
+        if self.committed.is_none() && !self.tracking {
+            return;
+        }
+        let (mode, family) = (self.dataplane.mode(), self.dataplane.family());
+        match self.dataplane.check().await {
+            Ok(None) => {}
+            Ok(Some(drift)) => {
+                stats.checks += 1;
+                if !drift.is_empty() {
+                    stats.detected += 1;
+                    tracing::warn!(
+                        %mode,
+                        %family,
+                        differences = drift.findings.len(),
+                        "rules changed behind our back: {drift}; repairing with a full sync"
+                    );
+                    self.committed = None;
+                    self.tracking = false;
+                    self.repairing = true;
+                }
+            }
+            Err(e) => {
+                stats.check_errors += 1;
+                tracing::warn!(%mode, %family, "checking the kernel's rules failed: {e}");
+            }
+        }
+    }
+
+    /// Starts a forced full sync, if one is due: checks for drift first (a full sync repairs
+    /// everything it finds, and a repair must be logged and counted, not silent), then forgets
+    /// what was committed so the sync that follows is full.
+    pub(super) async fn start_forced_full(&mut self, stats: &mut RepairStats) {
+        if !std::mem::take(&mut self.full_due) {
+            return;
+        }
+        self.check_drift(stats).await;
+        self.committed = None;
+        self.tracking = false;
     }
 }

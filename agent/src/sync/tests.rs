@@ -17,6 +17,8 @@ struct Recorder {
     poison: Option<String>,
     /// The service ports of every plan committed.
     committed: Arc<Mutex<Vec<Vec<String>>>>,
+    /// What the next `check` reports as changed behind our back (then forgotten).
+    drift: Arc<Mutex<Vec<String>>>,
 }
 
 #[async_trait]
@@ -68,6 +70,10 @@ impl Dataplane for Recorder {
     fn render(&self, _plan: &ProxyPlan, _changes: Option<&Changes>) -> String {
         String::new()
     }
+    async fn check(&mut self) -> Result<Option<switchyard_core::Drift>, DataplaneError> {
+        let findings = std::mem::take(&mut *self.drift.lock().expect("lock"));
+        Ok(Some(switchyard_core::Drift { findings }))
+    }
     async fn cleanup(&mut self) -> Result<(), DataplaneError> {
         Ok(())
     }
@@ -97,6 +103,7 @@ fn syncer() -> (Syncer, Calls, Arc<Mutex<bool>>) {
         fail_next: fail.clone(),
         poison: None,
         committed: Arc::default(),
+        drift: Arc::default(),
     };
     (Syncer::new(vec![Box::new(rec)]), calls, fail)
 }
@@ -142,6 +149,37 @@ async fn force_full_resends_everything() {
     assert_eq!(calls.lock().expect("lock").clone(), vec![None, None]);
 }
 
+/// A forced full sync rewrites everything, so it checks first: tampering that lands between
+/// the periodic check and the full sync is still logged and counted (DESIGN-NOTES 286).
+#[tokio::test]
+async fn a_forced_full_sync_counts_the_drift_it_repairs() {
+    let drift: Arc<Mutex<Vec<String>>> = Arc::default();
+    let calls = Calls::default();
+    let mut s = Syncer::new(vec![Box::new(Recorder {
+        calls: calls.clone(),
+        fail_next: Arc::default(),
+        poison: None,
+        committed: Arc::default(),
+        drift: drift.clone(),
+    })]);
+    s.sync(vec![plan_with(&[80])]).await;
+    // A full sync with nothing changed behind our back: checked, nothing detected.
+    s.force_full();
+    s.sync(vec![plan_with(&[80])]).await;
+    let quiet = s.repair_stats();
+    assert_eq!((quiet.checks, quiet.detected, quiet.repaired), (1, 0, 0));
+    // Someone deletes a chain after the period's check; the forced full sync finds it.
+    *drift.lock().expect("lock") = vec!["chain nat SWYD-SERVICES: missing".into()];
+    s.force_full();
+    s.sync(vec![plan_with(&[80])]).await;
+    let repaired = s.repair_stats();
+    assert_eq!(
+        (repaired.checks, repaired.detected, repaired.repaired),
+        (2, 1, 1)
+    );
+    assert_eq!(calls.lock().expect("lock").clone(), vec![None, None, None]);
+}
+
 #[tokio::test]
 async fn backoff_grows_and_caps() {
     let (mut s, _, fail) = syncer();
@@ -163,6 +201,7 @@ async fn a_rejected_service_port_is_isolated_and_the_rest_applied() {
         fail_next: Arc::default(),
         poison: Some("default/svc1/tcp".into()),
         committed: committed.clone(),
+        drift: Arc::default(),
     })]);
     let out = s.sync(vec![plan_with(&[80, 81, 82])]).await;
     assert!(out.errors.is_empty(), "{:?}", out.errors);
@@ -226,6 +265,7 @@ async fn planned_syncs_pass_the_planners_changes_and_keep_quarantine() {
         fail_next: Arc::default(),
         poison: Some("default/svc1/tcp".into()),
         committed: committed.clone(),
+        drift: Arc::default(),
     })]);
     let config = ProxyConfig::new(IpFamily::V4, "n");
     let (mut planner, mut tracked) = planner_with(&[80, 81, 82]);
