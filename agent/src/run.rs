@@ -101,12 +101,12 @@ impl Source {
     ) -> Option<SyncOutcome> {
         let triggers = self.take_changes();
         let make = |f| backends::dataplane(args, f);
-        match self {
-            Source::Kube(source, planners) => Some(
+        let outcome = match self {
+            Source::Kube(source, planners) => {
                 planners
                     .sync(source, setup, syncer, ops, &triggers, args)
-                    .await,
-            ),
+                    .await
+            }
             Source::Manifests { .. } => {
                 let planning = std::time::Instant::now();
                 let plans = if planned.is_empty() {
@@ -122,9 +122,18 @@ impl Source {
                 let outcome = syncer.sync(plans).await;
                 ops.after_sync(prepared, &outcome, plan_time, &triggers)
                     .await;
-                Some(outcome)
+                outcome
             }
+        };
+        if outcome.applied.iter().any(|stats| stats.full) {
+            let started = std::time::Instant::now();
+            crate::memory::release_freed();
+            tracing::debug!(
+                ms = started.elapsed().as_secs_f64() * 1000.0,
+                "returned the full sync's freed memory to the system"
+            );
         }
+        Some(outcome)
     }
 
     /// How often a sync is forced full. Offline: every `--sync-period`, as before the API
