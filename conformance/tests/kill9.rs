@@ -202,6 +202,16 @@ fn ipvs_kill_9_rounds_in_the_guest() {
     let s = setup_sized("v", env_or("SWYD_KILL9_IPVS_SERVICES", 10_000));
     let snap = || ipvs::IpvsState::read(&s.ns).expect("read IPVS state");
     let (a, b) = rounds(&s, Mode::Ipvs, snap, ipvs::classify);
+    for (name, whole) in [("A", &a), ("B", &b)] {
+        let unserved = ipvs::unserved(whole);
+        assert!(
+            unserved.is_empty() && !whole.steer.is_empty(),
+            "ruleset {name} steers {} of {} keys to marks without a virtual service, e.g. {:?}",
+            unserved.len(),
+            whole.steer.len(),
+            unserved.first()
+        );
+    }
     let reused = ipvs::marks_reused(&a, &b);
     println!(
         "{} service keys take a mark another key held in the other ruleset",

@@ -55,12 +55,24 @@ fn steering(ns: &Netns) -> anyhow::Result<BTreeMap<String, u32>> {
             continue;
         };
         for e in map["elem"].as_array().into_iter().flatten() {
-            if let (Some(key), Some(mark)) = (e.get(0), e.get(1).and_then(|m| m.as_u64())) {
-                out.insert(format!("{name} {key}"), u32::try_from(mark)?);
+            if let (Some(key), Some(printed)) = (e.get(0), e.get(1).and_then(|m| m.as_u64())) {
+                out.insert(
+                    format!("{name} {key}"),
+                    mark_of_printed(u32::try_from(printed)?),
+                );
             }
         }
     }
     Ok(out)
+}
+
+/// The firewall mark of a mark map's value as `nft -j` prints it. The map's data type is
+/// `mark` (host byte order) and the kernel holds the mark in host order, but nft, finding no
+/// byte-order note in the set's user data (nft writes one for the sets it creates, our
+/// backend writes none), prints the value as big-endian: on x86 `0x21e880d1` shows as
+/// `0xd180e821`. Undone here so the marks compare with `ipvsadm`'s.
+fn mark_of_printed(printed: u32) -> u32 {
+    u32::from_ne_bytes(printed.to_be_bytes())
 }
 
 /// Parses `ipvsadm -S -n`: `-A -f <mark> ...` and `-a -f <mark> -r <dest> -m -w <weight>`.
@@ -69,7 +81,12 @@ fn services(text: &str) -> BTreeMap<u32, BTreeMap<String, u32>> {
     for line in text.lines() {
         let w: Vec<&str> = line.split_whitespace().collect();
         let arg = |flag: &str| w.iter().position(|x| *x == flag).and_then(|i| w.get(i + 1));
-        let Some(mark) = arg("-f").and_then(|m| m.parse::<u32>().ok()) else {
+        // ipvsadm prints the mark with `%d`: a mark with the top bit set comes out negative.
+        let Some(mark) = arg("-f").and_then(|m| {
+            m.parse::<u32>()
+                .ok()
+                .or_else(|| m.parse::<i32>().ok().map(|v| v as u32))
+        }) else {
             continue;
         };
         match w.first() {
@@ -120,8 +137,14 @@ pub fn classify(now: &IpvsState, a: &IpvsState, b: &IpvsState) -> Result<&'stati
     };
     for (key, mark) in &now.steer {
         if !now.services.contains_key(mark) {
+            let unserved = unserved(now).len();
+            let in_a = a.steer.get(key).map(|m| (m, a.services.contains_key(m)));
+            let in_b = b.steer.get(key).map(|m| (m, b.services.contains_key(m)));
             return Err(format!(
-                "{key} is steered to mark {mark:#x}, which has no virtual service"
+                "{which}: {key} is steered to mark {mark:#x}, which has no virtual service \
+                 ({unserved} of {} keys are; the key in A: {in_a:x?}, in B: {in_b:x?}, \
+                 as (mark, has a virtual service))",
+                now.steer.len()
             ));
         }
         let active = now.active(key);
@@ -158,6 +181,18 @@ pub fn classify(now: &IpvsState, a: &IpvsState, b: &IpvsState) -> Result<&'stati
         return Err(format!("address {x} of A and B is missing"));
     }
     Ok(which)
+}
+
+/// The service keys the helper table steers to a mark no virtual service has. Empty in every
+/// whole ruleset: the kill -9 test checks A and B with it, which also guards this module's
+/// reading of `nft -j` and `ipvsadm -S -n` (DESIGN-NOTES 288).
+pub fn unserved(state: &IpvsState) -> Vec<&String> {
+    state
+        .steer
+        .iter()
+        .filter(|(_, m)| !state.services.contains_key(*m))
+        .map(|(k, _)| k)
+        .collect()
 }
 
 /// Service keys steered in both A and B whose mark in B held another key's service in A:
