@@ -693,7 +693,7 @@ fn ipvs_helper_marks_read_back_from_the_kernel() {
     require_root().expect("root");
     let ns = Netns::create(&format!("{}-nftipvs", unique_prefix())).expect("netns");
     let path = ns.path();
-    std::thread::spawn(move || {
+    let marks = std::thread::spawn(move || {
         switchyard_conformance::netns::enter_path(&path).expect("enter");
         let plan = example_plan();
         let owners: std::collections::BTreeSet<_> = switchyard_nftables::mark_owners(&plan)
@@ -714,8 +714,37 @@ fn ipvs_helper_marks_read_back_from_the_kernel() {
             restarted.ipvs_marks_in_kernel(&plan).expect("read back"),
             marks
         );
+        marks
     })
     .join()
     .expect("test thread");
+    // nft shows the operator the marks ipvsadm shows (DESIGN-NOTES 289): every value of a
+    // mark map, as `nft -j` prints it, is a mark we wrote (with the masquerade bit or not).
+    let text = ns
+        .exec("nft", &["-j", "list", "table", "ip", "switchyard-ipvs"])
+        .expect("nft list");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("nft JSON");
+    let written: std::collections::BTreeSet<u32> = marks
+        .values()
+        .flat_map(|m| [*m, m | switchyard_nftables::MASQ_MARK])
+        .collect();
+    let mut printed = 0;
+    for item in json["nftables"].as_array().into_iter().flatten() {
+        let map = &item["map"];
+        if !map["name"].as_str().is_some_and(|n| n.contains("fwmark")) {
+            continue;
+        }
+        for elem in map["elem"].as_array().into_iter().flatten() {
+            let value = elem.get(1).and_then(serde_json::Value::as_u64);
+            let value = value.and_then(|v| u32::try_from(v).ok());
+            assert!(
+                value.is_some_and(|v| written.contains(&v)),
+                "nft prints {elem} in map {}: not a mark we wrote ({written:x?})",
+                map["name"]
+            );
+            printed += 1;
+        }
+    }
+    assert!(printed >= 3, "mark map elements printed: {printed}");
     drop(ns);
 }

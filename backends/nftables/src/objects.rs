@@ -208,6 +208,23 @@ impl SetData {
         }
     }
 
+    /// `NFTA_SET_USERDATA`, which the kernel stores for nft and never reads: for a mark map,
+    /// the note that its values are in host byte order (libnftnl's `NFTNL_UDATA_SET_DATABYTEORDER`
+    /// = 1, a u32 `BYTEORDER_HOST_ENDIAN` = 1). Without it nft assumes big-endian and prints
+    /// every mark byte-swapped, so `nft list` disagreed with `ipvsadm` (DESIGN-NOTES 289).
+    fn user_data(self) -> Option<Vec<u8>> {
+        const SET_DATABYTEORDER: u8 = 1;
+        const BYTEORDER_HOST_ENDIAN: u32 = 1;
+        match self {
+            Self::Mark => {
+                let mut tlv = vec![SET_DATABYTEORDER, 4];
+                tlv.extend_from_slice(&BYTEORDER_HOST_ENDIAN.to_ne_bytes());
+                Some(tlv)
+            }
+            Self::None | Self::Verdict | Self::Endpoint => None,
+        }
+    }
+
     fn text(self, f: IpFamily) -> &'static str {
         match (self, f) {
             (Self::None, _) => "",
@@ -332,6 +349,9 @@ impl Op {
                         w.be32(7, dlen); // NFTA_SET_DATA_LEN
                     }
                     w.be32(10, id); // NFTA_SET_ID
+                    if let Some(udata) = s.data.user_data() {
+                        w.bytes(13, &udata); // NFTA_SET_USERDATA
+                    }
                     if let Some(t) = s.timeout_seconds {
                         w.be64(11, u64::from(t) * 1000); // NFTA_SET_TIMEOUT (ms)
                     }

@@ -55,24 +55,14 @@ fn steering(ns: &Netns) -> anyhow::Result<BTreeMap<String, u32>> {
             continue;
         };
         for e in map["elem"].as_array().into_iter().flatten() {
-            if let (Some(key), Some(printed)) = (e.get(0), e.get(1).and_then(|m| m.as_u64())) {
-                out.insert(
-                    format!("{name} {key}"),
-                    mark_of_printed(u32::try_from(printed)?),
-                );
+            // nft prints the marks in host order: our mark maps say so in their user data
+            // (DESIGN-NOTES 289).
+            if let (Some(key), Some(mark)) = (e.get(0), e.get(1).and_then(|m| m.as_u64())) {
+                out.insert(format!("{name} {key}"), u32::try_from(mark)?);
             }
         }
     }
     Ok(out)
-}
-
-/// The firewall mark of a mark map's value as `nft -j` prints it. The map's data type is
-/// `mark` (host byte order) and the kernel holds the mark in host order, but nft, finding no
-/// byte-order note in the set's user data (nft writes one for the sets it creates, our
-/// backend writes none), prints the value as big-endian: on x86 `0x21e880d1` shows as
-/// `0xd180e821`. Undone here so the marks compare with `ipvsadm`'s.
-fn mark_of_printed(printed: u32) -> u32 {
-    u32::from_ne_bytes(printed.to_be_bytes())
 }
 
 /// Parses `ipvsadm -S -n`: `-A -f <mark> ...` and `-a -f <mark> -r <dest> -m -w <weight>`.
