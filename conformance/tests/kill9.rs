@@ -300,3 +300,21 @@ fn ipvs_classifier_rejects_break_before_make() {
     assert!(ipvs::classify(&lost, &a, &b).is_err_and(|e| e.contains("in both A and B")));
     assert!(ipvs::classify(&state("C", &[], &[]), &a, &b).is_err());
 }
+
+/// `ipvsadm -S -n` prints a mark with `%d`: the half of our marks with the top bit set come
+/// out negative and must still be read (DESIGN-NOTES 288).
+#[test]
+fn ipvsadm_save_marks_with_the_top_bit_are_read() {
+    let saved = "-A -f -351600618 -s rr\n\
+                 -a -f -351600618 -r 10.244.1.5:8080 -m -w 1\n\
+                 -A -f 4096 -s rr\n";
+    let services = ipvs::services(saved);
+    assert_eq!(
+        services
+            .get(&0xeb0b_0016)
+            .and_then(|d| d.get("10.244.1.5:8080")),
+        Some(&1),
+        "{services:x?}"
+    );
+    assert!(services.contains_key(&4096), "{services:x?}");
+}

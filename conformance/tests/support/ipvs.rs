@@ -66,7 +66,7 @@ fn steering(ns: &Netns) -> anyhow::Result<BTreeMap<String, u32>> {
 }
 
 /// Parses `ipvsadm -S -n`: `-A -f <mark> ...` and `-a -f <mark> -r <dest> -m -w <weight>`.
-fn services(text: &str) -> BTreeMap<u32, BTreeMap<String, u32>> {
+pub fn services(text: &str) -> BTreeMap<u32, BTreeMap<String, u32>> {
     let mut out: BTreeMap<u32, BTreeMap<String, u32>> = BTreeMap::new();
     for line in text.lines() {
         let w: Vec<&str> = line.split_whitespace().collect();
