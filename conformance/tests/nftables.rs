@@ -10,6 +10,8 @@ use switchyard_conformance::scenarios::{http_slice, manifest, ready, svc};
 use switchyard_core::{diff, Dataplane, DataplaneError, IpFamily, ProxyPlan};
 use switchyard_nftables::NftablesDataplane;
 
+mod support;
+
 /// Runs `f` with a fresh namespace and a dataplane whose socket lives in it.
 fn in_netns(family: IpFamily, f: impl FnOnce(&Netns, &mut NftablesDataplane) + Send + 'static) {
     require_root().expect("root");
@@ -720,31 +722,17 @@ fn ipvs_helper_marks_read_back_from_the_kernel() {
     .expect("test thread");
     // nft shows the operator the marks ipvsadm shows (DESIGN-NOTES 289): every value of a
     // mark map, as `nft -j` prints it, is a mark we wrote (with the masquerade bit or not).
-    let text = ns
-        .exec("nft", &["-j", "list", "table", "ip", "switchyard-ipvs"])
-        .expect("nft list");
-    let json: serde_json::Value = serde_json::from_str(&text).expect("nft JSON");
+    let printed = support::ipvs::steering(&ns).expect("nft -j list table ip switchyard-ipvs");
     let written: std::collections::BTreeSet<u32> = marks
         .values()
         .flat_map(|m| [*m, m | switchyard_nftables::MASQ_MARK])
         .collect();
-    let mut printed = 0;
-    for item in json["nftables"].as_array().into_iter().flatten() {
-        let map = &item["map"];
-        if !map["name"].as_str().is_some_and(|n| n.contains("fwmark")) {
-            continue;
-        }
-        for elem in map["elem"].as_array().into_iter().flatten() {
-            let value = elem.get(1).and_then(serde_json::Value::as_u64);
-            let value = value.and_then(|v| u32::try_from(v).ok());
-            assert!(
-                value.is_some_and(|v| written.contains(&v)),
-                "nft prints {elem} in map {}: not a mark we wrote ({written:x?})",
-                map["name"]
-            );
-            printed += 1;
-        }
+    for (key, value) in &printed {
+        assert!(
+            written.contains(value),
+            "nft prints {value} for {key}: not a mark we wrote ({written:x?})"
+        );
     }
-    assert!(printed >= 3, "mark map elements printed: {printed}");
+    assert!(printed.len() >= 3, "mark map elements printed: {printed:?}");
     drop(ns);
 }

@@ -43,7 +43,10 @@ impl IpvsState {
     }
 }
 
-fn steering(ns: &Netns) -> anyhow::Result<BTreeMap<String, u32>> {
+/// `<map> <service key>` → firewall mark, from the helper table's `*-fwmark*` maps as `nft -j`
+/// prints them (empty when the table is absent). nft prints the marks in host order: our
+/// mark maps say so in their user data (DESIGN-NOTES 289).
+pub fn steering(ns: &Netns) -> anyhow::Result<BTreeMap<String, u32>> {
     let mut out = BTreeMap::new();
     let Ok(text) = ns.exec("nft", &["-j", "list", "table", "ip", "switchyard-ipvs"]) else {
         return Ok(out);
@@ -55,11 +58,10 @@ fn steering(ns: &Netns) -> anyhow::Result<BTreeMap<String, u32>> {
             continue;
         };
         for e in map["elem"].as_array().into_iter().flatten() {
-            // nft prints the marks in host order: our mark maps say so in their user data
-            // (DESIGN-NOTES 289).
-            if let (Some(key), Some(mark)) = (e.get(0), e.get(1).and_then(|m| m.as_u64())) {
-                out.insert(format!("{name} {key}"), u32::try_from(mark)?);
-            }
+            let (Some(key), Some(mark)) = (e.get(0), e.get(1).and_then(|m| m.as_u64())) else {
+                anyhow::bail!("map {name}: element {e} has no numeric mark");
+            };
+            out.insert(format!("{name} {key}"), u32::try_from(mark)?);
         }
     }
     Ok(out)
@@ -125,18 +127,20 @@ pub fn classify(now: &IpvsState, a: &IpvsState, b: &IpvsState) -> Result<&'stati
     } else {
         return Err("table switchyard-ipvs is neither A's nor B's".into());
     };
+    let unserved = unserved(now);
+    if let Some(&key) = unserved.first() {
+        let mark = now.steer[key];
+        let in_a = a.steer.get(key).map(|m| (m, a.services.contains_key(m)));
+        let in_b = b.steer.get(key).map(|m| (m, b.services.contains_key(m)));
+        return Err(format!(
+            "{which}: {key} is steered to mark {mark:#x}, which has no virtual service \
+             ({} of {} keys are; the key in A: {in_a:x?}, in B: {in_b:x?}, \
+             as (mark, has a virtual service))",
+            unserved.len(),
+            now.steer.len()
+        ));
+    }
     for (key, mark) in &now.steer {
-        if !now.services.contains_key(mark) {
-            let unserved = unserved(now).len();
-            let in_a = a.steer.get(key).map(|m| (m, a.services.contains_key(m)));
-            let in_b = b.steer.get(key).map(|m| (m, b.services.contains_key(m)));
-            return Err(format!(
-                "{which}: {key} is steered to mark {mark:#x}, which has no virtual service \
-                 ({unserved} of {} keys are; the key in A: {in_a:x?}, in B: {in_b:x?}, \
-                 as (mark, has a virtual service))",
-                now.steer.len()
-            ));
-        }
         let active = now.active(key);
         let (in_a, in_b) = (a.active(key), b.active(key));
         if let Some(x) = active
